@@ -1,0 +1,5 @@
+"""`python -m incrun`."""
+
+from .cli import run
+
+run()

@@ -1,0 +1,115 @@
+"""The command line: argv -> `Config` -> `engine.run(config)` -> exit code. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import __version__, config, errors
+
+EXAMPLES = """\
+examples:
+  incrun                    run every stale job, one per core
+  incrun -n 4               four jobs at a time
+  incrun data/a.inp         only the job of this input (or output, or task name)
+  incrun data/batch2/       only the jobs of inputs under this folder
+  incrun -x                 stop launching jobs after the first failure
+  incrun status             what is up to date, stale or failed, and why
+  incrun list --all         every task, the jobs included
+  incrun clean              delete the declared outputs
+  incrun forget data/a.inp  forget that a job succeeded: it reruns next time
+
+zero config: in a folder with runner.py, `incrun` runs `python runner.py X.inp`
+for every X.inp below it and expects X.out beside it. [tool.incrun] in
+pyproject.toml (or incrun.toml) sets inputs, exclude, command, outputs, deps
+and jobs; a dodo.py adds doit tasks of its own.
+
+exit codes: 0 all succeeded, 1 a job failed, 2 usage, 3 nothing to run,
+4 no input matched, 5 bad config, 6 unknown placeholder, 7 bad dodo.py,
+8 unknown task, 9 state not writable, 10 another run holds the project,
+130 interrupted.
+"""
+
+SUBCOMMANDS = {
+    "run": "run the stale jobs (the default)",
+    "status": "counts of up-to-date, stale and failed jobs, and why each is stale",
+    "list": "list the tasks (--all: the jobs too)",
+    "info": "show one task: its command, dependencies, outputs and state",
+    "clean": "delete the declared outputs of the selected jobs (all by default)",
+    "forget": "forget the recorded success of the selected jobs",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="incrun", description="Run a command for every input file, incrementally, "
+        "in parallel. make -j for a folder of input files.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("targets", nargs="*", metavar="TASK|FILE",
+                        help="tasks, inputs, outputs or folders to run (default: all); "
+                             "a first word of " + ", ".join(SUBCOMMANDS) + " picks a command")
+    parser.add_argument("-n", "--jobs", type=_positive, metavar="N",
+                        help="jobs at once (default: the number of cores)")
+    parser.add_argument("-x", "--fail-fast", action="store_true",
+                        help="stop launching jobs after the first failure")
+    parser.add_argument("-B", "--always", action="store_true",
+                        help="run the selected jobs even if they are up to date")
+    parser.add_argument("-C", "--directory", type=Path, default=Path("."), metavar="DIR",
+                        help="the project folder (default: the current one)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print only failures and, if any, the summary")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per event (for `status`: one JSON document)")
+    parser.add_argument("-a", "--all", action="store_true", help="with `list`: the jobs too")
+    parser.add_argument("--version", action="version", version=f"incrun {__version__}")
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of jobs, got {text!r}")
+    return value
+
+
+def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
+    args = _parser().parse_args(argv)
+    command, targets = "run", args.targets
+    if targets and targets[0] in SUBCOMMANDS:
+        command, targets = targets[0], targets[1:]
+    if command == "info" and len(targets) != 1:
+        raise errors.IncrunError("info takes exactly one TASK or FILE", exit_code=errors.USAGE,
+                                 hint="for example: incrun info data/a.inp")
+    if command == "forget" and not (targets or args.all):
+        raise errors.IncrunError("forget needs the jobs to forget", exit_code=errors.USAGE,
+                                 hint="name tasks, inputs or folders, or pass --all")
+    if not args.directory.is_dir():
+        raise errors.IncrunError(f"no such folder: {args.directory}", exit_code=errors.USAGE)
+    return config.build(
+        args.directory, command=command, targets=tuple(targets), jobs=args.jobs,
+        fail_fast=args.fail_fast, always=args.always, quiet=args.quiet,
+        display=config.choose_display(stdout, env, as_json=args.json and command == "run"),
+        no_color=bool(env.get("NO_COLOR")), as_json=args.json, list_all=args.all)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import engine  # after parsing: `--help` stays fast
+
+    try:
+        return engine.run(parse(sys.argv[1:] if argv is None else argv))
+    except errors.IncrunError as error:
+        hint = f" (hint: {error.hint})" if error.hint else ""
+        print(f"incrun: error: {error.message}{hint}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("incrun: interrupted", file=sys.stderr)
+        return errors.INTERRUPTED
+
+
+def run() -> None:
+    sys.exit(main())

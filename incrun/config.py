@@ -1,0 +1,190 @@
+"""The frozen `Config` of one invocation: `[tool.incrun]` or incrun.toml, defaults, CI detection."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .errors import BadConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+RUNNER = "runner.py"
+DODO = "dodo.py"
+STATE_DIR = ".incrun"
+DEFAULT_INPUTS = ("*.inp",)
+DEFAULT_COMMAND = ("{python}", RUNNER, "{input}")
+DEFAULT_OUTPUTS = ("{stem}.out",)
+RULE_KEYS = ("inputs", "exclude", "command", "outputs", "deps")
+KNOWN_KEYS = (*RULE_KEYS, "jobs")
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """A sweep rule as written by the user: patterns and templates, not yet expanded."""
+
+    inputs: tuple[str, ...] = DEFAULT_INPUTS
+    exclude: tuple[str, ...] = ()
+    command: tuple[str, ...] = DEFAULT_COMMAND
+    outputs: tuple[str, ...] = DEFAULT_OUTPUTS
+    deps: tuple[str, ...] = ()
+    name: str = "sweep"
+
+
+@dataclass(frozen=True)
+class FileSettings:
+    """What the project's config file says; `rule` is None when it says nothing about a rule."""
+
+    rule: RuleSpec | None = None
+    jobs: int | None = None
+    source: str | None = None  # "incrun.toml" or "pyproject.toml [tool.incrun]"
+
+
+@dataclass(frozen=True)
+class Config:
+    root: Path
+    command: str = "run"  # run, list, status, clean, forget, info
+    targets: tuple[str, ...] = ()
+    rule: RuleSpec | None = None
+    jobs: int = 1
+    fail_fast: bool = False
+    always: bool = False  # run every selected job, up to date or not
+    display: str = "plain"  # live, plain or json
+    quiet: bool = False
+    no_color: bool = False
+    as_json: bool = False  # `status --json`
+    list_all: bool = False  # `list --all`
+    dodo: Path | None = None
+    settings_source: str | None = None
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+
+def read_settings(root: Path) -> FileSettings:
+    """Read incrun.toml, else `[tool.incrun]` of pyproject.toml; a missing file is no settings."""
+    own = root / "incrun.toml"
+    if own.is_file():
+        return _settings_from(_load_toml(own), "incrun.toml")
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        table = _load_toml(pyproject).get("tool", {}).get("incrun")
+        if table is not None:
+            return _settings_from(table, "pyproject.toml [tool.incrun]")
+    return FileSettings()
+
+
+def _load_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as stream:
+            return tomllib.load(stream)
+    except tomllib.TOMLDecodeError as error:
+        raise BadConfig(f"{path.name}: {error}", hint="fix the TOML syntax at that line") from None
+    except OSError as error:
+        raise BadConfig(f"cannot read {path.name}: {error.strerror}") from None
+
+
+def _settings_from(table: dict, source: str) -> FileSettings:
+    if not isinstance(table, dict):
+        raise BadConfig(f"{source} must be a table of settings")
+    unknown = sorted(set(table) - set(KNOWN_KEYS))
+    if unknown:
+        raise BadConfig(
+            f"{source}: unknown setting {unknown[0]!r}",
+            hint="known settings: " + ", ".join(KNOWN_KEYS),
+        )
+    rule = RuleSpec(
+        inputs=_patterns(table, "inputs", source, DEFAULT_INPUTS),
+        exclude=_patterns(table, "exclude", source, ()),
+        command=_command(table.get("command"), source),
+        outputs=_patterns(table, "outputs", source, DEFAULT_OUTPUTS),
+        deps=_patterns(table, "deps", source, ()),
+    )
+    return FileSettings(rule=rule, jobs=_jobs(table.get("jobs"), source), source=source)
+
+
+def _patterns(table: dict, key: str, source: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = table.get(key)
+    if value is None:
+        return default
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise BadConfig(f"{source}: {key!r} must be a string or a list of non-empty strings")
+    return tuple(value)
+
+
+def _command(value, source: str) -> tuple[str, ...]:
+    """An argv list, or a string split like a shell would split it (but never run by one)."""
+    if value is None:
+        return DEFAULT_COMMAND
+    if isinstance(value, str):
+        try:
+            value = shlex.split(value)
+        except ValueError as error:
+            raise BadConfig(f"{source}: 'command' cannot be split: {error}") from None
+    if not isinstance(value, list) or not value or not all(isinstance(i, str) for i in value):
+        raise BadConfig(
+            f"{source}: 'command' must be a non-empty list of strings or a string",
+            hint='for example command = ["python", "runner.py", "{input}"]',
+        )
+    return tuple(value)
+
+
+def _jobs(value, source: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BadConfig(f"{source}: 'jobs' must be a positive integer, not {value!r}")
+    return value
+
+
+def default_jobs() -> int:
+    """The machine's cores (those this process may use)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS
+        return os.cpu_count() or 1
+
+
+def choose_display(stream, env=os.environ, as_json: bool = False) -> str:
+    """Live display on an interactive terminal; plain lines for pipes, files and CI."""
+    if as_json:
+        return "json"
+    interactive = hasattr(stream, "isatty") and stream.isatty()
+    if not interactive or env.get("CI") or env.get("TERM") == "dumb":
+        return "plain"
+    return "live"
+
+
+def project_rule(root: Path, settings: FileSettings) -> RuleSpec | None:
+    """The rule of the project: from its config file, else zero config if runner.py exists."""
+    if settings.rule is not None:
+        return settings.rule
+    if (root / RUNNER).is_file():
+        return RuleSpec()
+    return None
+
+
+def build(root: Path, **options) -> Config:
+    """Combine the project's files with the command-line options (which win)."""
+    root = root.resolve()
+    settings = read_settings(root)
+    jobs = options.pop("jobs", None) or settings.jobs or default_jobs()
+    dodo = root / DODO
+    config = Config(
+        root=root,
+        rule=project_rule(root, settings),
+        jobs=jobs,
+        dodo=dodo if dodo.is_file() else None,
+        settings_source=settings.source,
+    )
+    return replace(config, **options)

@@ -1,0 +1,76 @@
+"""Finding input files: gitignore-style patterns (pathspec), .gitignore honoured; pure, sorted."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from pathspec import GitIgnoreSpec
+
+# Never looked into: version control, incrun's own state, caches.
+SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", ".incrun", "__pycache__"})
+
+
+def compile_patterns(patterns: Iterable[str]) -> GitIgnoreSpec:
+    return GitIgnoreSpec.from_lines(list(patterns))
+
+
+class _IgnoreRules:
+    """The `.gitignore` files met on the way down, each applying below its own directory."""
+
+    def __init__(self):
+        self._specs: list[tuple[str, GitIgnoreSpec]] = []
+
+    def read(self, directory: Path, rel_dir: str) -> None:
+        try:
+            lines = (directory / ".gitignore").read_text(errors="replace").splitlines()
+        except OSError:
+            return
+        prefix = rel_dir + "/" if rel_dir else ""
+        self._specs.append((prefix, compile_patterns(lines)))
+
+    def ignored(self, rel_path: str) -> bool:
+        verdict = None
+        for prefix, spec in self._specs:  # deeper files come later and win
+            if rel_path.startswith(prefix):
+                include = spec.check_file(rel_path[len(prefix):]).include
+                if include is not None:
+                    verdict = include
+        return bool(verdict)
+
+
+def walk_files(root: Path) -> Iterator[str]:
+    """Every file below root not ignored by git, as a relative POSIX path; no symlinked dir followed."""
+    rules = _IgnoreRules()
+    pending = [(root, "")]
+    while pending:
+        directory, rel_dir = pending.pop()
+        rules.read(directory, rel_dir)
+        try:
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        except OSError:
+            continue
+        subdirs = []
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name not in SKIPPED_DIRS and not rules.ignored(rel + "/"):
+                    subdirs.append((Path(entry.path), rel))
+            elif entry.is_file() and not rules.ignored(rel):
+                yield rel
+        pending.extend(reversed(subdirs))
+
+
+def find_inputs(
+    root: Path, inputs: Iterable[str], exclude: Iterable[str] = (), skip: Iterable[str] = ()
+) -> list[str]:
+    """Files below root matching `inputs` and not `exclude`, minus the paths in `skip`; sorted."""
+    wanted, unwanted = compile_patterns(inputs), compile_patterns(exclude)
+    skipped = set(skip)
+    found = [
+        rel
+        for rel in walk_files(root)
+        if rel not in skipped and wanted.match_file(rel) and not unwanted.match_file(rel)
+    ]
+    return sorted(found)

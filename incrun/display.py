@@ -1,0 +1,403 @@
+"""Showing a run to the user: rich live display on a terminal, plain lines elsewhere, JSON lines
+for machines; consumes events, never drives execution."""
+
+from __future__ import annotations
+
+import heapq
+import json
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any, TextIO
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from incrun.events import (
+    ADOPTED,
+    FAILED,
+    NOT_RUN,
+    OK,
+    UP_TO_DATE,
+    Event,
+    JobFinished,
+    JobResult,
+    JobSkipped,
+    JobStarted,
+    Notice,
+    RunFinished,
+    RunStarted,
+    Summary,
+    Tally,
+)
+
+Clock = Callable[[], float]
+
+MAX_RUNNING_ROWS = 8
+MAX_FAILURES_LISTED = 20
+# Escape sequences and control characters: a job's log tail must not repaint our terminal.
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0a-\x1f\x7f]")
+
+
+# ---- words and numbers shared by every renderer (pure) ----
+
+
+def clean(text: str) -> str:
+    return _CONTROL.sub("", text)
+
+
+def format_seconds(seconds: float, precise: bool = True) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s" if precise else f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def jobs_per_second(tally: Tally, now: float) -> float | None:
+    """Among jobs that ran: skipped jobs would make the rate meaningless."""
+    ran = tally.counts[OK] + tally.counts[FAILED]
+    elapsed = now - tally.started_at
+    return ran / elapsed if ran and elapsed > 0 else None
+
+
+def eta_seconds(tally: Tally, workers: int) -> float | None:
+    # Jobs not yet checked may turn out up to date, so this is an upper bound.
+    if not tally.run_durations:
+        return None
+    remaining = max(tally.total - tally.done, 0)
+    mean = sum(tally.run_durations) / len(tally.run_durations)
+    return remaining * mean / max(workers, 1)
+
+
+def _eta_text(tally: Tally, workers: int) -> str:
+    eta = eta_seconds(tally, workers)
+    return "ETA —" if eta is None else f"ETA {format_seconds(eta, precise=False)}"
+
+
+def progress_parts(tally: Tally, now: float, workers: int) -> list[tuple[str, str]]:
+    """The progress counts as (words, rich style) pairs; plain mode drops the styles."""
+    counts = tally.counts
+    up_to_date = f"{counts[UP_TO_DATE] + counts[ADOPTED]} up to date"
+    if counts[ADOPTED]:
+        up_to_date += f" (adopted {counts[ADOPTED]})"
+    parts = [(f"{counts[OK]} ran", "green"), (up_to_date, "blue")]
+    parts.append((f"{counts[FAILED]} failed", "bold red" if counts[FAILED] else "dim"))
+    if counts[NOT_RUN]:
+        parts.append((f"{counts[NOT_RUN]} not run", "yellow"))
+    parts.append((f"{len(tally.running)} running", "cyan"))
+    rate = jobs_per_second(tally, now)
+    if rate is not None:
+        parts.append((f"{rate:.1f} jobs/s", ""))
+    parts.append((_eta_text(tally, workers), ""))
+    return parts
+
+
+def progress_line(tally: Tally, now: float, workers: int) -> str:
+    width = len(str(tally.total))
+    counter = f"[{tally.done:>{width}}/{tally.total}]"
+    return counter + " " + ", ".join(words for words, _ in progress_parts(tally, now, workers))
+
+
+def _failure_reason(result: JobResult) -> str:
+    if result.detail:
+        return result.detail
+    if result.exit_code is not None:
+        return f"exit code {result.exit_code}"
+    return result.status
+
+
+def failure_lines(result: JobResult) -> list[str]:
+    """A failure as one block: headline, log path, the log's last lines."""
+    lines = [clean(f"FAILED {result.name} ({_failure_reason(result)})")]
+    if result.log_path:
+        lines.append(clean(f"    log: {result.log_path}"))
+    lines.extend("    " + clean(line) for line in result.log_tail)
+    return lines
+
+
+def failure_one_line(result: JobResult) -> str:
+    log = f"  (log: {result.log_path})" if result.log_path else ""
+    return clean(f"FAILED {result.name} ({_failure_reason(result)}){log}")
+
+
+def notice_line(notice: Notice) -> str:
+    prefix = "warning: " if notice.level == "warning" else ""
+    return clean(prefix + notice.text)
+
+
+# ---- the final summary (pure, used by live and plain) ----
+
+
+def _summary_counts(summary: Summary) -> str:
+    up_to_date = summary.up_to_date + summary.adopted
+    parts = [f"{summary.succeeded} ran"]
+    if up_to_date:
+        adopted = f" (adopted {summary.adopted})" if summary.adopted else ""
+        parts.append(f"{up_to_date} up to date{adopted}")
+    if summary.failed:
+        parts.append(f"{summary.failed} failed")
+    if summary.not_run:
+        parts.append(f"{summary.not_run} not run")
+    return ", ".join(parts)
+
+
+def _failure_list(failures: tuple[JobResult, ...]) -> list[str]:
+    lines = []
+    for result in failures[:MAX_FAILURES_LISTED]:
+        where = f"log: {result.log_path}" if result.log_path else _failure_reason(result)
+        lines.append(clean(f"failed: {result.name}  ({where})"))
+    if len(failures) > MAX_FAILURES_LISTED:
+        lines.append(f"… and {len(failures) - MAX_FAILURES_LISTED} more failures")
+    return lines
+
+
+def summary_lines(summary: Summary) -> list[str]:
+    elapsed = format_seconds(summary.elapsed)
+    if summary.succeeded + summary.failed + summary.not_run == 0:
+        adopted = f", adopted {summary.adopted}" if summary.adopted else ""
+        jobs = "the 1 job is" if summary.total == 1 else f"all {summary.total} jobs"
+        return [f"{jobs} up to date{adopted} ({elapsed})"]
+    headline = f"done in {elapsed}: {_summary_counts(summary)}"
+    if summary.ok:
+        return [headline + " — all succeeded"]
+    return [headline, *_failure_list(summary.failures)]
+
+
+# ---- the live view (pure) ----
+
+
+def _running_rows(tally: Tally, now: float) -> Table:
+    rows = Table.grid(padding=(0, 2))
+    rows.add_column(no_wrap=True, overflow="ellipsis")
+    rows.add_column(justify="right", no_wrap=True)
+    # Longest-running first; nsmallest stays linear however many workers run.
+    oldest = heapq.nsmallest(MAX_RUNNING_ROWS, tally.running.items(), key=lambda item: item[1])
+    for name, started in oldest:
+        rows.add_row(Text("  " + clean(name)), Text(format_seconds(now - started), "cyan"))
+    hidden = len(tally.running) - len(oldest)
+    if hidden > 0:
+        rows.add_row(Text(f"  … and {hidden} more", "dim"), "")
+    return rows
+
+
+def render(tally: Tally, now: float, width: int, *, workers: int = 1) -> RenderableType:
+    """The live area: bar with done/total, counts, rate and ETA, then the running jobs."""
+    counter = f"{tally.done}/{tally.total}"
+    bar_width = max(width - len(counter) - 1, 10)
+    bar = ProgressBar(tally.total, tally.done, bar_width, complete_style="green")
+    header = Table.grid(padding=(0, 1))
+    header.add_row(bar, counter)
+    status = Text(" · ").join(
+        Text(words, style) for words, style in progress_parts(tally, now, workers)
+    )
+    parts: list[RenderableType] = [header, status]
+    if tally.running:
+        parts.append(_running_rows(tally, now))
+    return Group(*parts)
+
+
+# ---- displays ----
+
+
+class Display:
+    """Consumes every event of a run; `close` is idempotent."""
+
+    def handle(self, event: Event) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):  # unannotated: typing.Self is 3.11+ (ruff PYI019/PYI034)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class LiveDisplay(Display):
+    """A rich Live area redrawn by rich's own thread; events only update the Tally."""
+
+    def __init__(self, console: Console, clock: Clock = time.monotonic):
+        self._console, self._clock = console, clock
+        self._tally, self._workers = Tally(), 1
+        self._lock = threading.Lock()  # the refresh thread reads the Tally the main thread writes
+        # Live renders once as it is built: everything _snapshot reads must exist by now.
+        self._live = Live(
+            console=console,
+            get_renderable=self._snapshot,
+            refresh_per_second=4,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+
+    def _snapshot(self) -> RenderableType:
+        with self._lock:
+            return render(self._tally, self._clock(), self._console.width, workers=self._workers)
+
+    def handle(self, event: Event) -> None:
+        with self._lock:
+            self._tally.add(event)
+        if isinstance(event, RunStarted):
+            self._workers = event.workers
+            self._live.start(refresh=True)  # Live's first frame predates RunStarted
+        elif isinstance(event, JobFinished) and not event.result.ok:
+            self._print_failure(event.result)
+        elif isinstance(event, Notice):
+            self._console.print(
+                Text(notice_line(event), "yellow" if event.level == "warning" else "")
+            )
+        elif isinstance(event, RunFinished):
+            self.close()
+            self._print_summary(event.summary)
+
+    def _print_failure(self, result: JobResult) -> None:
+        headline, *rest = failure_lines(result)
+        self._console.print(
+            Text(headline, "bold red"), *(Text(line, "dim") for line in rest), sep="\n"
+        )
+
+    def _print_summary(self, summary: Summary) -> None:
+        headline, *failures = summary_lines(summary)
+        self._console.print(Text(headline, "bold green" if summary.ok else "bold red"))
+        for line in failures:
+            self._console.print(Text(line, "red"))
+
+    def close(self) -> None:
+        self._live.stop()  # rich ignores a second stop
+
+
+class PlainDisplay(Display):
+    """Lines with no escape codes, a progress line at most every `interval` seconds."""
+
+    def __init__(self, file: TextIO, clock: Clock, interval: float = 5.0, quiet: bool = False):
+        self._file, self._clock, self._interval, self._quiet = file, clock, interval, quiet
+        self._tally, self._workers = Tally(), 1
+        self._last_progress = clock()
+
+    def handle(self, event: Event) -> None:
+        self._tally.add(event)
+        if isinstance(event, RunStarted):
+            self._start(event)
+        elif isinstance(event, JobFinished) and not event.result.ok:
+            result = event.result
+            self._write(*([failure_one_line(result)] if self._quiet else failure_lines(result)))
+        elif isinstance(event, Notice) and not self._quiet:
+            self._write(notice_line(event))
+        elif isinstance(event, RunFinished):
+            self._finish(event.summary)
+            return
+        self._maybe_progress()
+
+    def _start(self, event: RunStarted) -> None:
+        self._workers, self._last_progress = event.workers, self._clock()
+        if not self._quiet:
+            self._write(f"incrun: {event.total} jobs, {event.workers} workers")
+
+    def _maybe_progress(self) -> None:
+        now = self._clock()
+        if self._quiet or now - self._last_progress < self._interval:
+            return
+        self._last_progress = now
+        self._write(progress_line(self._tally, now, self._workers))
+
+    def _finish(self, summary: Summary) -> None:
+        lines = summary_lines(summary)
+        if not self._quiet:
+            self._write(*lines)
+        elif not summary.ok:
+            self._write(lines[0])
+
+    def _write(self, *lines: str) -> None:
+        self._file.write("".join(line + "\n" for line in lines))
+        self._file.flush()
+
+
+def _result_json(result: JobResult) -> dict[str, Any]:
+    return {
+        "name": result.name,
+        "status": result.status,
+        "exit_code": result.exit_code,
+        "duration": round(result.duration, 3),
+        "log": result.log_path,
+        "detail": result.detail,
+    }
+
+
+_JSON_NAMES = {
+    RunStarted: "run_started",
+    JobStarted: "job_started",
+    JobFinished: "job_finished",
+    JobSkipped: "job_skipped",
+    Notice: "notice",
+    RunFinished: "run_finished",
+}
+
+
+def _fields(value: Any, leave_out: tuple[str, ...]) -> dict[str, Any]:
+    # By field name, so a field added to events.py reaches JSON consumers without a change here.
+    return {f.name: getattr(value, f.name) for f in fields(value) if f.name not in leave_out}
+
+
+def event_json(event: Event) -> dict[str, Any] | None:
+    """One event as a JSON-ready dict; None for an event type this version does not know."""
+    name = _JSON_NAMES.get(type(event))
+    if name is None:
+        return None
+    if isinstance(event, JobFinished):
+        return {"event": name, **_result_json(event.result)}
+    if isinstance(event, RunFinished):
+        return {"event": name, **_fields(event.summary, leave_out=("failures",))}
+    # Timestamps are monotonic-clock readings, meaningless outside this process.
+    return {"event": name, **_fields(event, leave_out=("at",))}
+
+
+class JsonDisplay(Display):
+    """One JSON object per line per event, flushed, for machines; never quiet."""
+
+    def __init__(self, file: TextIO):
+        self._file = file
+
+    def handle(self, event: Event) -> None:
+        record = event_json(event)
+        if record is not None:
+            self._file.write(json.dumps(record, default=str) + "\n")  # str: any future field
+            self._file.flush()
+
+
+def make_display(
+    mode: str,
+    *,
+    file: TextIO | None = None,
+    quiet: bool = False,
+    no_color: bool = False,
+    clock: Clock = time.monotonic,
+    plain_interval: float = 5.0,
+    width: int | None = None,
+) -> Display:
+    """The one place a display is chosen. `clock` must be the clock events are stamped with.
+
+    mode: "live" (rich, for a terminal), "plain" (pipes, CI) or "json" (machines).
+    Quiet live and quiet plain are the same: failures only, as plain lines.
+    """
+    out = file if file is not None else sys.stdout  # captured now: jobs may swap sys.stdout
+    if mode == "json":
+        return JsonDisplay(out)
+    if mode == "plain" or (mode == "live" and quiet):
+        return PlainDisplay(out, clock, interval=plain_interval, quiet=quiet)
+    if mode == "live":
+        console = Console(
+            file=out, force_terminal=True, no_color=no_color, width=width, highlight=False
+        )
+        return LiveDisplay(console, clock)
+    raise ValueError(f"unknown display mode {mode!r}: expected live, plain or json")

@@ -1,0 +1,189 @@
+"""Events of a run and results of jobs: frozen values the engine emits and displays consume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# How a job that ran ended.
+OK = "ok"
+FAILED = "failed"  # non-zero exit, killed by a signal, or an output missing
+ERROR = "error"  # could not be started, or a dodo.py action raised
+
+# Why a job did not run.
+UP_TO_DATE = "up-to-date"
+ADOPTED = "adopted"  # outputs from before incrun, newer than their inputs
+IGNORED = "ignored"
+NOT_RUN = "not-run"  # a dependency failed, or the run stopped early
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What an executor reports for one finished job; never raised, always returned."""
+
+    name: str
+    status: str
+    started: float
+    ended: float
+    exit_code: int | None = None
+    log_path: str | None = None
+    detail: str = ""  # one line saying why it failed
+    log_tail: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    @property
+    def duration(self) -> float:
+        return self.ended - self.started
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    total: int  # jobs in the selection, up-to-date ones included
+    workers: int
+    at: float
+
+
+@dataclass(frozen=True)
+class JobStarted:
+    name: str
+    at: float
+
+
+@dataclass(frozen=True)
+class JobFinished:
+    result: JobResult
+
+
+@dataclass(frozen=True)
+class JobSkipped:
+    name: str
+    reason: str  # UP_TO_DATE, ADOPTED, IGNORED or NOT_RUN
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A one-line message for the user (a warning, a count of adopted outputs)."""
+
+    text: str
+    level: str = "info"  # "info" or "warning"
+
+
+@dataclass(frozen=True)
+class Summary:
+    total: int
+    succeeded: int = 0
+    failed: int = 0
+    up_to_date: int = 0
+    adopted: int = 0
+    not_run: int = 0
+    elapsed: float = 0.0
+    failures: tuple[JobResult, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.not_run == 0
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    summary: Summary
+
+
+Event = RunStarted | JobStarted | JobFinished | JobSkipped | Notice | RunFinished
+
+
+class Tally:
+    """Counts the events of one run; the engine's and the displays' single source of counts."""
+
+    def __init__(self, total: int = 0, started_at: float = 0.0):
+        self.total = total
+        self.started_at = started_at
+        self.running: dict[str, float] = {}
+        self.counts = {OK: 0, FAILED: 0, UP_TO_DATE: 0, ADOPTED: 0, NOT_RUN: 0}
+        self.failures: list[JobResult] = []
+        self.run_durations: list[float] = []
+
+    def add(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.total, self.started_at = event.total, event.at
+        elif isinstance(event, JobStarted):
+            self.running[event.name] = event.at
+        elif isinstance(event, JobFinished):
+            result = event.result
+            self.running.pop(result.name, None)
+            self.run_durations.append(result.duration)
+            if result.ok:
+                self.counts[OK] += 1
+            else:
+                self.counts[FAILED] += 1
+                self.failures.append(result)
+        elif isinstance(event, JobSkipped):
+            reason = UP_TO_DATE if event.reason == IGNORED else event.reason
+            self.counts[reason] += 1
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self, now: float) -> Summary:
+        return Summary(
+            total=self.total,
+            succeeded=self.counts[OK],
+            failed=self.counts[FAILED],
+            up_to_date=self.counts[UP_TO_DATE],
+            adopted=self.counts[ADOPTED],
+            not_run=self.counts[NOT_RUN] + max(0, self.total - self.done),
+            elapsed=now - self.started_at,
+            failures=tuple(self.failures),
+        )
+
+
+class EventReporter:
+    """doit's reporter interface, turned into events; only what doit decides on its own is reported
+    here (up to date, ignored, a failed dependency), the runner reports the jobs it runs."""
+
+    def __init__(self, emit, counted: set[str]):
+        self.emit = emit
+        self.counted = counted  # tasks with actions; group tasks are never shown
+
+    def skip_uptodate(self, task) -> None:
+        if task.name in self.counted:
+            self.emit(JobSkipped(task.name, UP_TO_DATE))
+
+    def skip_ignore(self, task) -> None:
+        if task.name in self.counted:
+            self.emit(JobSkipped(task.name, IGNORED))
+
+    def add_failure(self, task, fail) -> None:
+        """Called by doit before a task runs: a failed dependency or an unreadable file_dep."""
+        if task.name not in self.counted:
+            return
+        detail = (fail.message or type(fail).__name__).strip().splitlines()[0]
+        if type(fail).__name__ == "UnmetDependency":
+            self.emit(JobSkipped(task.name, NOT_RUN, f"dependency failed: {detail}"))
+        else:
+            self.emit(JobFinished(JobResult(task.name, ERROR, 0.0, 0.0, detail=detail)))
+
+    def cleanup_error(self, exception) -> None:
+        self.emit(Notice(f"teardown failed: {exception}", "warning"))
+
+    def runtime_error(self, msg: str) -> None:
+        self.emit(Notice(msg, "warning"))
+
+    def get_status(self, task) -> None:
+        """Nothing to show: checking is silent."""
+
+    def execute_task(self, task) -> None:
+        """The runner emits JobStarted itself."""
+
+    def add_success(self, task) -> None:
+        """The runner emits JobFinished itself."""
+
+    def teardown_task(self, task) -> None:
+        """Teardowns are not jobs."""
+
+    def complete_run(self) -> None:
+        """The engine emits RunFinished with the summary."""

@@ -1,0 +1,1 @@
+"""How jobs are run: `local` (subprocesses on this machine); `run` plugs them into doit."""

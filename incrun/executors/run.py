@@ -1,0 +1,249 @@
+"""doit's `run` with incrun's runner: up-to-date checks in this process, jobs on an executor."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, replace
+
+from doit.action import PythonAction
+from doit.cmd_base import tasks_and_deps_iter
+from doit.cmd_run import Run
+from doit.control import TaskControl
+from doit.exceptions import TaskFailed
+from doit.runner import ERROR as DOIT_ERROR
+from doit.runner import FAILURE, Runner
+from doit.task import Stream
+
+from ..events import (
+    ADOPTED,
+    ERROR,
+    FAILED,
+    OK,
+    EventReporter,
+    JobFinished,
+    JobResult,
+    JobSkipped,
+    JobStarted,
+    RunStarted,
+)
+from ..loader import is_job
+from ..rules import META_KEY
+from .local import LocalExecutor, log_tail, remove_outputs
+
+
+@dataclass
+class RunContext:
+    """What one run's runner needs from the engine."""
+
+    store: object  # store.Store
+    executor: LocalExecutor
+    emit: Callable
+    fail_fast: bool = False
+    always: bool = False
+    clock: Callable[[], float] = time.time
+
+
+def run_doit_task(task, log_path, root, clock=time.time) -> JobResult:
+    """Run a hand-written dodo.py task with doit's own actions, its output captured to its log."""
+    started = clock()
+    try:
+        fail = task.execute(Stream(0))
+    except Exception as error:  # an invalid action: the task's failure, not the run's
+        fail = TaskFailed(f"{type(error).__name__}: {error}")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8", errors="replace") as log:
+        for action in task.actions:
+            log.write(action.out or "")
+            log.write(action.err or "")
+        if fail is not None:
+            log.write(fail.get_msg())
+    status, detail = OK, ""
+    if fail is not None:
+        status = FAILED if isinstance(fail, TaskFailed) else ERROR
+        detail = (fail.message or type(fail).__name__).strip().splitlines()[0][:200]
+    elif missing := [t for t in task.targets if not os.path.exists(root / t)]:
+        status, detail = FAILED, "succeeded but no output " + ", ".join(missing)
+    if status == OK:
+        return JobResult(task.name, OK, started, clock(), 0, str(log_path))
+    remove_outputs(task.targets, root)
+    return JobResult(task.name, status, started, clock(), None, str(log_path), detail,
+                     log_tail(log_path))
+
+
+def _done(result: JobResult) -> Future:
+    future = Future()
+    future.set_result(result)
+    return future
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
+class JobRunner(Runner):
+    """doit's Runner, keeping its up-to-date checks and its bookkeeping in this process, while
+    up to N jobs run on the executor; every finished job is committed to the store at once."""
+
+    def __init__(self, dep_manager, reporter, context: RunContext):
+        super().__init__(dep_manager, reporter, continue_=not context.fail_fast,
+                         always_execute=context.always, stream=Stream(0))
+        self.ctx = context
+        self.store = context.store
+        self.root = context.executor.root
+
+    # -- selection -----------------------------------------------------------
+
+    def run_all(self, task_dispatcher):
+        tasks = task_dispatcher.tasks
+        chosen = tasks_and_deps_iter(tasks, task_dispatcher.selected_tasks)
+        total = sum(1 for task in chosen if task.actions)
+        self.ctx.emit(RunStarted(total, self.ctx.executor.workers, self.ctx.clock()))
+        return super().run_all(task_dispatcher)
+
+    def select_task(self, node, tasks_dict):
+        if node.run_status is None and is_job(node.task) and self._adopt(node, tasks_dict):
+            return False
+        selected = super().select_task(node, tasks_dict)
+        if not selected and node.run_status == "up-to-date":
+            self._save_refreshed_states(node.task)
+        return selected
+
+    def _save_refreshed_states(self, task) -> None:
+        """A dep touched but unchanged: record its new mtime so the next run need not hash it."""
+        refreshed = self.dep_manager.checker.refreshed
+        for dep in task.file_dep:
+            if dep in refreshed:
+                self.dep_manager._set(task.name, dep, refreshed[dep])
+
+    def _adopt(self, node, tasks_dict) -> bool:
+        """Outputs made before incrun (by make, by hand) count as done if newer than every dep."""
+        task = node.task
+        if not self.store.may_adopt or self.always_execute:
+            return False
+        if self.dep_manager._in(task.name) or self.store.job_status(task.name) is not None:
+            return False
+        dep_times = [_mtime(dep) for dep in task.file_dep]
+        out_times = [_mtime(target) for target in task.targets]
+        if not out_times or None in dep_times or None in out_times:
+            return False
+        if min(out_times) < max(dep_times, default=0):
+            return False
+        self.dep_manager.get_status(task, tasks_dict)  # lets uptodate checks compute their values
+        task.save_extra_values()
+        self.dep_manager.save_success(task)
+        node.run_status = "up-to-date"
+        now = self.ctx.clock()
+        self.store.job_finished(JobResult(task.name, OK, now, now, detail=ADOPTED))
+        self.ctx.emit(JobSkipped(task.name, ADOPTED))
+        return True
+
+    # -- execution -----------------------------------------------------------
+
+    def run_tasks(self, task_dispatcher):
+        """Hand ready tasks to the executor, up to its width; feed each result back to doit."""
+        generator, tasks = task_dispatcher.generator, task_dispatcher.tasks
+        workers = self.ctx.executor.workers
+        inflight: dict[Future, object] = {}
+        ready: deque = deque()  # selected to run, waiting for a free worker
+        completed, exhausted = None, False
+        while True:
+            # A finished node is always handed back, even when every worker is busy.
+            while not exhausted and not self._stop_running and (
+                    completed is not None or len(inflight) + len(ready) < workers):
+                to_send, completed = completed, None
+                try:
+                    node = generator.send(to_send)
+                except StopIteration:
+                    exhausted = True
+                    break
+                if node == "hold on":
+                    break
+                if self.select_task(node, tasks):
+                    ready.append(node)
+                else:
+                    completed = node
+            while ready and len(inflight) < workers and not self._stop_running:
+                node = ready.popleft()
+                inflight[self._launch(node)] = node
+            if not inflight:
+                if completed is None or exhausted or self._stop_running:
+                    break
+                continue
+            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            future = next(iter(done))
+            completed = inflight.pop(future)
+            self._finish(completed, future.result())
+
+    def _launch(self, node) -> Future:
+        task = node.task
+        if task.teardown:
+            self.teardown_list.append(task)
+        if not task.actions:  # a group task: nothing to run or show
+            return _done(JobResult(task.name, OK, 0.0, 0.0))
+        now = self.ctx.clock()
+        log_path = self.store.log_path(task.name).relative_to(self.root)
+        self.store.job_started(task.name, now)
+        self.ctx.emit(JobStarted(task.name, now))
+        if is_job(task):
+            return self.ctx.executor.submit(task.meta[META_KEY], log_path)
+        if any(isinstance(action, PythonAction) for action in task.actions):
+            # Python actions swap sys.stdout to capture output: only safe in this thread.
+            return _done(run_doit_task(task, log_path, self.root, self.ctx.clock))
+        return self.ctx.executor.submit_call(run_doit_task, task, log_path, self.root)
+
+    def _finish(self, node, result: JobResult) -> None:
+        task = node.task
+        if not task.actions:
+            node.run_status = "successful"
+            return
+        if result.ok:
+            result = self._save_success(task, result)
+        if result.ok:
+            node.run_status = "successful"
+        else:
+            self._record_failure(node, result)
+        self.store.job_finished(result)
+        self.ctx.emit(JobFinished(result))
+
+    def _save_success(self, task, result: JobResult) -> JobResult:
+        task.save_extra_values()
+        try:
+            self.dep_manager.save_success(task)
+        except (OSError, TypeError, ValueError) as error:
+            detail = f"cannot record success: {type(error).__name__}: {error}"
+            return replace(result, status=ERROR, detail=detail)
+        return result
+
+    def _record_failure(self, node, result: JobResult) -> None:
+        node.run_status = "failure"
+        self.dep_manager.remove_success(node.task)
+        if result.status == FAILED and self.final_result != DOIT_ERROR:
+            self.final_result = FAILURE
+        else:
+            self.final_result = DOIT_ERROR
+        if not self.continue_:
+            self._stop_running = True
+
+
+class IncrunRun(Run):
+    """`run`, as doit parses it, with the one runner incrun has; the engine sets `context`."""
+
+    context: RunContext | None = None
+
+    def _execute(self, outfile, verbosity=None, always=False, continue_=False,
+                 reporter="console", num_process=0, par_type="process", single=False,
+                 auto_delayed_regex=False, force_verbosity=False, failure_verbosity=0,
+                 pdb=False):
+        self.control = TaskControl(self.task_list, auto_delayed_regex=auto_delayed_regex)
+        self.control.process(self.sel_tasks)
+        counted = {name for name, task in self.control.tasks.items() if task.actions}
+        reporter_obj = EventReporter(self.context.emit, counted)
+        runner = JobRunner(self.dep_manager, reporter_obj, self.context)
+        return runner.run_all(self.control.task_dispatcher())

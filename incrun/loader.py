@@ -1,0 +1,148 @@
+"""doit's `TaskLoader2` for incrun: the project's rule as tasks, merged with dodo.py's own tasks."""
+
+from __future__ import annotations
+
+import importlib.util
+import posixpath
+import sys
+from pathlib import Path
+
+from doit.cmd_base import TaskLoader2
+from doit.exceptions import InvalidDodoFile, InvalidTask
+from doit.loader import generate_tasks, load_doit_config, load_tasks
+
+from .config import Config
+from .errors import BadDodo, UnknownTask
+from .rules import META_KEY, Rule, require_jobs
+
+
+def import_dodo(path: Path):
+    """Import dodo.py as doit does (its folder on sys.path, module `dodo`), failing politely."""
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # any error in the user's file is theirs to fix
+        sys.modules.pop(path.stem, None)
+        raise BadDodo(f"{path.name} failed to import: {_describe(error, path)}",
+                      hint=f"run 'python {path.name}' to see the whole traceback") from None
+    return module
+
+
+def _describe(error: BaseException, path: Path) -> str:
+    line = getattr(error, "lineno", None)
+    if line is None:
+        frames = [f for f in _frames(error) if Path(f.tb_frame.f_code.co_filename) == path]
+        line = frames[-1].tb_lineno if frames else None
+    where = f" (line {line})" if line else ""
+    return f"{type(error).__name__}: {error}{where}"
+
+
+def _frames(error: BaseException):
+    tb = error.__traceback__
+    while tb is not None:
+        yield tb
+        tb = tb.tb_next
+
+
+def is_job(task) -> bool:
+    """A task incrun runs itself (a rule's job), as opposed to a hand-written doit task."""
+    return bool(task.meta) and META_KEY in task.meta
+
+
+class IncrunLoader(TaskLoader2):
+    """Tasks of one project: its rule's jobs and its dodo.py, with doit's own semantics."""
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self.config_obj = config
+        self.namespace: dict | None = None
+
+    def setup(self, opt_values) -> None:
+        if self.config_obj.dodo is not None and self.namespace is None:
+            self.namespace = vars(import_dodo(self.config_obj.dodo))
+
+    def load_doit_config(self) -> dict:
+        if self.namespace is None:
+            return {}
+        try:
+            return load_doit_config(self.namespace)
+        except InvalidDodoFile as error:
+            raise BadDodo(f"dodo.py: {error}") from None
+
+    def load_tasks(self, cmd, pos_args) -> list:
+        tasks = self._dodo_tasks(cmd, pos_args)
+        if not any(is_job(task) for task in tasks):
+            tasks = self._rule_tasks() + tasks
+        _translate_selection(cmd, pos_args, tasks, self.config_obj.root)
+        return tasks
+
+    def _dodo_tasks(self, cmd, pos_args) -> list:
+        if self.namespace is None:
+            return []
+        try:
+            return load_tasks(self.namespace, self.cmd_names, allow_delayed=cmd.execute_tasks,
+                              args=pos_args, config=self.config, task_opts=self.task_opts)
+        except (InvalidTask, InvalidDodoFile) as error:
+            raise BadDodo(f"dodo.py: {error}") from None
+        except Exception as error:  # a task_* function raised
+            raise BadDodo(f"dodo.py: creating tasks failed: {type(error).__name__}: {error}",
+                          hint="run 'incrun list' after fixing the task function") from None
+
+    def _rule_tasks(self) -> list:
+        spec = self.config_obj.rule
+        if spec is None:
+            return []
+        rule = Rule.from_spec(spec, self.config_obj.root)
+        jobs = rule.jobs()
+        if self.namespace is None:
+            require_jobs(jobs, spec)
+        doc = f"run {' '.join(spec.command)} for each {' '.join(spec.inputs)}"
+        return generate_tasks(spec.name, rule.tasks(), doc)
+
+
+def _translate_selection(cmd, pos_args: list, tasks: list, root: Path) -> None:
+    """Let the command line name inputs and folders as well as tasks and outputs.
+
+    doit's commands read the selection from this very list (`pos_args` is `cmd.sel_tasks`),
+    so it is rewritten in place.
+    """
+    if not pos_args or getattr(cmd, "sel_default_tasks", False):
+        return
+    by_name = {task.name: task for task in tasks}
+    targets = {target for task in tasks for target in task.targets}
+    inputs = {task.meta[META_KEY]["input"]: task.name for task in tasks if is_job(task)}
+    translated = []
+    for arg in pos_args:
+        if arg in by_name or arg in targets or arg.startswith("-") or "*" in arg:
+            translated.append(arg)
+            continue
+        rel = _relative(arg, root)
+        if rel in inputs:
+            translated.append(inputs[rel])
+        elif rel in targets:
+            translated.append(rel)
+        elif under := [name for path, name in inputs.items() if _is_under(path, rel)]:
+            translated.extend(under)
+        else:
+            raise UnknownTask(f"{arg!r} is neither a task, an input nor an output",
+                              hint="'incrun list --all' shows every task")
+    pos_args[:] = translated
+
+
+def _relative(arg: str, root: Path) -> str:
+    path = Path(arg)
+    if path.is_absolute():
+        try:
+            path = path.relative_to(root)
+        except ValueError:
+            return arg
+    return posixpath.normpath(path.as_posix())
+
+
+def _is_under(path: str, folder: str) -> bool:
+    return folder == "." or path.startswith(folder.rstrip("/") + "/")

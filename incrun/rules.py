@@ -1,0 +1,220 @@
+"""A rule turns input files into jobs: placeholders, argv, outputs, deps, doit task dicts."""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from doit.tools import config_changed
+
+from .config import DEFAULT_COMMAND, DEFAULT_INPUTS, DEFAULT_OUTPUTS, RuleSpec, read_settings
+from .discover import find_inputs
+from .errors import BadConfig, BadPlaceholder, NoInputs
+
+PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+PYTHON = "{python}"
+# Ours first, then GNU parallel's spellings of the same things.
+PLACEHOLDERS = ("input", "stem", "name", "dir", "output", "python", "", ".", "/", "//", "/.")
+META_KEY = "incrun"  # the key under a task's `meta` that marks it as a job incrun runs itself
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input's job: what to run, what it reads and what it must write."""
+
+    task: str  # doit task name, "<rule>:<input>"
+    input: str  # relative to the project root, POSIX separators
+    argv: tuple[str, ...]
+    outputs: tuple[str, ...]
+    deps: tuple[str, ...]  # the input first, then the runner script and extra deps
+
+    def spec(self) -> dict:
+        """The JSON-able job spec executors receive."""
+        return {"task": self.task, "input": self.input, "argv": list(self.argv),
+                "outputs": list(self.outputs)}
+
+    def command_digest(self) -> str:
+        """The command as recorded: without the interpreter's path, so a new venv reruns nothing."""
+        return json.dumps([PYTHON if arg == sys.executable else arg for arg in self.argv])
+
+    def task_dict(self) -> dict:
+        return {
+            "name": self.input,
+            "doc": " ".join("python" if arg == sys.executable else arg for arg in self.argv),
+            "actions": [list(self.argv)],
+            "file_dep": list(self.deps),
+            "targets": list(self.outputs),
+            "uptodate": [config_changed(self.command_digest())],
+            "clean": True,
+            "meta": {META_KEY: self.spec()},
+        }
+
+
+def _safe_path(path: str) -> str:
+    """A root-relative path that no program can take for an option."""
+    return "./" + path if path.startswith("-") else path
+
+
+def path_values(rel_input: str) -> dict[str, str]:
+    """The value of each placeholder but {output} and {python}, for one input path."""
+    directory, name = posixpath.split(rel_input)
+    stem = posixpath.splitext(rel_input)[0] if posixpath.splitext(name)[0] else rel_input
+    base = posixpath.splitext(name)[0] or name
+    values = {
+        "input": _safe_path(rel_input),
+        "stem": _safe_path(stem),
+        "name": name,
+        "dir": _safe_path(directory or "."),
+        "python": sys.executable,
+    }
+    values.update({"": values["input"], ".": values["stem"], "/": name,
+                   "//": values["dir"], "/.": base})
+    return values
+
+
+def check_template(template: str, allowed=PLACEHOLDERS, where: str = "command") -> None:
+    for match in PLACEHOLDER.finditer(template):
+        key = match.group(1)
+        if key is not None and key not in allowed:
+            known = " ".join("{" + k + "}" for k in allowed)
+            raise BadPlaceholder(f"unknown placeholder {{{key}}} in {where}: {template!r}",
+                                 hint=f"known placeholders: {known}")
+
+
+def expand(template: str, values: dict[str, str]) -> str:
+    def substitute(match: re.Match) -> str:
+        key = match.group(1)
+        if key is None:
+            return match.group(0)[0]  # "{{" -> "{", "}}" -> "}"
+        return values[key]
+
+    return PLACEHOLDER.sub(substitute, template)
+
+
+class Rule:
+    """Inputs, command and outputs, as in `[tool.incrun]`; usable from a dodo.py.
+
+    In a dodo.py::
+
+        sweep = Rule(inputs=["data/*.inp"], command=["{python}", "data/runner.py", "{input}"])
+        def task_sweep():
+            yield from sweep.tasks()
+    """
+
+    def __init__(self, inputs=None, command=None, outputs=None, deps=(), exclude=(),
+                 name: str = "sweep", root: str | os.PathLike = "."):
+        spec = RuleSpec(
+            inputs=_tuple(inputs) or DEFAULT_INPUTS,
+            exclude=_tuple(exclude),
+            command=_tuple(command) or DEFAULT_COMMAND,
+            outputs=_tuple(outputs) or DEFAULT_OUTPUTS,
+            deps=_tuple(deps),
+            name=name,
+        )
+        self.spec = spec
+        self.root = Path(root)
+        self._jobs: list[Job] | None = None
+
+    @classmethod
+    def from_spec(cls, spec: RuleSpec, root: Path) -> Rule:
+        return cls(spec.inputs, spec.command, spec.outputs, spec.deps, spec.exclude,
+                   spec.name, root)
+
+    @classmethod
+    def from_project(cls, root: str | os.PathLike = ".") -> Rule:
+        """The rule the project's config file (or zero config) declares."""
+        spec = read_settings(Path(root)).rule or RuleSpec()
+        return cls.from_spec(spec, Path(root))
+
+    def jobs(self) -> list[Job]:
+        if self._jobs is None:
+            self._jobs = make_jobs(self.spec, self.root)
+        return self._jobs
+
+    def tasks(self):
+        """doit task dicts, one per input; a plain `doit` runs them as well as incrun does."""
+        for job in self.jobs():
+            yield job.task_dict()
+
+    def outputs(self) -> list[str]:
+        return [output for job in self.jobs() for output in job.outputs]
+
+    __iter__ = tasks
+
+
+def _tuple(value) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, os.PathLike)):
+        return (os.fspath(value),)
+    return tuple(os.fspath(item) for item in value)
+
+
+def _check_spec(spec: RuleSpec) -> None:
+    for template in spec.command:
+        check_template(template)
+    output_keys = tuple(key for key in PLACEHOLDERS if key not in ("output", "python"))
+    for template in spec.outputs:
+        check_template(template, output_keys, where="outputs")
+
+
+def command_files(spec: RuleSpec, root: Path) -> list[str]:
+    """The runner script and other files named literally in the command: jobs depend on them."""
+    found = []
+    for arg in spec.command:
+        if not PLACEHOLDER.search(arg) and (root / arg).is_file():
+            found.append(posixpath.normpath(arg))
+    return found
+
+
+def _deps(spec: RuleSpec, root: Path) -> list[str]:
+    deps = command_files(spec, root)
+    for dep in spec.deps:
+        if not (root / dep).is_file():
+            raise BadConfig(f"dependency {dep!r} does not exist",
+                            hint="'deps' lists files every job depends on")
+        deps.append(posixpath.normpath(dep))
+    return list(dict.fromkeys(deps))
+
+
+def _outputs(spec: RuleSpec, values: dict[str, str], root: Path) -> tuple[str, ...]:
+    outputs = []
+    for template in spec.outputs:
+        output = posixpath.normpath(expand(template, values).removeprefix("./"))
+        if posixpath.isabs(output) or output == ".." or output.startswith("../"):
+            raise BadConfig(f"output {output!r} lies outside the project",
+                            hint="outputs must be relative paths inside the project")
+        outputs.append(output)
+    return tuple(outputs)
+
+
+def make_jobs(spec: RuleSpec, root: Path) -> list[Job]:
+    """One job per matching input; outputs and deps of the rule are never inputs."""
+    _check_spec(spec)
+    deps = _deps(spec, root)
+    candidates = find_inputs(root, spec.inputs, spec.exclude, skip=deps)
+    planned = {rel: _outputs(spec, path_values(rel), root) for rel in candidates}
+    all_outputs = {output for outputs in planned.values() for output in outputs}
+    jobs = []
+    for rel, outputs in planned.items():
+        if rel in all_outputs:
+            continue
+        values = path_values(rel)
+        values["output"] = _safe_path(outputs[0]) if outputs else ""
+        argv = tuple(expand(template, values) for template in spec.command)
+        jobs.append(Job(f"{spec.name}:{rel}", rel, argv, outputs, (rel, *deps)))
+    return jobs
+
+
+def require_jobs(jobs: list[Job], spec: RuleSpec) -> list[Job]:
+    if not jobs:
+        patterns = " ".join(spec.inputs)
+        raise NoInputs(f"no input file matches {patterns}",
+                       hint="set 'inputs' in [tool.incrun] or incrun.toml, "
+                            "or check .gitignore and 'exclude'")
+    return jobs

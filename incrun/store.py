@@ -1,0 +1,262 @@
+"""The only code that touches `.incrun/`: the state database, per-job logs and the run lock."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import socket
+import sqlite3
+import time
+import zlib
+from pathlib import Path
+
+from .errors import Locked, StateError
+from .events import JobResult
+
+VERSION = 1
+DB_NAME = "state.db"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS deps (task TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    task TEXT PRIMARY KEY, status TEXT NOT NULL, exit_code INTEGER,
+    started REAL, ended REAL, log TEXT, detail TEXT
+);
+"""
+# Job states in the `jobs` table; RUNNING is written, committed, before the job starts.
+RUNNING, SUCCEEDED, FAILED, FORGOTTEN = "running", "ok", "failed", "forgotten"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=@-]")
+
+
+class DoitBackend:
+    """doit's backend interface (get/set/in_/remove/dump) over the store's tables, in memory.
+
+    Changes stay pending until the store commits them, which it does after every job.
+    """
+
+    def __init__(self, rows: dict[str, str]):
+        self.name = DB_NAME
+        self._raw = rows  # task -> JSON text, decoded on first use
+        self._cache: dict[str, dict] = {}
+        self.dirty: set[str] = set()
+        self.removed: set[str] = set()
+
+    def _data(self, task_id: str) -> dict | None:
+        data = self._cache.get(task_id)
+        if data is None and task_id in self._raw:
+            try:
+                data = json.loads(self._raw.pop(task_id))
+            except ValueError:
+                data = None  # a damaged row: the task is simply stale
+            if isinstance(data, dict):
+                self._cache[task_id] = data
+            else:
+                data = None
+        return data
+
+    def get(self, task_id: str, dependency: str):
+        data = self._data(task_id)
+        return None if data is None else data.get(dependency)
+
+    def set(self, task_id: str, dependency: str, value) -> None:
+        data = self._data(task_id)
+        if data is None:
+            data = self._cache[task_id] = {}
+        data[dependency] = value
+        self.dirty.add(task_id)
+        self.removed.discard(task_id)
+
+    def in_(self, task_id: str) -> bool:
+        return self._data(task_id) is not None
+
+    def remove(self, task_id: str) -> None:
+        self._cache.pop(task_id, None)
+        self._raw.pop(task_id, None)
+        self.dirty.discard(task_id)
+        self.removed.add(task_id)
+
+    def remove_all(self) -> None:
+        for task_id in list(self._cache) + list(self._raw):
+            self.remove(task_id)
+
+    def dump(self) -> None:
+        """doit calls this when it is done; the store commits on its own schedule."""
+
+    def pending(self):
+        writes = [(task, json.dumps(self._cache[task])) for task in sorted(self.dirty)]
+        return writes, sorted(self.removed)
+
+    def clear_pending(self) -> None:
+        self.dirty.clear()
+        self.removed.clear()
+
+
+class Store:
+    """`.incrun/` of one project. Open it, use it, close it; damage costs a rerun, never a crash."""
+
+    def __init__(self, state_dir: Path):
+        self.dir = state_dir
+        self.db_path = state_dir / DB_NAME
+        self.logs_dir = state_dir / "logs"
+        self.warnings: list[str] = []
+        self.fresh = False  # True when no state existed before this open
+        self.may_adopt = True  # False once state was lost: outputs on disk are then unverified
+        self._conn: sqlite3.Connection | None = None
+        self._jobs: dict[str, tuple] = {}
+        self._lock_file = None
+        self.backend = DoitBackend({})
+
+    # -- opening ---------------------------------------------------------
+
+    def open(self, writable: bool = True) -> Store:
+        """Load the state; a read-only open never creates, repairs or moves anything."""
+        if not self.db_path.exists():
+            self.fresh = True
+            if not writable:
+                return self
+        if writable:
+            self._make_dir()
+        try:
+            self._connect(writable)
+        except sqlite3.DatabaseError as error:
+            if not writable:
+                self.warnings.append(f"state in {self.db_path} is unreadable ({error})")
+                return self
+            self._set_aside(f"unreadable ({error})")
+            self._connect(writable)
+        return self
+
+    def _make_dir(self) -> None:
+        try:
+            self.logs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StateError(f"cannot create {self.dir}: {error.strerror}",
+                             hint="incrun keeps its state there; check the permissions") from None
+
+    def _connect(self, writable: bool = True) -> None:
+        conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
+        try:
+            if writable:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")  # survives any crash of incrun itself
+                conn.executescript(SCHEMA)
+            meta = dict(conn.execute("SELECT key, value FROM meta"))
+            if meta.get("version", str(VERSION)) != str(VERSION):
+                raise sqlite3.DatabaseError(f"unknown version {meta['version']!r}")
+            rows = dict(conn.execute("SELECT task, data FROM deps"))
+            self._jobs = {row[0]: row[1:] for row in conn.execute("SELECT * FROM jobs")}
+            if writable and "version" not in meta:
+                conn.execute("INSERT INTO meta VALUES ('version', ?)", (str(VERSION),))
+                if not self.fresh:  # rebuilt after damage: outputs on disk are unverified
+                    conn.execute("INSERT INTO meta VALUES ('adopt', 'no')")
+                    meta["adopt"] = "no"
+        except sqlite3.DatabaseError:
+            conn.close()
+            raise
+        self._conn = conn
+        self.may_adopt = meta.get("adopt") != "no"
+        self.backend = DoitBackend(rows)
+
+    def _set_aside(self, why: str) -> None:
+        """Keep a damaged database for inspection and start afresh: every job becomes stale."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            path = Path(str(self.db_path) + suffix)
+            if path.exists():
+                path.replace(Path(f"{self.db_path}.damaged-{stamp}{suffix}"))
+        self.fresh = False
+        self.warnings.append(
+            f"state in {self.db_path} was {why}; set aside, every job counts as stale")
+
+    # -- jobs --------------------------------------------------------------
+
+    def job_status(self, task: str) -> str | None:
+        row = self._jobs.get(task)
+        return row[0] if row else None
+
+    def job_row(self, task: str) -> dict | None:
+        row = self._jobs.get(task)
+        if row is None:
+            return None
+        keys = ("status", "exit_code", "started", "ended", "log", "detail")
+        return dict(zip(keys, row))
+
+    def job_started(self, task: str, at: float) -> None:
+        self._commit([(task, RUNNING, None, at, None, str(self.log_path(task)), "")])
+
+    def job_finished(self, result: JobResult) -> None:
+        status = SUCCEEDED if result.ok else FAILED
+        self._commit([(result.name, status, result.exit_code, result.started, result.ended,
+                       result.log_path, result.detail)])
+
+    def forget(self, tasks) -> None:
+        """Drop the tasks' success; the row that stays keeps old outputs from being adopted."""
+        for task in tasks:
+            self.backend.remove(task)
+        self._commit([(task, FORGOTTEN, None, None, None, None, "") for task in tasks])
+
+    def commit(self) -> None:
+        """Write what doit changed (refreshed file states, cleared tasks) without a job record."""
+        self._commit([])
+
+    def _commit(self, job_rows: list[tuple]) -> None:
+        for row in job_rows:
+            self._jobs[row[0]] = row[1:]
+        if self._conn is None:
+            return
+        writes, removals = self.backend.pending()
+        conn = self._conn
+        conn.execute("BEGIN")
+        conn.executemany("INSERT OR REPLACE INTO deps VALUES (?, ?)", writes)
+        conn.executemany("DELETE FROM deps WHERE task = ?", [(t,) for t in removals])
+        conn.executemany("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?)", job_rows)
+        conn.execute("COMMIT")
+        self.backend.clear_pending()
+
+    # -- logs --------------------------------------------------------------
+
+    def log_path(self, task: str) -> Path:
+        """A readable file per task, mirroring its name; unsafe characters replaced, then a hash."""
+        parts = [part for part in task.replace(":", "/").split("/") if part not in ("", ".", "..")]
+        safe = [_UNSAFE.sub("_", part) for part in parts] or ["_"]
+        if safe != parts:
+            safe[-1] += "-" + format(hash_text(task), "08x")
+        return self.logs_dir.joinpath(*safe[:-1], safe[-1] + ".log")
+
+    # -- the lock -------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Hold this project for one run; the kernel releases it if the process dies."""
+        self._make_dir()
+        path = self.dir / "lock"
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise Locked(f"another incrun run holds this project ({holder})",
+                         hint="wait for it to finish; read-only commands such as "
+                              "'incrun status' work meanwhile") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        self._lock_file = handle
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self.commit()
+            self._conn.close()
+            self._conn = None
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+
+def hash_text(text: str) -> int:
+    """A stable hash (Python's own is salted per process)."""
+    return zlib.crc32(text.encode("utf-8", "surrogateescape"))
