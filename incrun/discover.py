@@ -41,7 +41,7 @@ class _IgnoreRules:
 
 
 def walk_files(root: Path) -> Iterator[str]:
-    """Every file below root not ignored by git, as a relative POSIX path; no symlinked dir followed."""
+    """Files below root that git would not ignore, as relative POSIX paths; dir symlinks skipped."""
     rules = _IgnoreRules()
     pending = [(root, "")]
     while pending:
