@@ -138,6 +138,9 @@ def _run(config: Config) -> int:
                 raise
             executor.shutdown()
             summary = tally.summary(time.time())
+            if summary.adopted:
+                emit(Notice(f"adopted {summary.adopted} outputs made before incrun "
+                            "(newer than their inputs): recorded as done, not rerun"))
             emit(RunFinished(summary))
     finally:
         store.close()

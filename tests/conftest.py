@@ -1,0 +1,92 @@
+"""Shared fixtures: throw-away projects and the real `incrun` command run on them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# A runner like a user's: reads X.inp, writes X.out, and leaves a record of its run
+# (start, end, pid) in records/, so tests can count runs and prove overlap.
+RUNNER = r'''
+import json, os, sys, time, uuid
+inp = sys.argv[1]
+text = open(inp, encoding="utf-8").read()
+record = {"input": inp, "start": time.time(), "pid": os.getpid()}
+barrier = os.environ.get("BARRIER")
+if barrier:  # wait until N jobs have started (bounded), to prove they overlap
+    os.makedirs("started", exist_ok=True)
+    open(os.path.join("started", uuid.uuid4().hex), "w").close()
+    deadline = time.time() + 10
+    while len(os.listdir("started")) < int(barrier) and time.time() < deadline:
+        time.sleep(0.01)
+print("working on", inp)
+if "FAIL" in text:
+    open(inp[:-4] + ".out", "w").write("partial")
+    print("bad input: cannot simulate", file=sys.stderr)
+    sys.exit(3)
+if "NOOUT" not in text:
+    open(inp[:-4] + ".out", "w", encoding="utf-8").write(text.upper())
+record["end"] = time.time()
+os.makedirs("records", exist_ok=True)
+with open(os.path.join("records", uuid.uuid4().hex + ".json"), "w") as f:
+    json.dump(record, f)
+'''
+
+
+def incrun_command() -> list[str]:
+    script = Path(sys.executable).parent / "incrun"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("incrun")
+    return [found] if found else [sys.executable, "-m", "incrun"]
+
+
+class Project:
+    """A project folder with a runner.py and helpers to run incrun in it and read what ran."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def write(self, rel: str, text: str) -> Path:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def inputs(self, *names: str, text: str = "x = 1\n") -> None:
+        for name in names:
+            self.write(name, text)
+
+    def run(self, *args: str, env: dict | None = None, timeout: float = 120):
+        full_env = {**os.environ, "CI": "true"}
+        full_env.pop("NO_COLOR", None)
+        full_env.update(env or {})
+        return subprocess.run([*incrun_command(), *args], cwd=self.root, env=full_env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def records(self) -> list[dict]:
+        folder = self.root / "records"
+        if not folder.exists():
+            return []
+        return [json.loads(p.read_text()) for p in folder.iterdir()]
+
+    def ran(self) -> list[str]:
+        """Inputs run since the last call, sorted; clears the records."""
+        names = sorted(record["input"] for record in self.records())
+        shutil.rmtree(self.root / "records", ignore_errors=True)
+        return names
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    root = tmp_path / "project"
+    root.mkdir()
+    proj = Project(root)
+    proj.write("runner.py", RUNNER)
+    return proj

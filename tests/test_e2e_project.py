@@ -1,0 +1,157 @@
+"""End to end: config files, dodo.py next to plain doit, the other commands, and user mistakes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+DODO = '''
+from incrun import Rule
+
+sweep = Rule(inputs=["cases/*.inp"], command=["{python}", "runner.py", "{input}"])
+
+
+def task_sweep():
+    """One run per case."""
+    yield from sweep.tasks()
+
+
+def gather(outputs, target):
+    with open(target, "w") as stream:
+        for path in outputs:
+            stream.write(path + ": " + open(path).read())
+
+
+def task_summary():
+    """Every output in one file."""
+    outputs = sweep.outputs()
+    return {"file_dep": outputs, "targets": ["summary.txt"],
+            "actions": [(gather, [outputs, "summary.txt"])], "clean": True}
+'''
+
+
+def plain_doit(project, *args):
+    return subprocess.run([sys.executable, "-m", "doit", *args], cwd=project.root,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_config_in_pyproject_sets_inputs_command_outputs(project):
+    project.write("pyproject.toml", '[tool.incrun]\ninputs = ["params/**/*.yml"]\n'
+                  'command = "{python} conv.py \'{input}\' {output}"\noutputs = "out/{/.}.txt"\n')
+    project.write("conv.py", "import sys\nopen(sys.argv[2], 'w').write(open(sys.argv[1]).read())\n")
+    project.inputs("params/a.yml", "params/deep/b c.yml", "params/ignored.inp")
+    result = project.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in (project.root / "out").iterdir()) == ["a.txt", "b c.txt"]
+    assert project.run().stdout.count("up to date") == 1
+
+
+def test_gitignore_and_exclude_keep_files_out(project):
+    project.inputs("a.inp", "scratch/b.inp", "old/c.inp")
+    project.write(".gitignore", "scratch/\n")
+    project.write("incrun.toml", 'exclude = ["old/"]\n')
+    project.run()
+    assert project.ran() == ["a.inp"]
+
+
+def test_dodo_rule_and_hand_written_task_run_together(project):
+    project.write("dodo.py", DODO)
+    project.inputs("cases/a.inp", "cases/b.inp")
+    result = project.run("-n", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = (project.root / "summary.txt").read_text()
+    assert "cases/a.out: X = 1" in summary and "cases/b.out" in summary
+    project.ran()
+    project.write("cases/b.inp", "x = 2\n")
+    project.run()
+    assert project.ran() == ["cases/b.inp"]
+    assert "cases/b.out: X = 2" in (project.root / "summary.txt").read_text()
+
+
+def test_the_same_dodo_runs_lists_and_cleans_under_plain_doit(project):
+    project.write("dodo.py", DODO)
+    project.inputs("cases/a.inp", "cases/b.inp")
+    ours = project.run("list", "--all").stdout.split()
+    theirs = plain_doit(project, "list", "--all").stdout.split()
+    assert [w for w in theirs if w.startswith(("sweep", "summary"))] == \
+           [w for w in ours if w.startswith(("sweep", "summary"))]
+    done = plain_doit(project, "-n", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert project.ran() == ["cases/a.inp", "cases/b.inp"]
+    assert (project.root / "summary.txt").exists()
+    assert plain_doit(project, "clean").returncode == 0
+    assert not (project.root / "summary.txt").exists()
+    assert not (project.root / "cases" / "a.out").exists()
+
+
+def test_clean_removes_declared_outputs_only_and_forget_reruns(project):
+    project.inputs("a.inp", "b.inp")
+    project.write("notes.out", "mine")
+    project.run()
+    project.ran()
+    assert project.run("clean", "a.inp").returncode == 0
+    assert not (project.root / "a.out").exists() and (project.root / "b.out").exists()
+    assert project.run("clean").returncode == 0
+    assert not (project.root / "b.out").exists()
+    assert (project.root / "notes.out").read_text() == "mine"
+    project.run()
+    project.ran()
+    assert project.run("forget", "b.inp").returncode == 0
+    project.run()
+    assert project.ran() == ["b.inp"]  # forgotten: rerun, not adopted
+
+
+def test_list_and_info_describe_the_jobs(project):
+    project.inputs("a.inp")
+    listing = project.run("list", "--all")
+    assert listing.returncode == 0
+    assert "sweep:a.inp" in listing.stdout
+    info = project.run("info", "a.inp")
+    assert info.returncode == 1  # as in doit: 1 while the task is not up to date
+    assert "runner.py" in info.stdout and "a.out" in info.stdout
+    project.run()
+    assert project.run("info", "sweep:a.inp").returncode == 0
+
+
+@pytest.mark.parametrize("setup, args, code, words", [
+    ({}, (), 3, "no runner.py"),
+    ({"runner.py": "pass\n"}, (), 4, "no input file matches"),
+    ({"runner.py": "", "a.inp": "", "incrun.toml": "inputs = [\n"}, (), 5, "incrun.toml"),
+    ({"runner.py": "", "a.inp": "", "incrun.toml": 'command = "python runner.py {inp}"'},
+     (), 6, "unknown placeholder {inp}"),
+    ({"runner.py": "", "a.inp": "", "dodo.py": "import no_such_module\n"}, (), 7,
+     "dodo.py failed to import"),
+    ({"runner.py": "", "a.inp": ""}, ("nosuch.inp",), 8, "'nosuch.inp'"),
+    ({"runner.py": "", "a.inp": "", "incrun.toml": "jobz = 2\n"}, (), 5, "unknown setting"),
+])
+def test_user_mistakes_give_one_line_a_hint_and_an_exit_code(tmp_path, setup, args, code, words):
+    from conftest import Project
+
+    project = Project(tmp_path)
+    for name, text in setup.items():
+        project.write(name, text)
+    result = project.run(*args)
+    assert result.returncode == code
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "hint:" in lines[0]
+
+
+def test_the_repository_demo_loads(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "incrun", "list", "--all"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("sweep:data/") >= 24
+    assert "summary" in result.stdout
+
+
+def test_python_dash_m_and_help_with_examples():
+    result = subprocess.run([sys.executable, "-m", "incrun", "--help"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0
+    assert "examples:" in result.stdout and "exit codes:" in result.stdout
