@@ -89,7 +89,8 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
         raise errors.IncrunError("forget needs the jobs to forget", exit_code=errors.USAGE,
                                  hint="name tasks, inputs or folders, or pass --all")
     if not args.directory.is_dir():
-        raise errors.IncrunError(f"no such folder: {args.directory}", exit_code=errors.USAGE)
+        raise errors.IncrunError(f"no such folder: {args.directory}", exit_code=errors.USAGE,
+                                 hint="-C takes the project folder")
     return config.build(
         args.directory, command=command, targets=tuple(targets), jobs=args.jobs,
         fail_fast=args.fail_fast, always=args.always, quiet=args.quiet,

@@ -13,7 +13,7 @@ from doit.loader import generate_tasks, load_doit_config, load_tasks
 
 from .config import Config
 from .errors import BadDodo, UnknownTask
-from .rules import META_KEY, Rule, require_jobs
+from .rules import META_KEY, Rule, declared_rules, require_jobs
 
 
 def import_dodo(path: Path):
@@ -75,8 +75,9 @@ class IncrunLoader(TaskLoader2):
             raise BadDodo(f"dodo.py: {error}") from None
 
     def load_tasks(self, cmd, pos_args) -> list:
+        declared_rules.clear()
         tasks = self._dodo_tasks(cmd, pos_args)
-        if not any(is_job(task) for task in tasks):
+        if not declared_rules:
             tasks = self._rule_tasks() + tasks
         _translate_selection(cmd, pos_args, tasks, self.config_obj.root)
         return tasks

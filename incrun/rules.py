@@ -21,6 +21,8 @@ PYTHON = "{python}"
 # Ours first, then GNU parallel's spellings of the same things.
 PLACEHOLDERS = ("input", "stem", "name", "dir", "output", "python", "", ".", "/", "//", "/.")
 META_KEY = "incrun"  # the key under a task's `meta` that marks it as a job incrun runs itself
+# Rules whose tasks a dodo.py asked for: the loader then adds no rule of its own.
+declared_rules: list[Rule] = []
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class Rule:
 
     def tasks(self):
         """doit task dicts, one per input; a plain `doit` runs them as well as incrun does."""
+        declared_rules.append(self)
         for job in self.jobs():
             yield job.task_dict()
 

@@ -1,0 +1,110 @@
+"""The local executor: a result is a value, output goes to the log, the group dies with the job."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from incrun.events import ERROR, FAILED, OK
+from incrun.executors.local import LocalExecutor, ProcessGroups, log_tail, run_job
+
+
+def spec(code: str, outputs=("a.out",)) -> dict:
+    return {"task": "sweep:a.inp", "argv": [sys.executable, "-c", code], "outputs": list(outputs)}
+
+
+def test_run_job_success_writes_the_log_and_keeps_the_output(tmp_path):
+    log = tmp_path / "logs" / "a.log"
+    result = run_job(spec("print('hello'); open('a.out', 'w').write('x')"), tmp_path, log)
+    assert result.status == OK and result.exit_code == 0
+    assert log.read_text() == "hello\n"
+    assert (tmp_path / "a.out").read_text() == "x"
+
+
+def test_run_job_failure_removes_outputs_and_carries_the_log_tail(tmp_path):
+    code = ("import sys; open('a.out', 'w').write('half'); "
+            "print('oops', file=sys.stderr); sys.exit(2)")
+    result = run_job(spec(code), tmp_path, tmp_path / "a.log")
+    assert result.status == FAILED and result.exit_code == 2
+    assert result.detail == "exit code 2"
+    assert result.log_tail == ("oops",)
+    assert not (tmp_path / "a.out").exists()
+
+
+def test_run_job_exit_zero_without_output_fails(tmp_path):
+    result = run_job(spec("pass"), tmp_path, tmp_path / "a.log")
+    assert result.status == FAILED
+    assert "no output a.out" in result.detail
+
+
+def test_run_job_removes_a_stale_output_before_starting(tmp_path):
+    (tmp_path / "a.out").write_text("from an earlier attempt")
+    result = run_job(spec("import os; print(os.path.exists('a.out'))"), tmp_path, tmp_path / "l")
+    assert (tmp_path / "l").read_text() == "False\n"
+    assert result.status == FAILED  # and nothing old is counted as its output
+
+
+def test_run_job_creates_output_folders(tmp_path):
+    code = "open('out/deep/a.out', 'w').write('x')"
+    assert run_job(spec(code, ["out/deep/a.out"]), tmp_path, tmp_path / "l").ok
+
+
+def test_run_job_missing_program_is_an_error_value(tmp_path):
+    job = {"task": "t", "argv": ["/no/such/program"], "outputs": []}
+    result = run_job(job, tmp_path, tmp_path / "l")
+    assert result.status == ERROR and "cannot start" in result.detail
+
+
+def test_log_tail_keeps_the_last_lines(tmp_path):
+    log = tmp_path / "log"
+    log.write_text("".join(f"line {i}\n" for i in range(100)))
+    assert log_tail(log, 3) == ("line 97", "line 98", "line 99")
+    assert log_tail(tmp_path / "missing") == ()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_terminate_all_ends_a_job_and_its_grandchild(tmp_path):
+    pidfile = tmp_path / "grandchild.pid"
+    code = (f"import subprocess, sys, time\n"
+            f"p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+            f"time.sleep(60)\n")
+    groups = ProcessGroups()
+    results = []
+    worker = threading.Thread(target=lambda: results.append(
+        run_job(spec(code, []), tmp_path, tmp_path / "l", groups=groups)))
+    worker.start()
+    deadline = time.monotonic() + 20
+    while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    grandchild = int(pidfile.read_text())
+    groups.terminate_all(grace=5)
+    worker.join(20)
+    assert results and results[0].status == FAILED and "signal" in results[0].detail
+    deadline = time.monotonic() + 5
+    while _alive(grandchild) and time.monotonic() < deadline:  # init reaps it
+        time.sleep(0.02)
+    assert not _alive(grandchild)
+
+
+def test_executor_runs_at_most_workers_at_once(tmp_path):
+    executor = LocalExecutor(2, Path(tmp_path))
+    code = "import time; open('{}', 'w').write(str(time.time())); time.sleep(0.2)"
+    futures = [executor.submit(spec(code.format(f"s{i}"), [f"s{i}"]), tmp_path / f"l{i}")
+               for i in range(4)]
+    results = [f.result(timeout=30) for f in futures]
+    executor.shutdown()
+    assert all(r.ok for r in results)
+    starts = sorted(r.started for r in results)
+    ends = sorted(r.ended for r in results)
+    assert starts[2] >= ends[0]  # the third job waited for a free worker
