@@ -185,13 +185,22 @@ def _deps(spec: RuleSpec, root: Path) -> list[str]:
     return list(dict.fromkeys(deps))
 
 
+def _inside(root: Path, rel: str) -> bool:
+    """Whether a path stays in the project once `..` and symlinked folders are resolved."""
+    if posixpath.isabs(rel) or rel == ".." or rel.startswith("../"):
+        return False
+    real_root = root.resolve()
+    return (root / rel).parent.resolve().is_relative_to(real_root)
+
+
 def _outputs(spec: RuleSpec, values: dict[str, str], root: Path) -> tuple[str, ...]:
     outputs = []
     for template in spec.outputs:
         output = posixpath.normpath(expand(template, values).removeprefix("./"))
-        if posixpath.isabs(output) or output == ".." or output.startswith("../"):
+        if not _inside(root, output):
             raise BadConfig(f"output {output!r} lies outside the project",
-                            hint="outputs must be relative paths inside the project")
+                            hint="outputs must be paths inside the project, "
+                                 "not through a symlink that leads out of it")
         outputs.append(output)
     return tuple(outputs)
 

@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 """
 # Job states in the `jobs` table; RUNNING is written, committed, before the job starts.
 RUNNING, SUCCEEDED, FAILED, FORGOTTEN = "running", "ok", "failed", "forgotten"
+MAX_NAME = 200  # bytes of a log file name, well below the usual 255
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=@-]")
 
 
@@ -220,8 +221,8 @@ class Store:
     def log_path(self, task: str) -> Path:
         """A readable file per task, mirroring its name; unsafe characters replaced, then a hash."""
         parts = [part for part in task.replace(":", "/").split("/") if part not in ("", ".", "..")]
-        safe = [_UNSAFE.sub("_", part) for part in parts] or ["_"]
-        if safe != parts:
+        safe = [_UNSAFE.sub("_", part)[:MAX_NAME] for part in parts] or ["_"]
+        if safe != parts:  # two names must not share a log
             safe[-1] += "-" + format(hash_text(task), "08x")
         return self.logs_dir.joinpath(*safe[:-1], safe[-1] + ".log")
 

@@ -1,0 +1,143 @@
+"""Tests for incrun.config: reading the project's settings and choosing how to display a run."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from incrun.config import FileSettings, choose_display, project_rule, read_settings
+from incrun.errors import BAD_CONFIG, BadConfig
+
+
+class Tty(io.StringIO):
+    """A stream that says it is an interactive terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def write(path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+# -- read_settings ---------------------------------------------------------------
+
+
+def test_config_read_settings_pyproject_tool_table(tmp_path):
+    write(tmp_path / "pyproject.toml",
+          '[project]\nname = "x"\n[tool.incrun]\ninputs = ["data/*.inp"]\njobs = 3\n')
+    settings = read_settings(tmp_path)
+    assert settings.rule.inputs == ("data/*.inp",)
+    assert settings.jobs == 3
+    assert "pyproject.toml" in settings.source
+
+
+def test_config_read_settings_incrun_toml_top_level(tmp_path):
+    write(tmp_path / "incrun.toml", 'inputs = "*.dat"\noutputs = ["{stem}.res"]\n')
+    settings = read_settings(tmp_path)
+    assert settings.rule.inputs == ("*.dat",)
+    assert settings.rule.outputs == ("{stem}.res",)
+    assert settings.source == "incrun.toml"
+
+
+def test_config_read_settings_incrun_toml_wins(tmp_path):
+    write(tmp_path / "pyproject.toml", '[tool.incrun]\ninputs = ["*.from-pyproject"]\n')
+    write(tmp_path / "incrun.toml", 'inputs = ["*.from-incrun"]\n')
+    assert read_settings(tmp_path).rule.inputs == ("*.from-incrun",)
+
+
+def test_config_read_settings_pyproject_without_table_is_no_settings(tmp_path):
+    write(tmp_path / "pyproject.toml", '[project]\nname = "x"\n')
+    settings = read_settings(tmp_path)
+    assert settings.rule is None
+    assert settings.jobs is None
+
+
+def test_config_read_settings_command_string_split_with_quotes(tmp_path):
+    write(tmp_path / "incrun.toml", """command = "prog --title 'a b' {input}"\n""")
+    assert read_settings(tmp_path).rule.command == ("prog", "--title", "a b", "{input}")
+
+
+def test_config_read_settings_command_list_kept(tmp_path):
+    write(tmp_path / "incrun.toml", 'command = ["prog", "a b", "x;y", "{input}"]\n')
+    assert read_settings(tmp_path).rule.command == ("prog", "a b", "x;y", "{input}")
+
+
+def test_config_read_settings_unknown_key_hint_lists_known(tmp_path):
+    write(tmp_path / "incrun.toml", 'imputs = ["*.inp"]\n')
+    with pytest.raises(BadConfig) as caught:
+        read_settings(tmp_path)
+    assert "imputs" in caught.value.message
+    for key in ("inputs", "exclude", "command", "outputs", "deps", "jobs"):
+        assert key in caught.value.hint
+
+
+@pytest.mark.parametrize("name", ["incrun.toml", "pyproject.toml"])
+def test_config_read_settings_bad_toml_names_file(tmp_path, name):
+    write(tmp_path / name, "[tool.incrun\ninputs = \n")
+    with pytest.raises(BadConfig) as caught:
+        read_settings(tmp_path)
+    assert caught.value.exit_code == BAD_CONFIG == 5
+    assert name in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["0", '"4"', "true", "-2", "1.5"])
+def test_config_read_settings_bad_jobs_rejected(tmp_path, value):
+    write(tmp_path / "incrun.toml", f"jobs = {value}\n")
+    with pytest.raises(BadConfig, match="jobs"):
+        read_settings(tmp_path)
+
+
+def test_config_read_settings_positive_jobs_accepted(tmp_path):
+    write(tmp_path / "incrun.toml", "jobs = 4\n")
+    assert read_settings(tmp_path).jobs == 4
+
+
+# -- project_rule ------------------------------------------------------------------
+
+
+def test_config_project_rule_zero_config_with_runner(tmp_path):
+    write(tmp_path / "runner.py", "")
+    rule = project_rule(tmp_path, read_settings(tmp_path))
+    assert rule.inputs == ("*.inp",)
+    assert rule.command == ("{python}", "runner.py", "{input}")
+    assert rule.outputs == ("{stem}.out",)
+
+
+def test_config_project_rule_none_without_runner_or_config(tmp_path):
+    assert project_rule(tmp_path, read_settings(tmp_path)) is None
+
+
+def test_config_project_rule_config_without_runner(tmp_path):
+    write(tmp_path / "incrun.toml", 'command = ["prog", "{input}"]\n')
+    rule = project_rule(tmp_path, read_settings(tmp_path))
+    assert rule.command == ("prog", "{input}")
+
+
+def test_config_project_rule_empty_settings_is_none(tmp_path):
+    assert project_rule(tmp_path, FileSettings()) is None
+
+
+# -- choose_display ----------------------------------------------------------------
+
+
+def test_config_choose_display_pipe_is_plain():
+    assert choose_display(io.StringIO(), env={}) == "plain"
+
+
+def test_config_choose_display_tty_is_live():
+    assert choose_display(Tty(), env={"TERM": "xterm-256color"}) == "live"
+
+
+def test_config_choose_display_ci_is_plain():
+    assert choose_display(Tty(), env={"CI": "true", "TERM": "xterm"}) == "plain"
+
+
+def test_config_choose_display_dumb_terminal_is_plain():
+    assert choose_display(Tty(), env={"TERM": "dumb"}) == "plain"
+
+
+def test_config_choose_display_json_when_asked():
+    assert choose_display(Tty(), env={}, as_json=True) == "json"
+    assert choose_display(io.StringIO(), env={"CI": "true"}, as_json=True) == "json"
