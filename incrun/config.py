@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import BadConfig
@@ -62,7 +62,6 @@ class Config:
     list_all: bool = False  # `list --all`
     dodo: Path | None = None
     settings_source: str | None = None
-    extra: dict = field(default_factory=dict, compare=False)
 
     @property
     def state_dir(self) -> Path:

@@ -7,7 +7,7 @@ import posixpath
 import sys
 from pathlib import Path
 
-from doit.cmd_base import TaskLoader2
+from doit.cmd_base import TaskLoader2, tasks_and_deps_iter
 from doit.exceptions import InvalidDodoFile, InvalidTask
 from doit.loader import generate_tasks, load_doit_config, load_tasks
 
@@ -52,6 +52,11 @@ def _frames(error: BaseException):
 def is_job(task) -> bool:
     """A task incrun runs itself (a rule's job), as opposed to a hand-written doit task."""
     return bool(task.meta) and META_KEY in task.meta
+
+
+def selected_tasks(tasks: dict, selection) -> list:
+    """The tasks a selection runs, with their dependencies; group tasks (no actions) left out."""
+    return [task for task in tasks_and_deps_iter(tasks, selection) if task.actions]
 
 
 class IncrunLoader(TaskLoader2):

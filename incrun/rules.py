@@ -147,8 +147,6 @@ class Rule:
     def outputs(self) -> list[str]:
         return [output for job in self.jobs() for output in job.outputs]
 
-    __iter__ = tasks
-
 
 def _tuple(value) -> tuple[str, ...]:
     if value is None:

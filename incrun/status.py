@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from doit.cmd_base import DoitCmdBase, tasks_and_deps_iter
+from doit.cmd_base import DoitCmdBase
 from doit.control import TaskControl
 
-from .loader import is_job
+from .loader import is_job, selected_tasks
 from .store import FAILED, FORGOTTEN, RUNNING
 
 UP_TO_DATE, STALE, FAILED_STATE = "up-to-date", "stale", "failed"
@@ -105,6 +105,5 @@ class Status(DoitCmdBase):
         control = TaskControl(self.task_list)
         control.process(self.sel_tasks)
         tasks = control.tasks
-        chosen = [t for t in tasks_and_deps_iter(tasks, control.selected_tasks) if t.actions]
-        chosen.sort(key=lambda task: task.name)
+        chosen = sorted(selected_tasks(tasks, control.selected_tasks), key=lambda t: t.name)
         return [job_state(task, tasks, self.dep_manager, self.store) for task in chosen]

@@ -10,7 +10,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, replace
 
 from doit.action import PythonAction
-from doit.cmd_base import tasks_and_deps_iter
 from doit.cmd_run import Run
 from doit.control import TaskControl
 from doit.exceptions import TaskFailed
@@ -30,7 +29,7 @@ from ..events import (
     JobStarted,
     RunStarted,
 )
-from ..loader import is_job
+from ..loader import is_job, selected_tasks
 from ..rules import META_KEY
 from .local import LocalExecutor, log_tail, remove_outputs
 
@@ -101,9 +100,7 @@ class JobRunner(Runner):
     # -- selection -----------------------------------------------------------
 
     def run_all(self, task_dispatcher):
-        tasks = task_dispatcher.tasks
-        chosen = tasks_and_deps_iter(tasks, task_dispatcher.selected_tasks)
-        total = sum(1 for task in chosen if task.actions)
+        total = len(selected_tasks(task_dispatcher.tasks, task_dispatcher.selected_tasks))
         self.ctx.emit(RunStarted(total, self.ctx.executor.workers, self.ctx.clock()))
         return super().run_all(task_dispatcher)
 
