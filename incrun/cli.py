@@ -29,7 +29,7 @@ and jobs; a dodo.py adds doit tasks of its own.
 exit codes: 0 all succeeded, 1 a job failed, 2 usage, 3 nothing to run,
 4 no input matched, 5 bad config, 6 unknown placeholder, 7 bad dodo.py,
 8 unknown task, 9 state not writable, 10 another run holds the project,
-130 interrupted.
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 SUBCOMMANDS = {
@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="jobs at once (default: the number of cores)")
     parser.add_argument("-x", "--fail-fast", action="store_true",
                         help="stop launching jobs after the first failure")
+    parser.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                        help="end a job (and everything it started) after this long")
+    parser.add_argument("--retries", type=_count, metavar="N",
+                        help="try a failed or timed-out job up to N more times")
     parser.add_argument("-B", "--always", action="store_true",
                         help="run the selected jobs even if they are up to date")
     parser.add_argument("-C", "--directory", type=Path, default=Path("."), metavar="DIR",
@@ -65,6 +69,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-a", "--all", action="store_true", help="with `list`: the jobs too")
     parser.add_argument("--version", action="version", version=f"incrun {__version__}")
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    return int(text)
 
 
 def _positive(text: str) -> int:
@@ -94,6 +114,7 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
     return config.build(
         args.directory, command=command, targets=tuple(targets), jobs=args.jobs,
         fail_fast=args.fail_fast, always=args.always, quiet=args.quiet,
+        timeout=args.timeout, retries=args.retries,
         display=config.choose_display(stdout, env, as_json=args.json and command == "run"),
         no_color=bool(env.get("NO_COLOR")), as_json=args.json, list_all=args.all)
 

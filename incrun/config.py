@@ -21,8 +21,8 @@ STATE_DIR = ".incrun"
 DEFAULT_INPUTS = ("*.inp",)
 DEFAULT_COMMAND = ("{python}", RUNNER, "{input}")
 DEFAULT_OUTPUTS = ("{stem}.out",)
-RULE_KEYS = ("inputs", "exclude", "command", "outputs", "deps")
-KNOWN_KEYS = (*RULE_KEYS, "jobs")
+RULE_KEYS = ("inputs", "exclude", "command", "outputs", "deps", "timeout")
+KNOWN_KEYS = (*RULE_KEYS, "jobs", "retries")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class RuleSpec:
     outputs: tuple[str, ...] = DEFAULT_OUTPUTS
     deps: tuple[str, ...] = ()
     name: str = "sweep"
+    timeout: float | None = None  # seconds a job may run before it is ended
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class FileSettings:
 
     rule: RuleSpec | None = None
     jobs: int | None = None
+    retries: int | None = None
     source: str | None = None  # "incrun.toml" or "pyproject.toml [tool.incrun]"
 
 
@@ -55,6 +57,8 @@ class Config:
     jobs: int = 1
     fail_fast: bool = False
     always: bool = False  # run every selected job, up to date or not
+    timeout: float | None = None  # from the command line: for every job
+    retries: int = 0
     display: str = "plain"  # live, plain or json
     quiet: bool = False
     no_color: bool = False
@@ -106,8 +110,11 @@ def _settings_from(table: dict, source: str) -> FileSettings:
         command=_command(table.get("command"), source),
         outputs=_patterns(table, "outputs", source, DEFAULT_OUTPUTS),
         deps=_patterns(table, "deps", source, ()),
+        timeout=positive_seconds(table.get("timeout"), f"{source}: 'timeout'"),
     )
-    return FileSettings(rule=rule, jobs=_jobs(table.get("jobs"), source), source=source)
+    return FileSettings(rule=rule, jobs=_count(table.get("jobs"), "jobs", source, minimum=1),
+                        retries=_count(table.get("retries"), "retries", source, minimum=0),
+                        source=source)
 
 
 def _patterns(table: dict, key: str, source: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -138,12 +145,22 @@ def _command(value, source: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _jobs(value, source: str) -> int | None:
+def _count(value, key: str, source: str, minimum: int) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise BadConfig(f"{source}: 'jobs' must be a positive integer, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive integer" if minimum else "a whole number, 0 or more"
+        raise BadConfig(f"{source}: {key!r} must be {kind}, not {value!r}")
     return value
+
+
+def positive_seconds(value, what: str) -> float | None:
+    """A timeout: a positive number of seconds, or None for no limit."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise BadConfig(f"{what} must be a positive number of seconds, not {value!r}")
+    return float(value)
 
 
 def default_jobs() -> int:
@@ -178,11 +195,14 @@ def build(root: Path, **options) -> Config:
     root = root.resolve()
     settings = read_settings(root)
     jobs = options.pop("jobs", None) or settings.jobs or default_jobs()
+    retries = options.pop("retries", None)
+    retries = retries if retries is not None else settings.retries or 0
     dodo = root / DODO
     config = Config(
         root=root,
         rule=project_rule(root, settings),
         jobs=jobs,
+        retries=retries,
         dodo=dodo if dodo.is_file() else None,
         settings_source=settings.source,
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
+from contextlib import contextmanager
 
 from doit.cmd_clean import Clean
 from doit.cmd_forget import Forget
@@ -130,9 +132,11 @@ def _run(config: Config) -> int:
 
             for warning in store.warnings:
                 emit(Notice(warning, "warning"))
-            context = RunContext(store, executor, emit, config.fail_fast, config.always)
+            context = RunContext(store, executor, emit, config.fail_fast, config.always,
+                                 config.retries, config.timeout)
             try:
-                doit_code = _invoke(config, store, context=context)
+                with _signals_stop(context, display):
+                    doit_code = _invoke(config, store, context=context)
             except BaseException:
                 executor.shutdown(kill=True)
                 raise
@@ -141,7 +145,33 @@ def _run(config: Config) -> int:
             if summary.adopted:
                 emit(Notice(f"adopted {summary.adopted} outputs made before incrun "
                             "(newer than their inputs): recorded as done, not rerun"))
+            if context.interrupted is not None:
+                emit(Notice(f"stopped by {signal.Signals(context.interrupted).name}: "
+                            "finished jobs are recorded, the rest run next time", "warning"))
             emit(RunFinished(summary))
     finally:
         store.close()
+    if context.interrupted is not None:
+        return 128 + context.interrupted
     return errors.OK if doit_code == 0 and summary.ok else errors.JOBS_FAILED
+
+
+@contextmanager
+def _signals_stop(context: RunContext, display):
+    """Ctrl-C, SIGTERM, SIGHUP: the first stops the run cleanly, a second one ends it at once."""
+    def handle(signum, frame) -> None:
+        if context.interrupted is None:
+            context.interrupt(signum)
+            return
+        context.executor.groups.kill_all()
+        display.close()
+        sys.stdout.flush()
+        os._exit(128 + signum)  # every finished job is already committed
+
+    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, handle) for signum in stopping}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 OK = "ok"
 FAILED = "failed"  # non-zero exit, killed by a signal, or an output missing
 ERROR = "error"  # could not be started, or a dodo.py action raised
+TIMEOUT = "timeout"  # killed after running longer than its timeout
+INTERRUPTED = "interrupted"  # stopped by Ctrl-C or SIGTERM: neither done nor failed
 
 # Why a job did not run.
 UP_TO_DATE = "up-to-date"
@@ -28,6 +30,7 @@ class JobResult:
     log_path: str | None = None
     detail: str = ""  # one line saying why it failed
     log_tail: tuple[str, ...] = ()
+    attempts: int = 1
 
     @property
     def ok(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import posixpath
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from doit.loader import generate_tasks, load_doit_config, load_tasks
 
 from .config import Config
 from .errors import BadDodo, UnknownTask
-from .rules import META_KEY, Rule, declared_rules, require_jobs
+from .rules import META_KEY, Rule, declared_rules, inside, require_jobs
 
 
 def import_dodo(path: Path):
@@ -84,6 +85,7 @@ class IncrunLoader(TaskLoader2):
         tasks = self._dodo_tasks(cmd, pos_args)
         if not declared_rules:
             tasks = self._rule_tasks() + tasks
+        _refuse_outside_targets(tasks, self.config_obj.root)
         _translate_selection(cmd, pos_args, tasks, self.config_obj.root)
         return tasks
 
@@ -109,6 +111,16 @@ class IncrunLoader(TaskLoader2):
             require_jobs(jobs, spec)
         doc = f"run {' '.join(spec.command)} for each {' '.join(spec.inputs)}"
         return generate_tasks(spec.name, rule.tasks(), doc)
+
+
+def _refuse_outside_targets(tasks: list, root: Path) -> None:
+    """No task may write, or `clean` delete, outside the project: checked before anything runs."""
+    for task in tasks:
+        for target in task.targets:
+            rel = os.path.relpath(target, root) if os.path.isabs(target) else target
+            if not inside(root, posixpath.normpath(Path(rel).as_posix())):
+                raise BadDodo(f"task {task.name} declares an output outside the project: "
+                              f"{target}", hint="targets must stay inside the project folder")
 
 
 def _translate_selection(cmd, pos_args: list, tasks: list, root: Path) -> None:

@@ -12,7 +12,14 @@ from pathlib import Path
 
 from doit.tools import config_changed
 
-from .config import DEFAULT_COMMAND, DEFAULT_INPUTS, DEFAULT_OUTPUTS, RuleSpec, read_settings
+from .config import (
+    DEFAULT_COMMAND,
+    DEFAULT_INPUTS,
+    DEFAULT_OUTPUTS,
+    RuleSpec,
+    positive_seconds,
+    read_settings,
+)
 from .discover import find_inputs
 from .errors import BadConfig, BadPlaceholder, NoInputs
 
@@ -34,11 +41,12 @@ class Job:
     argv: tuple[str, ...]
     outputs: tuple[str, ...]
     deps: tuple[str, ...]  # the input first, then the runner script and extra deps
+    timeout: float | None = None
 
     def spec(self) -> dict:
         """The JSON-able job spec executors receive."""
         return {"task": self.task, "input": self.input, "argv": list(self.argv),
-                "outputs": list(self.outputs)}
+                "outputs": list(self.outputs), "timeout": self.timeout}
 
     def command_digest(self) -> str:
         """The command as recorded: without the interpreter's path, so a new venv reruns nothing."""
@@ -109,7 +117,8 @@ class Rule:
     """
 
     def __init__(self, inputs=None, command=None, outputs=None, deps=(), exclude=(),
-                 name: str = "sweep", root: str | os.PathLike = "."):
+                 name: str = "sweep", root: str | os.PathLike = ".",
+                 timeout: float | None = None):
         spec = RuleSpec(
             inputs=_tuple(inputs) or DEFAULT_INPUTS,
             exclude=_tuple(exclude),
@@ -117,6 +126,7 @@ class Rule:
             outputs=_tuple(outputs) or DEFAULT_OUTPUTS,
             deps=_tuple(deps),
             name=name,
+            timeout=positive_seconds(timeout, "Rule timeout"),
         )
         self.spec = spec
         self.root = Path(root)
@@ -125,7 +135,7 @@ class Rule:
     @classmethod
     def from_spec(cls, spec: RuleSpec, root: Path) -> Rule:
         return cls(spec.inputs, spec.command, spec.outputs, spec.deps, spec.exclude,
-                   spec.name, root)
+                   spec.name, root, spec.timeout)
 
     @classmethod
     def from_project(cls, root: str | os.PathLike = ".") -> Rule:
@@ -183,7 +193,7 @@ def _deps(spec: RuleSpec, root: Path) -> list[str]:
     return list(dict.fromkeys(deps))
 
 
-def _inside(root: Path, rel: str) -> bool:
+def inside(root: Path, rel: str) -> bool:
     """Whether a path stays in the project once `..` and symlinked folders are resolved."""
     if posixpath.isabs(rel) or rel == ".." or rel.startswith("../"):
         return False
@@ -195,7 +205,7 @@ def _outputs(spec: RuleSpec, values: dict[str, str], root: Path) -> tuple[str, .
     outputs = []
     for template in spec.outputs:
         output = posixpath.normpath(expand(template, values).removeprefix("./"))
-        if not _inside(root, output):
+        if not inside(root, output):
             raise BadConfig(f"output {output!r} lies outside the project",
                             hint="outputs must be paths inside the project, "
                                  "not through a symlink that leads out of it")
@@ -217,7 +227,7 @@ def make_jobs(spec: RuleSpec, root: Path) -> list[Job]:
         values = path_values(rel)
         values["output"] = _safe_path(outputs[0]) if outputs else ""
         argv = tuple(expand(template, values) for template in spec.command)
-        jobs.append(Job(f"{spec.name}:{rel}", rel, argv, outputs, (rel, *deps)))
+        jobs.append(Job(f"{spec.name}:{rel}", rel, argv, outputs, (rel, *deps), spec.timeout))
     return jobs
 
 

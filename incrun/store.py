@@ -15,14 +15,14 @@ from pathlib import Path
 from .errors import Locked, StateError
 from .events import JobResult
 
-VERSION = 1
+VERSION = 2
 DB_NAME = "state.db"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS deps (task TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     task TEXT PRIMARY KEY, status TEXT NOT NULL, exit_code INTEGER,
-    started REAL, ended REAL, log TEXT, detail TEXT
+    started REAL, ended REAL, log TEXT, detail TEXT, attempts INTEGER
 );
 """
 # Job states in the `jobs` table; RUNNING is written, committed, before the job starts.
@@ -133,8 +133,11 @@ class Store:
         try:
             self.logs_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise StateError(f"cannot create {self.dir}: {error.strerror}",
+            raise StateError(f"cannot create {self.logs_dir}: {error.strerror}",
                              hint="incrun keeps its state there; check the permissions") from None
+        if not os.access(self.dir, os.W_OK) or not os.access(self.logs_dir, os.W_OK):
+            raise StateError(f"{self.dir} is not writable",
+                             hint="incrun keeps its state there; check the permissions")
 
     def _connect(self, writable: bool = True) -> None:
         conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
@@ -181,22 +184,22 @@ class Store:
         row = self._jobs.get(task)
         if row is None:
             return None
-        keys = ("status", "exit_code", "started", "ended", "log", "detail")
+        keys = ("status", "exit_code", "started", "ended", "log", "detail", "attempts")
         return dict(zip(keys, row))
 
     def job_started(self, task: str, at: float) -> None:
-        self._commit([(task, RUNNING, None, at, None, str(self.log_path(task)), "")])
+        self._commit([(task, RUNNING, None, at, None, str(self.log_path(task)), "", 0)])
 
     def job_finished(self, result: JobResult) -> None:
         status = SUCCEEDED if result.ok else FAILED
         self._commit([(result.name, status, result.exit_code, result.started, result.ended,
-                       result.log_path, result.detail)])
+                       result.log_path, result.detail, result.attempts)])
 
     def forget(self, tasks) -> None:
         """Drop the tasks' success; the row that stays keeps old outputs from being adopted."""
         for task in tasks:
             self.backend.remove(task)
-        self._commit([(task, FORGOTTEN, None, None, None, None, "") for task in tasks])
+        self._commit([(task, FORGOTTEN, None, None, None, None, "", 0) for task in tasks])
 
     def commit(self) -> None:
         """Write what doit changed (refreshed file states, cleared tasks) without a job record."""
@@ -209,11 +212,19 @@ class Store:
             return
         writes, removals = self.backend.pending()
         conn = self._conn
-        conn.execute("BEGIN")
-        conn.executemany("INSERT OR REPLACE INTO deps VALUES (?, ?)", writes)
-        conn.executemany("DELETE FROM deps WHERE task = ?", [(t,) for t in removals])
-        conn.executemany("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?)", job_rows)
-        conn.execute("COMMIT")
+        try:
+            conn.execute("BEGIN")
+            conn.executemany("INSERT OR REPLACE INTO deps VALUES (?, ?)", writes)
+            conn.executemany("DELETE FROM deps WHERE task = ?", [(t,) for t in removals])
+            conn.executemany("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             job_rows)
+            conn.execute("COMMIT")
+        except sqlite3.Error as error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")  # all or nothing: no job counts as done unrecorded
+            raise StateError(f"cannot record the run's state in {self.db_path}: {error}",
+                             hint="free some disk space or fix the permissions; "
+                                  "jobs recorded so far stay recorded") from None
         self.backend.clear_pending()
 
     # -- logs --------------------------------------------------------------
@@ -232,7 +243,10 @@ class Store:
         """Hold this project for one run; the kernel releases it if the process dies."""
         self._make_dir()
         path = self.dir / "lock"
-        handle = open(path, "a+")
+        try:
+            handle = open(path, "a+")
+        except OSError as error:
+            raise StateError(f"cannot open {path}: {error.strerror}") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -250,7 +264,10 @@ class Store:
 
     def close(self) -> None:
         if self._conn is not None:
-            self.commit()
+            try:
+                self.commit()
+            except StateError:
+                pass  # already reported; what could be recorded was
             self._conn.close()
             self._conn = None
         if self._lock_file is not None:

@@ -79,7 +79,7 @@ def test_terminate_all_ends_a_job_and_its_grandchild(tmp_path):
             f"p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
             f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
             f"time.sleep(60)\n")
-    groups = ProcessGroups()
+    groups = ProcessGroups(guard=False)
     results = []
     worker = threading.Thread(target=lambda: results.append(
         run_job(spec(code, []), tmp_path, tmp_path / "l", groups=groups)))
@@ -88,7 +88,7 @@ def test_terminate_all_ends_a_job_and_its_grandchild(tmp_path):
     while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
         time.sleep(0.02)
     grandchild = int(pidfile.read_text())
-    groups.terminate_all(grace=5)
+    groups.end_all(grace=5)
     worker.join(20)
     assert results and results[0].status == FAILED and "signal" in results[0].detail
     deadline = time.monotonic() + 5

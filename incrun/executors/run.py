@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import deque
@@ -21,12 +22,16 @@ from ..events import (
     ADOPTED,
     ERROR,
     FAILED,
+    INTERRUPTED,
+    NOT_RUN,
     OK,
+    TIMEOUT,
     EventReporter,
     JobFinished,
     JobResult,
     JobSkipped,
     JobStarted,
+    Notice,
     RunStarted,
 )
 from ..loader import is_job, selected_tasks
@@ -43,7 +48,15 @@ class RunContext:
     emit: Callable
     fail_fast: bool = False
     always: bool = False
+    retries: int = 0
+    timeout: float | None = None  # from the command line: wins over every rule's own
     clock: Callable[[], float] = time.time
+    interrupted: int | None = None  # the signal that stopped the run
+
+    def interrupt(self, signum: int) -> None:
+        """First Ctrl-C or SIGTERM: launch nothing more, end the running jobs."""
+        self.interrupted = signum
+        self.executor.stop()
 
 
 def run_doit_task(task, log_path, root, clock=time.time) -> JobResult:
@@ -96,6 +109,7 @@ class JobRunner(Runner):
         self.ctx = context
         self.store = context.store
         self.root = context.executor.root
+        self._attempts: dict[str, int] = {}
 
     # -- selection -----------------------------------------------------------
 
@@ -152,7 +166,7 @@ class JobRunner(Runner):
         completed, exhausted = None, False
         while True:
             # A finished node is always handed back, even when every worker is busy.
-            while not exhausted and not self._stop_running and (
+            while not exhausted and not self._stopping() and (
                     completed is not None or len(inflight) + len(ready) < workers):
                 to_send, completed = completed, None
                 try:
@@ -166,17 +180,24 @@ class JobRunner(Runner):
                     ready.append(node)
                 else:
                     completed = node
-            while ready and len(inflight) < workers and not self._stop_running:
+            while ready and len(inflight) < workers and not self._stopping():
                 node = ready.popleft()
                 inflight[self._launch(node)] = node
             if not inflight:
-                if completed is None or exhausted or self._stop_running:
+                if completed is None or exhausted or self._stopping():
                     break
                 continue
             done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
             future = next(iter(done))
-            completed = inflight.pop(future)
-            self._finish(completed, future.result())
+            node = inflight.pop(future)
+            retry = self._finish(node, future.result())
+            if retry is None:
+                completed = node
+            else:
+                inflight[retry] = node
+
+    def _stopping(self) -> bool:
+        return self._stop_running or self.ctx.interrupted is not None
 
     def _launch(self, node) -> Future:
         task = node.task
@@ -185,32 +206,73 @@ class JobRunner(Runner):
         if not task.actions:  # a group task: nothing to run or show
             return _done(JobResult(task.name, OK, 0.0, 0.0))
         now = self.ctx.clock()
-        log_path = self.store.log_path(task.name).relative_to(self.root)
         self.store.job_started(task.name, now)
         self.ctx.emit(JobStarted(task.name, now))
+        return self._submit(task)
+
+    def _submit(self, task) -> Future:
+        log_path = self.store.log_path(task.name).relative_to(self.root)
+        self._attempts[task.name] = self._attempts.get(task.name, 0) + 1
         if is_job(task):
-            return self.ctx.executor.submit(task.meta[META_KEY], log_path)
+            spec = dict(task.meta[META_KEY])
+            if self.ctx.timeout is not None:
+                spec["timeout"] = self.ctx.timeout
+            return self.ctx.executor.submit(spec, log_path)
         if any(isinstance(action, PythonAction) for action in task.actions):
             # Python actions swap sys.stdout to capture output: only safe in this thread.
             return _done(run_doit_task(task, log_path, self.root, self.ctx.clock))
         return self.ctx.executor.submit_call(run_doit_task, task, log_path, self.root)
 
-    def _finish(self, node, result: JobResult) -> None:
+    def _finish(self, node, result: JobResult) -> Future | None:
+        """Record a finished job; a job to try again is resubmitted and its future returned."""
         task = node.task
         if not task.actions:
             node.run_status = "successful"
-            return
+            return None
+        if not result.ok and self.ctx.interrupted is not None:
+            return self._interrupted(node)
         if result.ok:
             result = self._save_success(task, result)
+        attempts = self._attempts.get(task.name, 1)
+        if not result.ok and self._may_retry(result, attempts):
+            self.ctx.emit(Notice(f"retrying {task.name} (attempt {attempts + 1} of "
+                                 f"{self.ctx.retries + 1}): {result.detail}"))
+            return self._submit(task)
+        result = self._with_attempts(result, attempts)
         if result.ok:
             node.run_status = "successful"
         else:
             self._record_failure(node, result)
         self.store.job_finished(result)
         self.ctx.emit(JobFinished(result))
+        return None
+
+    def _may_retry(self, result: JobResult, attempts: int) -> bool:
+        return (result.status in (FAILED, TIMEOUT) and attempts <= self.ctx.retries
+                and not self._stopping())
+
+    def _with_attempts(self, result: JobResult, attempts: int) -> JobResult:
+        if attempts == 1:
+            return result
+        if result.ok:
+            self.ctx.emit(Notice(f"{result.name} succeeded on attempt {attempts}"))
+            return replace(result, attempts=attempts)
+        return replace(result, attempts=attempts, detail=f"{result.detail}, {attempts} attempts")
+
+    def _interrupted(self, node) -> None:
+        """Stopped by a signal: neither done nor failed; its RUNNING mark makes it rerun."""
+        node.run_status = "failure"
+        self.dep_manager.remove_success(node.task)
+        self.ctx.emit(JobSkipped(node.task.name, NOT_RUN, INTERRUPTED))
+        return None
 
     def _save_success(self, task, result: JobResult) -> JobResult:
         task.save_extra_values()
+        try:
+            json.dumps([task.values, task.result])  # the store keeps them as JSON
+        except (TypeError, ValueError) as error:
+            detail = f"returned a value that cannot be stored: {error}"
+            return replace(result, status=ERROR, detail=detail)
         try:
             self.dep_manager.save_success(task)
         except (OSError, TypeError, ValueError) as error:
