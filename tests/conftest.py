@@ -74,7 +74,7 @@ class Project:
         folder = self.root / "records"
         if not folder.exists():
             return []
-        return [json.loads(p.read_text()) for p in folder.iterdir()]
+        return [json.loads(p.read_text()) for p in folder.glob("*.json")]
 
     def ran(self) -> list[str]:
         """Inputs run since the last call, sorted; clears the records."""

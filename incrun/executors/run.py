@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from doit.action import PythonAction
 from doit.cmd_run import Run
 from doit.control import TaskControl
-from doit.exceptions import TaskFailed
 from doit.runner import ERROR as DOIT_ERROR
 from doit.runner import FAILURE, Runner
 from doit.task import Stream
@@ -36,7 +35,8 @@ from ..events import (
 )
 from ..loader import is_job, selected_tasks
 from ..rules import META_KEY
-from .local import LocalExecutor, log_tail, remove_outputs
+from .doit_tasks import run_doit_task, run_doit_task_in_child
+from .local import LocalExecutor
 
 
 @dataclass
@@ -57,33 +57,6 @@ class RunContext:
         """First Ctrl-C or SIGTERM: launch nothing more, end the running jobs."""
         self.interrupted = signum
         self.executor.stop()
-
-
-def run_doit_task(task, log_path, root, clock=time.time) -> JobResult:
-    """Run a hand-written dodo.py task with doit's own actions, its output captured to its log."""
-    started = clock()
-    try:
-        fail = task.execute(Stream(0))
-    except Exception as error:  # an invalid action: the task's failure, not the run's
-        fail = TaskFailed(f"{type(error).__name__}: {error}")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8", errors="replace") as log:
-        for action in task.actions:
-            log.write(action.out or "")
-            log.write(action.err or "")
-        if fail is not None:
-            log.write(fail.get_msg())
-    status, detail = OK, ""
-    if fail is not None:
-        status = FAILED if isinstance(fail, TaskFailed) else ERROR
-        detail = (fail.message or type(fail).__name__).strip().splitlines()[0][:200]
-    elif missing := [t for t in task.targets if not os.path.exists(root / t)]:
-        status, detail = FAILED, "succeeded but no output " + ", ".join(missing)
-    if status == OK:
-        return JobResult(task.name, OK, started, clock(), 0, str(log_path))
-    remove_outputs(task.targets, root)
-    return JobResult(task.name, status, started, clock(), None, str(log_path), detail,
-                     log_tail(log_path))
 
 
 def _done(result: JobResult) -> Future:
@@ -214,10 +187,14 @@ class JobRunner(Runner):
         log_path = self.store.log_path(task.name).relative_to(self.root)
         self._attempts[task.name] = self._attempts.get(task.name, 0) + 1
         if is_job(task):
-            spec = dict(task.meta[META_KEY])
+            spec = dict(task.meta[META_KEY], task=task.name)  # dodo.py may rename the rule
             if self.ctx.timeout is not None:
                 spec["timeout"] = self.ctx.timeout
             return self.ctx.executor.submit(spec, log_path)
+        if self.ctx.timeout is not None:
+            return self.ctx.executor.submit_call(run_doit_task_in_child, task, log_path,
+                                                 self.root, self.ctx.timeout,
+                                                 self.ctx.executor.groups)
         if any(isinstance(action, PythonAction) for action in task.actions):
             # Python actions swap sys.stdout to capture output: only safe in this thread.
             return _done(run_doit_task(task, log_path, self.root, self.ctx.clock))
