@@ -121,12 +121,18 @@ class Store:
             self._make_dir()
         try:
             self._connect(writable)
+        except sqlite3.OperationalError as error:  # a full disk, an I/O error: not damage
+            raise StateError(f"cannot use {self.db_path}: {error}",
+                             hint="free some disk space or fix the permissions") from None
         except sqlite3.DatabaseError as error:
             if not writable:
                 self.warnings.append(f"state in {self.db_path} is unreadable ({error})")
                 return self
             self._set_aside(f"unreadable ({error})")
-            self._connect(writable)
+            try:
+                self._connect(writable)
+            except sqlite3.Error as again:
+                raise StateError(f"cannot create {self.db_path}: {again}") from None
         return self
 
     def _make_dir(self) -> None:
@@ -169,7 +175,11 @@ class Store:
         for suffix in ("", "-wal", "-shm"):
             path = Path(str(self.db_path) + suffix)
             if path.exists():
-                path.replace(Path(f"{self.db_path}.damaged-{stamp}{suffix}"))
+                try:
+                    path.replace(Path(f"{self.db_path}.damaged-{stamp}{suffix}"))
+                except OSError as error:
+                    raise StateError(f"cannot set aside the damaged {path}: "
+                                     f"{error.strerror}") from None
         self.fresh = False
         self.warnings.append(
             f"state in {self.db_path} was {why}; set aside, every job counts as stale")

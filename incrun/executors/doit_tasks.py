@@ -28,7 +28,7 @@ def run_doit_task(task, log_path: Path, root: Path, clock=time.time) -> JobResul
     status, detail = OK, ""
     if fail is not None:
         status = FAILED if isinstance(fail, TaskFailed) else ERROR
-        detail = (fail.message or type(fail).__name__).strip().splitlines()[0][:200]
+        detail = fail_detail(fail)
     elif missing := [t for t in task.targets if not os.path.exists(root / t)]:
         status, detail = FAILED, "succeeded but no output " + ", ".join(missing)
     if status == OK:
@@ -36,6 +36,13 @@ def run_doit_task(task, log_path: Path, root: Path, clock=time.time) -> JobResul
     remove_outputs(task.targets, root)
     return JobResult(task.name, status, started, clock(), None, str(log_path), detail,
                      log_tail(log_path))
+
+
+def fail_detail(fail) -> str:
+    """One line for a doit failure: the exception itself when there is one, not doit's wrapper."""
+    lines = [line.strip() for line in "".join(fail.traceback).splitlines() if line.strip()]
+    text = lines[-1] if lines else (fail.message or type(fail).__name__)
+    return text.strip().splitlines()[0][:200]
 
 
 def _write_log(task, fail, log_path: Path) -> None:

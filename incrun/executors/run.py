@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from ..events import (
 from ..loader import is_job, selected_tasks
 from ..rules import META_KEY
 from .doit_tasks import run_doit_task, run_doit_task_in_child
-from .local import LocalExecutor
+from .local import LocalExecutor, remove_outputs
 
 
 @dataclass
@@ -65,11 +66,13 @@ def _done(result: JobResult) -> Future:
     return future
 
 
-def _mtime(path: str) -> float | None:
+def _mtime(path: str, follow: bool = True) -> float | None:
+    """A file's mtime; None if it is missing or, unless followed, a symlink (never adopted)."""
     try:
-        return os.stat(path).st_mtime
+        info = os.stat(path, follow_symlinks=follow)
     except OSError:
         return None
+    return None if stat.S_ISLNK(info.st_mode) else info.st_mtime
 
 
 class JobRunner(Runner):
@@ -114,7 +117,7 @@ class JobRunner(Runner):
         if self.dep_manager._in(task.name) or self.store.job_status(task.name) is not None:
             return False
         dep_times = [_mtime(dep) for dep in task.file_dep]
-        out_times = [_mtime(target) for target in task.targets]
+        out_times = [_mtime(target, follow=False) for target in task.targets]
         if not out_times or None in dep_times or None in out_times:
             return False
         if min(out_times) < max(dep_times, default=0):
@@ -248,14 +251,19 @@ class JobRunner(Runner):
         try:
             json.dumps([task.values, task.result])  # the store keeps them as JSON
         except (TypeError, ValueError) as error:
-            detail = f"returned a value that cannot be stored: {error}"
-            return replace(result, status=ERROR, detail=detail)
+            return self._unrecordable(task, result, f"returned a value that cannot be stored: "
+                                                    f"{error}")
         try:
             self.dep_manager.save_success(task)
         except (OSError, TypeError, ValueError) as error:
-            detail = f"cannot record success: {type(error).__name__}: {error}"
-            return replace(result, status=ERROR, detail=detail)
+            return self._unrecordable(task, result, f"cannot record success: "
+                                                    f"{type(error).__name__}: {error}")
         return result
+
+    def _unrecordable(self, task, result: JobResult, detail: str) -> JobResult:
+        """A success that cannot be recorded is a failure, and failures leave no outputs."""
+        remove_outputs(task.targets, self.root)
+        return replace(result, status=ERROR, detail=detail)
 
     def _record_failure(self, node, result: JobResult) -> None:
         node.run_status = "failure"
