@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from pathspec import GitIgnoreSpec
@@ -12,8 +13,40 @@ from pathspec import GitIgnoreSpec
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", ".incrun", "__pycache__"})
 
 
+_SUFFIX_ONLY = re.compile(r"\*(\.[^*?\[\]/\\!]+)")  # `*.inp`: any file, any depth
+
+
 def compile_patterns(patterns: Iterable[str]) -> GitIgnoreSpec:
     return GitIgnoreSpec.from_lines(list(patterns))
+
+
+def _suffix_matcher(ends: tuple[str, ...]) -> Callable[[str], bool]:
+    folders: dict[str, bool] = {}  # as in git, a matching folder's files match too
+
+    def matches(rel: str) -> bool:
+        if rel.endswith(ends):
+            return True
+        folder = rel.rpartition("/")[0]
+        if folder not in folders:
+            folders[folder] = any(part.endswith(ends) for part in folder.split("/") if part)
+        return folders[folder]
+
+    return matches
+
+
+def matcher(patterns: Iterable[str]) -> Callable[[str], bool]:
+    """A test of a relative path against gitignore-style patterns.
+
+    The common case, patterns like `*.inp`, is a suffix test of the file name: the same
+    answer as pathspec's, at a fraction of the cost over 100,000 files.
+    """
+    patterns = [p for p in patterns if p.strip() and not p.startswith("#")]
+    if not patterns:
+        return lambda rel: False
+    suffixes = [_SUFFIX_ONLY.fullmatch(p.strip()) for p in patterns]
+    if all(suffixes):
+        return _suffix_matcher(tuple(match.group(1) for match in suffixes))
+    return compile_patterns(patterns).match_file
 
 
 class _IgnoreRules:
@@ -66,11 +99,11 @@ def find_inputs(
     root: Path, inputs: Iterable[str], exclude: Iterable[str] = (), skip: Iterable[str] = ()
 ) -> list[str]:
     """Files below root matching `inputs` and not `exclude`, minus the paths in `skip`; sorted."""
-    wanted, unwanted = compile_patterns(inputs), compile_patterns(exclude)
+    wanted, unwanted = matcher(inputs), matcher(exclude)
     skipped = set(skip)
     found = [
         rel
         for rel in walk_files(root)
-        if rel not in skipped and wanted.match_file(rel) and not unwanted.match_file(rel)
+        if wanted(rel) and not unwanted(rel) and rel not in skipped
     ]
     return sorted(found)

@@ -26,7 +26,7 @@ from .errors import BadDodo, IncrunError, NoRule, UnknownTask
 from .events import Notice, RunFinished, Tally
 from .executors.local import LocalExecutor
 from .executors.run import IncrunRun, RunContext
-from .loader import IncrunLoader
+from .loader import IncrunLoader, UpToDate
 from .store import DB_NAME, Store
 
 COMMANDS = {"run": IncrunRun, "list": List, "info": Info, "clean": Clean,
@@ -56,12 +56,12 @@ def _doit_args(config: Config) -> list[str]:
     return args
 
 
-def _invoke(config: Config, state: Store, **attributes):
+def _invoke(config: Config, state: Store, up_to_date=None, **attributes):
     """Run one doit command with incrun's loader, state and checker; map doit's errors to ours."""
     command_cls = COMMANDS[config.command]
     doit_config = DoitConfig()
     doit_config.loads([name for name in ("pyproject.toml", "doit.cfg") if os.path.exists(name)])
-    loader = IncrunLoader(config)
+    loader = IncrunLoader(config, up_to_date)
     command = command_cls(task_loader=loader, config=doit_config.as_dict(), bin_name="incrun",
                           cmds=COMMANDS, opt_vals={})
     loader.cmd_names = sorted(COMMANDS)
@@ -134,9 +134,11 @@ def _run(config: Config) -> int:
                 emit(Notice(warning, "warning"))
             context = RunContext(store, executor, emit, config.fail_fast, config.always,
                                  config.retries, config.timeout)
+            if not config.always:
+                context.up_to_date = UpToDate(store, context.signatures)
             try:
                 with _signals_stop(context, display):
-                    doit_code = _invoke(config, store, context=context)
+                    doit_code = _invoke(config, store, context.up_to_date, context=context)
             except BaseException:
                 executor.shutdown(kill=True)
                 raise

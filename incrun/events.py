@@ -61,9 +61,10 @@ class JobFinished:
 
 @dataclass(frozen=True)
 class JobSkipped:
-    name: str
+    name: str  # a task, or a rule when `count` jobs are skipped at once
     reason: str  # UP_TO_DATE, ADOPTED, IGNORED or NOT_RUN
     detail: str = ""
+    count: int = 1
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ class Tally:
                 self.failures.append(result)
         elif isinstance(event, JobSkipped):
             reason = UP_TO_DATE if event.reason == IGNORED else event.reason
-            self.counts[reason] += 1
+            self.counts[reason] += event.count
 
     @property
     def done(self) -> int:

@@ -8,13 +8,13 @@ import posixpath
 import sys
 from pathlib import Path
 
-from doit.cmd_base import TaskLoader2, tasks_and_deps_iter
+from doit.cmd_base import TaskLoader2
 from doit.exceptions import InvalidDodoFile, InvalidTask
 from doit.loader import generate_tasks, load_doit_config, load_tasks
 
 from .config import Config
 from .errors import BadDodo, UnknownTask
-from .rules import META_KEY, Rule, declared_rules, inside, require_jobs
+from .rules import META_KEY, Rule, declared_rules, inside, job_filter, require_jobs
 
 
 def import_dodo(path: Path):
@@ -56,17 +56,48 @@ def is_job(task) -> bool:
 
 
 def selected_tasks(tasks: dict, selection) -> list:
-    """The tasks a selection runs, with their dependencies; group tasks (no actions) left out."""
-    return [task for task in tasks_and_deps_iter(tasks, selection) if task.actions]
+    """The tasks a selection runs, with their dependencies; group tasks (no actions) left out.
+
+    Like doit's `tasks_and_deps_iter`, in linear time: a sweep's group task has 100,000 deps.
+    """
+    seen, order, pending = set(), [], list(selection or ())
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        task = tasks[name]
+        order.append(task)
+        pending.extend(dep for dep in (*task.task_dep, *task.setup_tasks) if dep not in seen)
+    return [task for task in order if task.actions]
+
+
+class UpToDate:
+    """The fast check: a job whose signature equals the one recorded at its success is up to
+    date, and never becomes a doit task. Only the others are handed to doit."""
+
+    def __init__(self, store, signatures):
+        self.store = store
+        self.signatures = signatures
+        self.count = 0
+
+    def __call__(self, job) -> bool:
+        recorded = self.store.signature(job.task)
+        if recorded is not None and recorded == self.signatures.now(
+                job.rule_digest, job.input, job.outputs, job.deps[1:]):
+            self.count += 1
+            return True
+        return False
 
 
 class IncrunLoader(TaskLoader2):
     """Tasks of one project: its rule's jobs and its dodo.py, with doit's own semantics."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, up_to_date: UpToDate | None = None):
         super().__init__()
         self.config_obj = config
         self.namespace: dict | None = None
+        self.up_to_date = up_to_date
 
     def setup(self, opt_values) -> None:
         if self.config_obj.dodo is not None and self.namespace is None:
@@ -82,9 +113,13 @@ class IncrunLoader(TaskLoader2):
 
     def load_tasks(self, cmd, pos_args) -> list:
         declared_rules.clear()
-        tasks = self._dodo_tasks(cmd, pos_args)
-        if not declared_rules:
-            tasks = self._rule_tasks() + tasks
+        job_filter[:] = [self.up_to_date] if self.up_to_date and not pos_args else []
+        try:
+            tasks = self._dodo_tasks(cmd, pos_args)
+            if not declared_rules:
+                tasks = self._rule_tasks() + tasks
+        finally:
+            job_filter.clear()
         _refuse_outside_targets(tasks, self.config_obj.root)
         _translate_selection(cmd, pos_args, tasks, self.config_obj.root)
         return tasks
@@ -116,6 +151,8 @@ class IncrunLoader(TaskLoader2):
 def _refuse_outside_targets(tasks: list, root: Path) -> None:
     """No task may write, or `clean` delete, outside the project: checked before anything runs."""
     for task in tasks:
+        if is_job(task):
+            continue  # its rule checked its outputs already
         for target in task.targets:
             rel = os.path.relpath(target, root) if os.path.isabs(target) else target
             if not inside(root, posixpath.normpath(Path(rel).as_posix())):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import posixpath
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from doit.tools import config_changed
@@ -30,6 +31,8 @@ PLACEHOLDERS = ("input", "stem", "name", "dir", "output", "python", "", ".", "/"
 META_KEY = "incrun"  # the key under a task's `meta` that marks it as a job incrun runs itself
 # Rules whose tasks a dodo.py asked for: the loader then adds no rule of its own.
 declared_rules: list[Rule] = []
+# Set by incrun's loader for a run: jobs it finds up to date by signature are left out.
+job_filter: list = []
 
 
 @dataclass(frozen=True)
@@ -38,15 +41,23 @@ class Job:
 
     task: str  # doit task name, "<rule>:<input>"
     input: str  # relative to the project root, POSIX separators
-    argv: tuple[str, ...]
-    outputs: tuple[str, ...]
-    deps: tuple[str, ...]  # the input first, then the runner script and extra deps
+    command: tuple[str, ...]  # templates
+    values: dict = field(compare=False, repr=False)  # each placeholder's value
+    outputs: tuple[str, ...] = ()
+    deps: tuple[str, ...] = ()  # the input first, then the runner script and extra deps
     timeout: float | None = None
+    rule_digest: str = ""  # the rule's command and output templates, shared by its jobs
+
+    @functools.cached_property
+    def argv(self) -> tuple[str, ...]:
+        """Expanded when needed: a job found up to date never is."""
+        return tuple(expand(template, self.values) for template in self.command)
 
     def spec(self) -> dict:
         """The JSON-able job spec executors receive."""
         return {"task": self.task, "input": self.input, "argv": list(self.argv),
-                "outputs": list(self.outputs), "timeout": self.timeout}
+                "outputs": list(self.outputs), "timeout": self.timeout,
+                "shared": list(self.deps[1:]), "digest": self.rule_digest}
 
     def command_digest(self) -> str:
         """The command as recorded: without the interpreter's path, so a new venv reruns nothing."""
@@ -72,19 +83,16 @@ def _safe_path(path: str) -> str:
 
 def path_values(rel_input: str) -> dict[str, str]:
     """The value of each placeholder but {output} and {python}, for one input path."""
-    directory, name = posixpath.split(rel_input)
-    stem = posixpath.splitext(rel_input)[0] if posixpath.splitext(name)[0] else rel_input
-    base = posixpath.splitext(name)[0] or name
-    values = {
-        "input": _safe_path(rel_input),
-        "stem": _safe_path(stem),
-        "name": name,
-        "dir": _safe_path(directory or "."),
-        "python": sys.executable,
-    }
-    values.update({"": values["input"], ".": values["stem"], "/": name,
-                   "//": values["dir"], "/.": base})
-    return values
+    directory, _, name = rel_input.rpartition("/")
+    head = name.rpartition(".")[0]
+    if head.strip("."):  # an extension, as posixpath.splitext sees one
+        base, stem = head, rel_input[: len(rel_input) - len(name)] + head
+    else:
+        base, stem = name, rel_input
+    given = _safe_path(rel_input)
+    stem, folder = _safe_path(stem), _safe_path(directory or ".")
+    return {"input": given, "stem": stem, "name": name, "dir": folder,
+            "python": sys.executable, "": given, ".": stem, "/": name, "//": folder, "/.": base}
 
 
 def check_template(template: str, allowed=PLACEHOLDERS, where: str = "command") -> None:
@@ -96,14 +104,24 @@ def check_template(template: str, allowed=PLACEHOLDERS, where: str = "command") 
                                  hint=f"known placeholders: {known}")
 
 
-def expand(template: str, values: dict[str, str]) -> str:
-    def substitute(match: re.Match) -> str:
-        key = match.group(1)
-        if key is None:
-            return match.group(0)[0]  # "{{" -> "{", "}}" -> "}"
-        return values[key]
+@functools.lru_cache(maxsize=256)
+def _parts(template: str) -> tuple[tuple[str, str | None], ...]:
+    """A template as (literal text, placeholder or None) pairs, parsed once."""
+    parts, position = [], 0
+    for match in PLACEHOLDER.finditer(template):
+        literal = template[position:match.start()]
+        if match.group(1) is None:
+            parts.append((literal + match.group(0)[0], None))  # "{{" -> "{", "}}" -> "}"
+        else:
+            parts.append((literal, match.group(1)))
+        position = match.end()
+    parts.append((template[position:], None))
+    return tuple(parts)
 
-    return PLACEHOLDER.sub(substitute, template)
+
+def expand(template: str, values: dict[str, str]) -> str:
+    return "".join(literal + (values[key] if key is not None else "")
+                   for literal, key in _parts(template))
 
 
 class Rule:
@@ -152,7 +170,8 @@ class Rule:
         """doit task dicts, one per input; a plain `doit` runs them as well as incrun does."""
         declared_rules.append(self)
         for job in self.jobs():
-            yield job.task_dict()
+            if not any(up_to_date(job) for up_to_date in job_filter):
+                yield job.task_dict()
 
     def outputs(self) -> list[str]:
         return [output for job in self.jobs() for output in job.outputs]
@@ -197,15 +216,24 @@ def inside(root: Path, rel: str) -> bool:
     """Whether a path stays in the project once `..` and symlinked folders are resolved."""
     if posixpath.isabs(rel) or rel == ".." or rel.startswith("../"):
         return False
-    real_root = root.resolve()
-    return (root / rel).parent.resolve().is_relative_to(real_root)
+    return _real_dir(str(root / posixpath.dirname(rel))).is_relative_to(_real_dir(str(root)))
 
 
-def _outputs(spec: RuleSpec, values: dict[str, str], root: Path) -> tuple[str, ...]:
+@functools.lru_cache(maxsize=4096)
+def _real_dir(path: str) -> Path:
+    """A folder with its symlinks resolved; outputs share few folders, so this is cached."""
+    return Path(path).resolve()
+
+
+def _outputs(spec: RuleSpec, values: dict[str, str], root: Path,
+             checked: dict[str, bool]) -> tuple[str, ...]:
     outputs = []
     for template in spec.outputs:
         output = posixpath.normpath(expand(template, values).removeprefix("./"))
-        if not inside(root, output):
+        folder = posixpath.dirname(output)
+        if folder not in checked:  # one check per output folder, not per output
+            checked[folder] = inside(root, output)
+        if not checked[folder]:
             raise BadConfig(f"output {output!r} lies outside the project",
                             hint="outputs must be paths inside the project, "
                                  "not through a symlink that leads out of it")
@@ -218,16 +246,21 @@ def make_jobs(spec: RuleSpec, root: Path) -> list[Job]:
     _check_spec(spec)
     deps = _deps(spec, root)
     candidates = find_inputs(root, spec.inputs, spec.exclude, skip=deps)
-    planned = {rel: _outputs(spec, path_values(rel), root) for rel in candidates}
-    all_outputs = {output for outputs in planned.values() for output in outputs}
+    checked: dict[str, bool] = {}
+    planned = []
+    for rel in candidates:
+        values = path_values(rel)
+        planned.append((rel, values, _outputs(spec, values, root, checked)))
+    all_outputs = {output for _, _, outputs in planned for output in outputs}
+    shared = tuple(deps)
+    digest = json.dumps([spec.command, spec.outputs])
     jobs = []
-    for rel, outputs in planned.items():
+    for rel, values, outputs in planned:
         if rel in all_outputs:
             continue
-        values = path_values(rel)
         values["output"] = _safe_path(outputs[0]) if outputs else ""
-        argv = tuple(expand(template, values) for template in spec.command)
-        jobs.append(Job(f"{spec.name}:{rel}", rel, argv, outputs, (rel, *deps), spec.timeout))
+        jobs.append(Job(f"{spec.name}:{rel}", rel, spec.command, values, outputs,
+                        (rel, *shared), spec.timeout, digest))
     return jobs
 
 

@@ -15,14 +15,14 @@ from pathlib import Path
 from .errors import Locked, StateError
 from .events import JobResult
 
-VERSION = 2
+VERSION = 3
 DB_NAME = "state.db"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS deps (task TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     task TEXT PRIMARY KEY, status TEXT NOT NULL, exit_code INTEGER,
-    started REAL, ended REAL, log TEXT, detail TEXT, attempts INTEGER
+    started REAL, ended REAL, log TEXT, detail TEXT, attempts INTEGER, sig TEXT
 );
 """
 # Job states in the `jobs` table; RUNNING is written, committed, before the job starts.
@@ -32,25 +32,36 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+=@-]")
 
 
 class DoitBackend:
-    """doit's backend interface (get/set/in_/remove/dump) over the store's tables, in memory.
+    """doit's backend interface (get/set/in_/remove/dump) over the store's `deps` table.
 
-    Changes stay pending until the store commits them, which it does after every job.
+    A task's row is read when doit first asks for it: a sweep whose jobs are up to date by
+    their signatures never reads theirs. Changes stay pending until the store commits them,
+    which it does after every job.
     """
 
-    def __init__(self, rows: dict[str, str]):
+    def __init__(self, conn: sqlite3.Connection | None = None, known: set[str] = frozenset()):
         self.name = DB_NAME
-        self._raw = rows  # task -> JSON text, decoded on first use
+        self._conn = conn
+        self._known = set(known)  # tasks with a row, not read yet
         self._cache: dict[str, dict] = {}
         self.dirty: set[str] = set()
         self.removed: set[str] = set()
 
+    def _read(self, task_id: str) -> str | None:
+        self._known.discard(task_id)
+        try:
+            row = self._conn.execute("SELECT data FROM deps WHERE task = ?", (task_id,)).fetchone()
+        except sqlite3.DatabaseError:
+            return None  # a damaged row: the task is simply stale
+        return row[0] if row else None
+
     def _data(self, task_id: str) -> dict | None:
         data = self._cache.get(task_id)
-        if data is None and task_id in self._raw:
+        if data is None and task_id in self._known:
             try:
-                data = json.loads(self._raw.pop(task_id))
+                data = json.loads(self._read(task_id) or "null")
             except ValueError:
-                data = None  # a damaged row: the task is simply stale
+                data = None
             if isinstance(data, dict):
                 self._cache[task_id] = data
             else:
@@ -74,12 +85,12 @@ class DoitBackend:
 
     def remove(self, task_id: str) -> None:
         self._cache.pop(task_id, None)
-        self._raw.pop(task_id, None)
+        self._known.discard(task_id)
         self.dirty.discard(task_id)
         self.removed.add(task_id)
 
     def remove_all(self) -> None:
-        for task_id in list(self._cache) + list(self._raw):
+        for task_id in list(self._cache) + list(self._known):
             self.remove(task_id)
 
     def dump(self) -> None:
@@ -106,8 +117,9 @@ class Store:
         self.may_adopt = True  # False once state was lost: outputs on disk are then unverified
         self._conn: sqlite3.Connection | None = None
         self._jobs: dict[str, tuple] = {}
+        self._signatures: dict[str, str] = {}  # pending updates
         self._lock_file = None
-        self.backend = DoitBackend({})
+        self.backend = DoitBackend()
 
     # -- opening ---------------------------------------------------------
 
@@ -155,7 +167,7 @@ class Store:
             meta = dict(conn.execute("SELECT key, value FROM meta"))
             if meta.get("version", str(VERSION)) != str(VERSION):
                 raise sqlite3.DatabaseError(f"unknown version {meta['version']!r}")
-            rows = dict(conn.execute("SELECT task, data FROM deps"))
+            known = {row[0] for row in conn.execute("SELECT task FROM deps")}
             self._jobs = {row[0]: row[1:] for row in conn.execute("SELECT * FROM jobs")}
             if writable and "version" not in meta:
                 conn.execute("INSERT INTO meta VALUES ('version', ?)", (str(VERSION),))
@@ -167,7 +179,7 @@ class Store:
             raise
         self._conn = conn
         self.may_adopt = meta.get("adopt") != "no"
-        self.backend = DoitBackend(rows)
+        self.backend = DoitBackend(conn, known)
 
     def _set_aside(self, why: str) -> None:
         """Keep a damaged database for inspection and start afresh: every job becomes stale."""
@@ -194,22 +206,34 @@ class Store:
         row = self._jobs.get(task)
         if row is None:
             return None
-        keys = ("status", "exit_code", "started", "ended", "log", "detail", "attempts")
+        keys = ("status", "exit_code", "started", "ended", "log", "detail", "attempts", "sig")
         return dict(zip(keys, row))
 
     def job_started(self, task: str, at: float) -> None:
-        self._commit([(task, RUNNING, None, at, None, str(self.log_path(task)), "", 0)])
+        self._commit([(task, RUNNING, None, at, None, str(self.log_path(task)), "", 0, None)])
 
-    def job_finished(self, result: JobResult) -> None:
+    def job_finished(self, result: JobResult, sig: str | None = None) -> None:
         status = SUCCEEDED if result.ok else FAILED
         self._commit([(result.name, status, result.exit_code, result.started, result.ended,
-                       result.log_path, result.detail, result.attempts)])
+                       result.log_path, result.detail, result.attempts, sig)])
+
+    def signature(self, task: str) -> str | None:
+        """The signature recorded with the task's success, if it succeeded."""
+        row = self._jobs.get(task)
+        return row[7] if row and row[0] == SUCCEEDED else None
+
+    def set_signature(self, task: str, sig: str) -> None:
+        """A job found up to date by content: note its new signature (committed later)."""
+        row = self._jobs.get(task)
+        if row and row[0] == SUCCEEDED and row[7] != sig:
+            self._jobs[task] = (*row[:7], sig)
+            self._signatures[task] = sig
 
     def forget(self, tasks) -> None:
         """Drop the tasks' success; the row that stays keeps old outputs from being adopted."""
         for task in tasks:
             self.backend.remove(task)
-        self._commit([(task, FORGOTTEN, None, None, None, None, "", 0) for task in tasks])
+        self._commit([(task, FORGOTTEN, None, None, None, None, "", 0, None) for task in tasks])
 
     def commit(self) -> None:
         """Write what doit changed (refreshed file states, cleared tasks) without a job record."""
@@ -226,8 +250,10 @@ class Store:
             conn.execute("BEGIN")
             conn.executemany("INSERT OR REPLACE INTO deps VALUES (?, ?)", writes)
             conn.executemany("DELETE FROM deps WHERE task = ?", [(t,) for t in removals])
-            conn.executemany("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            conn.executemany("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              job_rows)
+            conn.executemany("UPDATE jobs SET sig = ? WHERE task = ?",
+                             [(sig, task) for task, sig in self._signatures.items()])
             conn.execute("COMMIT")
         except sqlite3.Error as error:
             if conn.in_transaction:
@@ -236,6 +262,7 @@ class Store:
                              hint="free some disk space or fix the permissions; "
                                   "jobs recorded so far stay recorded") from None
         self.backend.clear_pending()
+        self._signatures.clear()
 
     # -- logs --------------------------------------------------------------
 

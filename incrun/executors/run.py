@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from doit.action import PythonAction
 from doit.cmd_run import Run
@@ -18,6 +18,7 @@ from doit.runner import ERROR as DOIT_ERROR
 from doit.runner import FAILURE, Runner
 from doit.task import Stream
 
+from ..checker import Signatures
 from ..events import (
     ADOPTED,
     ERROR,
@@ -26,6 +27,7 @@ from ..events import (
     NOT_RUN,
     OK,
     TIMEOUT,
+    UP_TO_DATE,
     EventReporter,
     JobFinished,
     JobResult,
@@ -34,7 +36,7 @@ from ..events import (
     Notice,
     RunStarted,
 )
-from ..loader import is_job, selected_tasks
+from ..loader import UpToDate, is_job, selected_tasks
 from ..rules import META_KEY
 from .doit_tasks import run_doit_task, run_doit_task_in_child
 from .local import LocalExecutor, remove_outputs
@@ -53,6 +55,8 @@ class RunContext:
     timeout: float | None = None  # from the command line: wins over every rule's own
     clock: Callable[[], float] = time.time
     interrupted: int | None = None  # the signal that stopped the run
+    signatures: Signatures = field(default_factory=Signatures)
+    up_to_date: UpToDate | None = None  # jobs found up to date before doit saw them
 
     def interrupt(self, signum: int) -> None:
         """First Ctrl-C or SIGTERM: launch nothing more, end the running jobs."""
@@ -91,7 +95,10 @@ class JobRunner(Runner):
 
     def run_all(self, task_dispatcher):
         total = len(selected_tasks(task_dispatcher.tasks, task_dispatcher.selected_tasks))
-        self.ctx.emit(RunStarted(total, self.ctx.executor.workers, self.ctx.clock()))
+        clean = self.ctx.up_to_date.count if self.ctx.up_to_date else 0
+        self.ctx.emit(RunStarted(total + clean, self.ctx.executor.workers, self.ctx.clock()))
+        if clean:
+            self.ctx.emit(JobSkipped("", UP_TO_DATE, count=clean))
         return super().run_all(task_dispatcher)
 
     def select_task(self, node, tasks_dict):
@@ -100,7 +107,12 @@ class JobRunner(Runner):
         selected = super().select_task(node, tasks_dict)
         if not selected and node.run_status == "up-to-date":
             self._save_refreshed_states(node.task)
+            if is_job(node.task):  # the next run can tell without doit
+                self.store.set_signature(node.task.name, self._signature(node.task))
         return selected
+
+    def _signature(self, task) -> str | None:
+        return self.ctx.signatures.of(task.meta[META_KEY]) if is_job(task) else None
 
     def _save_refreshed_states(self, task) -> None:
         """A dep touched but unchanged: record its new mtime so the next run need not hash it."""
@@ -127,7 +139,8 @@ class JobRunner(Runner):
         self.dep_manager.save_success(task)
         node.run_status = "up-to-date"
         now = self.ctx.clock()
-        self.store.job_finished(JobResult(task.name, OK, now, now, detail=ADOPTED))
+        self.store.job_finished(JobResult(task.name, OK, now, now, detail=ADOPTED),
+                                self._signature(task))
         self.ctx.emit(JobSkipped(task.name, ADOPTED))
         return True
 
@@ -223,7 +236,7 @@ class JobRunner(Runner):
             node.run_status = "successful"
         else:
             self._record_failure(node, result)
-        self.store.job_finished(result)
+        self.store.job_finished(result, self._signature(task) if result.ok else None)
         self.ctx.emit(JobFinished(result))
         return None
 
