@@ -147,3 +147,27 @@ def test_status_json_tells_why_each_job_is_stale(project):
     text = project.run("status").stdout
     assert text.splitlines()[0] == "1 up to date, 3 stale, 1 failed"
     assert "sweep:a.inp" in text and "sweep:c.inp" not in text
+
+
+def test_an_output_edited_by_hand_reruns_nothing_and_the_next_check_is_fast(project):
+    project.inputs("a.inp", "b.inp")
+    project.run()
+    project.ran()
+    project.write("a.out", "edited by hand\n")  # outputs are checked for existence, as in doit
+    assert project.run().returncode == 0
+    assert project.ran() == []
+    store = Store(project.root / ".incrun").open(writable=False)
+    recorded = store.signature("sweep:a.inp")
+    store.close()
+    stat = os.stat(project.root / "a.out")
+    assert f"{stat.st_mtime_ns}:{stat.st_size}" in recorded  # refreshed: no doit next time
+
+
+def test_naming_an_up_to_date_job_runs_nothing(project):
+    project.inputs("a.inp", "b.inp")
+    project.run()
+    project.ran()
+    result = project.run("a.inp")
+    assert result.returncode == 0
+    assert project.ran() == []
+    assert "up to date" in result.stdout
