@@ -39,16 +39,17 @@ class DoitBackend:
     which it does after every job.
     """
 
-    def __init__(self, conn: sqlite3.Connection | None = None, known: set[str] = frozenset()):
+    def __init__(self, conn: sqlite3.Connection | None = None):
         self.name = DB_NAME
         self._conn = conn
-        self._known = set(known)  # tasks with a row, not read yet
         self._cache: dict[str, dict] = {}
+        self._absent: set[str] = set()  # asked for and not there, or removed
         self.dirty: set[str] = set()
         self.removed: set[str] = set()
 
     def _read(self, task_id: str) -> str | None:
-        self._known.discard(task_id)
+        if self._conn is None:
+            return None
         try:
             row = self._conn.execute("SELECT data FROM deps WHERE task = ?", (task_id,)).fetchone()
         except sqlite3.DatabaseError:
@@ -57,7 +58,7 @@ class DoitBackend:
 
     def _data(self, task_id: str) -> dict | None:
         data = self._cache.get(task_id)
-        if data is None and task_id in self._known:
+        if data is None and task_id not in self._absent:
             try:
                 data = json.loads(self._read(task_id) or "null")
             except ValueError:
@@ -66,6 +67,7 @@ class DoitBackend:
                 self._cache[task_id] = data
             else:
                 data = None
+                self._absent.add(task_id)
         return data
 
     def get(self, task_id: str, dependency: str):
@@ -78,6 +80,7 @@ class DoitBackend:
             data = self._cache[task_id] = {}
         data[dependency] = value
         self.dirty.add(task_id)
+        self._absent.discard(task_id)
         self.removed.discard(task_id)
 
     def in_(self, task_id: str) -> bool:
@@ -85,12 +88,14 @@ class DoitBackend:
 
     def remove(self, task_id: str) -> None:
         self._cache.pop(task_id, None)
-        self._known.discard(task_id)
+        self._absent.add(task_id)
         self.dirty.discard(task_id)
         self.removed.add(task_id)
 
     def remove_all(self) -> None:
-        for task_id in list(self._cache) + list(self._known):
+        stored = [row[0] for row in self._conn.execute("SELECT task FROM deps")] \
+            if self._conn is not None else []
+        for task_id in {*self._cache, *stored}:
             self.remove(task_id)
 
     def dump(self) -> None:
@@ -167,8 +172,8 @@ class Store:
             meta = dict(conn.execute("SELECT key, value FROM meta"))
             if meta.get("version", str(VERSION)) != str(VERSION):
                 raise sqlite3.DatabaseError(f"unknown version {meta['version']!r}")
-            known = {row[0] for row in conn.execute("SELECT task FROM deps")}
-            self._jobs = {row[0]: row[1:] for row in conn.execute("SELECT * FROM jobs")}
+            self._jobs = {task: (status, sig) for task, status, sig
+                          in conn.execute("SELECT task, status, sig FROM jobs")}
             if writable and "version" not in meta:
                 conn.execute("INSERT INTO meta VALUES ('version', ?)", (str(VERSION),))
                 if not self.fresh:  # rebuilt after damage: outputs on disk are unverified
@@ -179,7 +184,7 @@ class Store:
             raise
         self._conn = conn
         self.may_adopt = meta.get("adopt") != "no"
-        self.backend = DoitBackend(conn, known)
+        self.backend = DoitBackend(conn)
 
     def _set_aside(self, why: str) -> None:
         """Keep a damaged database for inspection and start afresh: every job becomes stale."""
@@ -203,10 +208,20 @@ class Store:
         return row[0] if row else None
 
     def job_row(self, task: str) -> dict | None:
-        row = self._jobs.get(task)
-        if row is None:
+        """Everything recorded of the task's last run (read from the database on demand)."""
+        if task not in self._jobs:
             return None
         keys = ("status", "exit_code", "started", "ended", "log", "detail", "attempts", "sig")
+        row = None
+        if self._conn is not None:
+            try:
+                row = self._conn.execute(f"SELECT {', '.join(keys)} FROM jobs WHERE task = ?",
+                                         (task,)).fetchone()
+            except sqlite3.DatabaseError:
+                row = None
+        if row is None:
+            status, sig = self._jobs[task]
+            return {"status": status, "sig": sig}
         return dict(zip(keys, row))
 
     def job_started(self, task: str, at: float) -> None:
@@ -220,13 +235,13 @@ class Store:
     def signature(self, task: str) -> str | None:
         """The signature recorded with the task's success, if it succeeded."""
         row = self._jobs.get(task)
-        return row[7] if row and row[0] == SUCCEEDED else None
+        return row[1] if row and row[0] == SUCCEEDED else None
 
     def set_signature(self, task: str, sig: str) -> None:
         """A job found up to date by content: note its new signature (committed later)."""
         row = self._jobs.get(task)
-        if row and row[0] == SUCCEEDED and row[7] != sig:
-            self._jobs[task] = (*row[:7], sig)
+        if row and row[0] == SUCCEEDED and row[1] != sig:
+            self._jobs[task] = (SUCCEEDED, sig)
             self._signatures[task] = sig
 
     def forget(self, tasks) -> None:
@@ -241,7 +256,7 @@ class Store:
 
     def _commit(self, job_rows: list[tuple]) -> None:
         for row in job_rows:
-            self._jobs[row[0]] = row[1:]
+            self._jobs[row[0]] = (row[1], row[8])
         if self._conn is None:
             return
         writes, removals = self.backend.pending()
