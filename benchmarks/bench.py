@@ -1,0 +1,806 @@
+#!/usr/bin/env python3
+"""Benchmark incrun against make -j, GNU parallel and plain doit, in one run, as ratios.
+
+    python benchmarks/bench.py                 # every case (about 15 minutes on 2 cores)
+    python benchmarks/bench.py --quick         # every size ~10x smaller: a smoke test
+    python benchmarks/bench.py --cases dispatch,noop20k --reps 5
+
+Tables go to stdout (markdown), progress to stderr. Run it with the Python whose incrun you
+want to measure: that interpreter (sys.executable) is the one every tool starts for runner.py.
+See benchmarks/README.md for what each case measures and how.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import dbm
+import fcntl
+import hashlib
+import importlib.util
+import os
+import platform
+import pty
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PY = sys.executable
+CASES = ("dispatch", "noop20k", "noop100k", "changed1", "display", "inprocess")
+# display runs before changed1: it then measures a tree that no tool but incrun last touched
+ORDER = ("dispatch", "noop20k", "noop100k", "display", "changed1", "inprocess")
+SIZES = {"dispatch": 2_000, "noop20k": 20_000, "noop100k": 100_000, "inprocess": 20_000}
+QUICK_DIVISOR = 10
+
+RUNNER = """\
+import sys
+
+src = sys.argv[1]
+with open(src) as f:
+    data = f.read()
+with open(src[:-4] + ".out", "w") as f:
+    f.write(data.upper())
+"""
+
+MAKEFILE = """\
+.SUFFIXES:
+.PHONY: all
+all: $(patsubst %.inp,%.out,$(wildcard *.inp))
+%.out: %.inp runner.py
+\t{python} runner.py $<
+"""
+
+# Not called dodo.py: incrun loads a dodo.py it finds, and the trees are shared by every tool.
+DODO_NAME = "bench_dodo.py"
+DODO = """\
+import glob
+
+PYTHON = {python!r}
+
+
+def task_job():
+    for inp in sorted(glob.glob("*.inp")):
+        yield {{
+            "name": inp,
+            "file_dep": [inp, "runner.py"],
+            "targets": [inp[:-4] + ".out"],
+            "actions": [[PYTHON, "runner.py", inp]],
+        }}
+"""
+
+STAT_FLOOR = """\
+import os
+n = 0
+for name in os.listdir("."):
+    if name.endswith(".inp"):
+        os.stat(name)
+        os.stat(name[:-4] + ".out")
+        n += 1
+print(n)
+"""
+
+BENCH_JOBS = """\
+LOOPS = {loops}
+
+
+def work(input_path):
+    x = 0
+    for i in range(LOOPS):  # about 1 ms of CPU
+        x += i * i
+    with open(input_path) as f:
+        data = f.read()
+    with open(input_path[:-4] + ".out", "w") as f:
+        f.write(data.upper())
+"""
+
+WORK_RUNNER = """\
+import sys
+
+import bench_jobs
+
+bench_jobs.work(sys.argv[1])
+"""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+T0 = time.perf_counter()
+
+
+def log(message: str) -> None:
+    print(f"[{time.perf_counter() - T0:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Run:
+    wall: float  # seconds
+    cpu: float  # user + sys seconds of the process and its waited-for children
+    rss_mb: float  # peak resident set of the largest process of the tree
+    code: int
+    other: float = 0.0  # CPU seconds the rest of the machine used meanwhile (noise)
+
+
+@dataclass
+class Row:
+    tool: str
+    runs: list[Run] = field(default_factory=list)
+    note: str = ""  # replaces the figures when there are no runs
+    failures: list[str] = field(default_factory=list)  # failed correctness checks
+
+    @property
+    def wall(self) -> float | None:
+        return statistics.median(r.wall for r in self.runs) if self.runs else None
+
+    @property
+    def cpu(self) -> float | None:
+        return statistics.median(r.cpu for r in self.runs) if self.runs else None
+
+    @property
+    def rss(self) -> float | None:
+        return max(r.rss_mb for r in self.runs) if self.runs else None
+
+    def spread(self) -> str:
+        if not self.runs:
+            return ""
+        walls = [r.wall for r in self.runs]
+        return f"{fmt(min(walls))}–{fmt(max(walls))}"
+
+
+def fmt(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return f"{seconds:.2f}" if seconds >= 10 else f"{seconds:.3f}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b <= 0:
+        return ""
+    return f"{a / b:.2f}×"
+
+
+def base_env(work: Path) -> dict[str, str]:
+    """The tools' environment: plain output, warm bytecode kept outside the repository."""
+    env = dict(os.environ)
+    for key in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHONDONTWRITEBYTECODE", "NO_COLOR",
+                "COLUMNS", "LINES"):
+        env.pop(key, None)
+    env["CI"] = "true"
+    # Every Python started by any tool caches its bytecode here (a user's normal warm cache),
+    # without writing into the repository's __pycache__ folders.
+    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    return env
+
+
+def measure(argv: list[str], cwd: Path, env: dict[str, str], terminal: bool = False) -> Run:
+    """Wall time, CPU time and peak RSS of one command, output discarded."""
+    os.sync()  # earlier writes must not be flushed during the timed run
+    master = None
+    if terminal:
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        streams = {"stdin": slave, "stdout": slave, "stderr": slave}
+        drain = threading.Thread(target=_drain, args=(master,), daemon=True)
+        drain.start()
+    else:
+        streams = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
+                   "stderr": subprocess.DEVNULL}
+    busy = cpu_busy()
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, cwd=cwd, env=env, **streams)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    busy = cpu_busy() - busy
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if terminal:
+        os.close(slave)
+        drain.join(5)
+        os.close(master)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(wall, cpu, usage.ru_maxrss / 1024, process.returncode, max(0.0, busy - cpu))
+
+
+def cpu_busy() -> float:
+    """CPU seconds all processors spent busy since boot (/proc/stat), 0 where unknown."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()[1:]
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _drain(master: int) -> None:
+    """Read and discard what the program writes to its terminal (a full pty would block it)."""
+    while True:
+        try:
+            if not os.read(master, 65536):
+                return
+        except OSError:
+            return
+
+
+def output_mtimes(tree: Path) -> dict[str, int]:
+    return {entry.name: entry.stat().st_mtime_ns
+            for entry in os.scandir(tree) if entry.name.endswith(".out")}
+
+
+def changed(before: dict[str, int], after: dict[str, int]) -> list[str]:
+    names = set(before) | set(after)
+    return sorted(name for name in names if before.get(name) != after.get(name))
+
+
+def remove_state(tree: Path, outputs: bool = True) -> None:
+    shutil.rmtree(tree / ".incrun", ignore_errors=True)
+    for entry in os.scandir(tree):
+        if entry.name.startswith(".doit.db") or (outputs and entry.name.endswith(".out")):
+            os.unlink(entry.path)
+
+
+def input_name(i: int) -> str:
+    return f"job{i:06d}.inp"
+
+
+def make_tree(tree: Path, n: int, prebuilt: bool) -> None:
+    """runner.py, n inputs, the Makefile and the doit file; with `prebuilt`, the outputs too,
+    newer than every input (as a finished earlier build leaves them)."""
+    if tree.exists():
+        shutil.rmtree(tree)
+    tree.mkdir(parents=True)
+    (tree / "runner.py").write_text(RUNNER)
+    (tree / "Makefile").write_text(MAKEFILE.format(python=PY))
+    (tree / DODO_NAME).write_text(DODO.format(python=PY))
+    for i in range(n):
+        (tree / input_name(i)).write_text(f"input {i}\n")
+    if prebuilt:
+        past = time.time() - 60
+        os.utime(tree / "runner.py", (past, past))
+        for i in range(n):
+            name = input_name(i)
+            os.utime(tree / name, (past, past))
+            (tree / (name[:-4] + ".out")).write_text(f"input {i}\n".upper())
+
+
+def check_built(tree: Path, n: int) -> list[str]:
+    """Every output exists and holds its input upper-cased."""
+    problems = []
+    for i in range(n):
+        name = input_name(i)
+        try:
+            got = (tree / (name[:-4] + ".out")).read_text()
+        except FileNotFoundError:
+            problems.append(f"{name[:-4]}.out missing")
+            continue
+        if got != (tree / name).read_text().upper():
+            problems.append(f"{name[:-4]}.out wrong")
+    if problems:
+        return [f"{len(problems)} bad outputs, e.g. {problems[0]}"]
+    return []
+
+
+def first_line(text: str, *needles: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if any(needle in line for needle in needles):
+            return line
+    return lines[0] if lines else "(no output)"
+
+
+# ---------------------------------------------------------------- the tools
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.jobs = args.jobs
+        self.reps = args.reps
+        parent = Path(args.workdir) if args.workdir else Path(tempfile.gettempdir())
+        self.work = Path(tempfile.mkdtemp(prefix="incrun-bench-", dir=parent))
+        self.env = base_env(self.work)
+        self.big: Path | None = None  # the noop100k tree, reused by changed1 and display
+        self.noop: dict[str, dict[str, Row]] = {}  # case -> tool -> row
+        self.failed = False
+        self.notes: list[str] = []
+        self.load_before = loadavg()
+        self.case_runs: list[Run] = []  # every timed run of the current case
+
+    def size(self, case: str) -> int:
+        n = SIZES[case]
+        return n // QUICK_DIVISOR if self.args.quick else n
+
+    # argv of each tool, all starting the same Python for runner.py
+
+    def incrun(self, *extra: str, jobs: int | None = None) -> list[str]:
+        return [PY, "-m", "incrun", "-n", str(jobs or self.jobs), *extra]
+
+    def make(self) -> list[str]:
+        return ["make", "-r", "-j", str(self.jobs)]
+
+    def doit(self, *extra: str) -> list[str]:
+        if extra:
+            return [PY, "-m", "doit", *extra[:1], "-f", DODO_NAME, *extra[1:]]
+        return [PY, "-m", "doit", "-f", DODO_NAME, "-n", str(self.jobs)]
+
+    def parallel(self, tree: Path) -> list[str]:
+        inputs = sorted(name for name in os.listdir(tree) if name.endswith(".inp"))
+        return ["parallel", "--will-cite", "-j", str(self.jobs), PY, "runner.py", ":::", *inputs]
+
+    def loop(self) -> list[str]:
+        return ["bash", "-c", 'for f in *.inp; do "$0" runner.py "$f"; done', PY]
+
+    def stat_floor(self) -> list[str]:
+        return [PY, "-c", STAT_FLOOR]
+
+    # ------------------------------------------------------------ running
+
+    def timed(self, row: Row, argv: list[str], tree: Path, *, env=None, terminal=False,
+              check: Callable[[], list[str]] | None = None) -> Run:
+        run = measure(argv, tree, env or self.env, terminal)
+        row.runs.append(run)
+        self.case_runs.append(run)
+        problems = [] if run.code == 0 else [f"exit code {run.code}"]
+        if check is not None:
+            problems += check()
+        if problems:
+            row.failures += problems
+            self.failed = True
+            log(f"  CHECK FAILED {row.tool}: {'; '.join(problems)}")
+        log(f"  {row.tool}: {run.wall:.3f}s wall, {run.cpu:.2f}s CPU, {run.rss_mb:.0f} MB")
+        return run
+
+    def noop_check(self, tree: Path, before: dict[str, int]) -> Callable[[], list[str]]:
+        def check() -> list[str]:
+            moved = changed(before, output_mtimes(tree))
+            return [f"no-op run changed {len(moved)} outputs, e.g. {moved[0]}"] if moved else []
+        return check
+
+    def untimed(self, what: str, argv: list[str], tree: Path) -> float:
+        start = time.perf_counter()
+        result = subprocess.run(argv, cwd=tree, env=self.env, stdin=subprocess.DEVNULL,
+                                capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+        if result.returncode != 0:
+            self.failed = True
+            raise SystemExit(f"{what} failed (exit {result.returncode}): "
+                             f"{first_line(result.stdout + result.stderr, 'error')}")
+        log(f"  {what}: {elapsed:.1f}s")
+        return elapsed
+
+    def built_tree(self, name: str, n: int) -> Path:
+        """A tree where every tool's state says: all n jobs are done."""
+        tree = self.work / name
+        log(f"{name}: creating {n} inputs")
+        if self.args.real_build:
+            make_tree(tree, n, prebuilt=False)
+            took = self.untimed(f"incrun full build of {n}", self.incrun("-q"), tree)
+            self.notes.append(f"{name}: incrun full build of {n} jobs: {took:.1f}s")
+            outputs = output_mtimes(tree)
+            for out in outputs:
+                os.unlink(tree / out)
+            took = self.untimed(f"doit full build of {n}", self.doit(), tree)
+            self.notes.append(f"{name}: doit full build of {n} jobs: {took:.1f}s")
+        else:
+            make_tree(tree, n, prebuilt=True)
+            took = self.untimed("incrun adopting the outputs", self.incrun("-q"), tree)
+            self.notes.append(f"{name}: incrun's first run, adopting {n} prebuilt outputs: "
+                              f"{took:.1f}s")
+            took = self.untimed("doit reset-dep", self.doit("reset-dep"), tree)
+            self.notes.append(f"{name}: `doit reset-dep` recording {n} tasks: {took:.1f}s")
+        problems = check_built(tree, n)
+        if problems:
+            raise SystemExit(f"{name}: the build is wrong: {problems[0]}")
+        return tree
+
+    # ------------------------------------------------------------ cases
+
+    def case_dispatch(self) -> None:
+        n = self.size("dispatch")
+        tree = self.work / "dispatch"
+        make_tree(tree, n, prebuilt=False)
+        j = self.jobs
+        tools = [
+            (f"incrun -n {j}", self.incrun()),
+            (f"make -r -j {j}", self.make()),
+            (f"GNU parallel -j {j}", self.parallel(tree)),
+            (f"doit -n {j}", self.doit()),
+            ("bash loop (sequential)", self.loop()),
+        ]
+        rows = {name: Row(name) for name, _ in tools}
+        for rep in range(self.reps):
+            log(f"dispatch: {n} jobs, repetition {rep + 1}/{self.reps}")
+            shift = rep % len(tools)  # a different tool goes first each time
+            for name, argv in tools[shift:] + tools[:shift]:
+                remove_state(tree)
+                self.timed(rows[name], argv, tree, check=lambda: check_built(tree, n))
+        remove_state(tree)
+        incrun = rows[f"incrun -n {j}"].wall
+        loop = rows["bash loop (sequential)"].wall
+        lines = [f"### dispatch: full build of {n} tiny jobs at -j {j}", "",
+                 "Ratio: incrun's median time ÷ the tool's (above 1: incrun is slower).", "",
+                 "| tool | median s | min–max s | CPU s | jobs/s | ms/job | incrun ÷ tool |",
+                 "|---|---:|---:|---:|---:|---:|---:|"]
+        for row in rows.values():
+            lines.append(f"| {row.tool} | {fmt(row.wall)} | {row.spread()} | {fmt(row.cpu)} | "
+                         f"{n / row.wall:.0f} | {1000 * row.wall / n:.2f} | "
+                         f"{ratio(incrun, row.wall)} |{self.flag(row)}")
+        if loop:
+            lines.append(f"| floor: bash loop ÷ {j} (derived) | {fmt(loop / j)} | | | "
+                         f"{n * j / loop:.0f} | {1000 * loop / j / n:.2f} | "
+                         f"{ratio(incrun, loop / j)} |")
+        self.table(lines)
+
+    def case_noop(self, case: str) -> None:
+        n = self.size(case)
+        tree = self.built_tree(case, n)
+        if case == "noop100k":
+            self.big = tree
+        j = self.jobs
+        tools = [
+            (f"incrun -n {j}", self.incrun()),
+            (f"make -r -j {j}", self.make()),
+            (f"doit -n {j}", self.doit()),
+            ("stat floor (python -c: stat every input and output)", self.stat_floor()),
+        ]
+        rows = {name: Row(name) for name, _ in tools}
+        log(f"{case}: warm-up no-op runs (untimed)")
+        for name, argv in tools:
+            before = output_mtimes(tree)
+            self.timed(Row(name), argv, tree, check=self.noop_check(tree, before))
+        for rep in range(self.reps):
+            log(f"{case}: {n} jobs up to date, repetition {rep + 1}/{self.reps}")
+            for name, argv in tools:
+                before = output_mtimes(tree)
+                self.timed(rows[name], argv, tree, check=self.noop_check(tree, before))
+        self.noop[case] = rows
+        incrun = rows[f"incrun -n {j}"].wall
+        lines = [f"### {case}: no-op rerun, {n} jobs all up to date", "",
+                 "Ratio: incrun's median time ÷ the tool's (above 1: incrun is slower). "
+                 "Peak RSS: the largest process of the tool's tree.", "",
+                 "| tool | median s | min–max s | CPU s | peak RSS MB | incrun ÷ tool |",
+                 "|---|---:|---:|---:|---:|---:|"]
+        for row in rows.values():
+            lines.append(f"| {row.tool} | {fmt(row.wall)} | {row.spread()} | {fmt(row.cpu)} | "
+                         f"{row.rss:.0f} | {ratio(incrun, row.wall)} |{self.flag(row)}")
+        lines.append(f"| GNU parallel -j {j} | reruns all | | | | |")
+        self.table(lines)
+
+    def big_tree(self) -> Path:
+        if self.big is None:
+            self.big = self.built_tree("noop100k", self.size("noop100k"))
+        return self.big
+
+    def case_changed1(self) -> None:
+        tree = self.big_tree()
+        n = self.size("noop100k")
+        j = self.jobs
+        # make decides by mtime, so it goes first: after another tool rewrote the output, the
+        # changed input is older than its output again and make would rightly do nothing.
+        tools = [(f"make -r -j {j}", self.make()), (f"incrun -n {j}", self.incrun()),
+                 (f"doit -n {j}", self.doit())]
+        rows = {name: Row(name) for name, _ in tools}
+        noop_rows = self.noop.get("noop100k", {})
+        for rep in range(self.reps):
+            i = (rep * 7919 + 12345) % n
+            name = input_name(i)
+            log(f"changed1: {n} jobs, {name} changed, repetition {rep + 1}/{self.reps}")
+            (tree / name).write_text(f"input {i}, changed in repetition {rep} at {time.time()}\n")
+            expected = name[:-4] + ".out"
+            for tool, argv in tools:
+                before = output_mtimes(tree)
+
+                def check(before=before, expected=expected, name=name) -> list[str]:
+                    moved = changed(before, output_mtimes(tree))
+                    if moved != [expected]:
+                        return [f"expected only {expected} to change, got {len(moved)}: "
+                                f"{moved[:3]}"]
+                    if (tree / expected).read_text() != (tree / name).read_text().upper():
+                        return [f"{expected} has the wrong content"]
+                    return []
+
+                self.timed(rows[tool], argv, tree, check=check)
+        incrun = rows[f"incrun -n {j}"].wall
+        lines = [f"### changed1: one of {n} inputs changed", "",
+                 "Ratio: incrun's median time ÷ the tool's (above 1: incrun is slower). "
+                 "No-op: the same tool's median in noop100k.", "",
+                 "| tool | median s | min–max s | no-op s | changed − no-op s | "
+                 "incrun ÷ tool |", "|---|---:|---:|---:|---:|---:|"]
+        for row in rows.values():
+            noop = noop_rows.get(row.tool)
+            noop_wall = noop.wall if noop else None
+            extra = f"{row.wall - noop_wall:+.3f}" if noop_wall is not None else "(not run)"
+            lines.append(f"| {row.tool} | {fmt(row.wall)} | {row.spread()} | "
+                         f"{fmt(noop_wall) or '(not run)'} | {extra} | "
+                         f"{ratio(incrun, row.wall)} |{self.flag(row)}")
+        self.table(lines)
+
+    def case_display(self) -> None:
+        tree = self.big_tree()
+        n = self.size("noop100k")
+        live_env = dict(self.env, TERM="xterm-256color")
+        live_env.pop("CI")
+        modes = [
+            ("plain lines (CI=true, stdout to /dev/null)", self.incrun(), self.env, False),
+            ("-q (CI=true)", self.incrun("-q"), self.env, False),
+            ("live display (pseudo-terminal 120x40)", self.incrun(), live_env, True),
+        ]
+        rows = {name: Row(name) for name, *_ in modes}
+        for rep in range(self.reps):
+            log(f"display: {n} jobs up to date, repetition {rep + 1}/{self.reps}")
+            for name, argv, env, terminal in modes:
+                before = output_mtimes(tree)
+                self.timed(rows[name], argv, tree, env=env, terminal=terminal,
+                           check=self.noop_check(tree, before))
+        plain = rows[modes[0][0]].wall
+        lines = [f"### display: incrun -n {self.jobs}, {n} jobs up to date", "",
+                 "Ratio: this mode's median time ÷ plain lines' (above 1: costs more).", "",
+                 "| incrun output | median s | min–max s | CPU s | ÷ plain |",
+                 "|---|---:|---:|---:|---:|"]
+        for row in rows.values():
+            lines.append(f"| {row.tool} | {fmt(row.wall)} | {row.spread()} | {fmt(row.cpu)} | "
+                         f"{ratio(row.wall, plain)} |{self.flag(row)}")
+        self.table(lines)
+
+    def case_inprocess(self) -> None:
+        n = self.size("inprocess")
+        loops = calibrate()
+        supported, reason = self.probe_inprocess(loops)
+        title = f"### inprocess: {n} jobs of ~1 ms CPU each (`command = \"bench_jobs:work\"`)"
+        if not supported:
+            log(f"inprocess: not supported yet ({reason})")
+            self.table([title, "", "| tool | median s | note |", "|---|---:|---|",
+                        f"| incrun in-process jobs | not supported yet | {reason} |"])
+            return
+        j = self.jobs
+        inproc, subproc = self.work / "inproc", self.work / "subproc"
+        for tree in (inproc, subproc):
+            make_tree(tree, n, prebuilt=False)
+            (tree / "bench_jobs.py").write_text(BENCH_JOBS.format(loops=loops))
+        (inproc / "incrun.toml").write_text('command = "bench_jobs:work"\n')
+        (subproc / "runner.py").write_text(WORK_RUNNER)
+        runs = [(f"incrun -n {j}, in-process", self.incrun(), inproc, self.reps),
+                ("incrun -n 1, in-process", self.incrun(jobs=1), inproc, self.reps),
+                # the same work as subprocesses takes minutes: measured once
+                (f"incrun -n {j}, runner.py subprocess per job", self.incrun(), subproc, 1)]
+        rows = {name: Row(name) for name, *_ in runs}
+        for rep in range(self.reps):
+            log(f"inprocess: {n} jobs, repetition {rep + 1}/{self.reps}")
+            for name, argv, tree, reps in runs:
+                if rep < reps:
+                    remove_state(tree)
+                    self.timed(rows[name], argv, tree, check=lambda t=tree: check_built(t, n))
+        first = rows[runs[0][0]].wall
+        lines = [title, "",
+                 "Ratio: the first row's median time ÷ the row's (below 1: the first is "
+                 "faster).", "", "| tool | median s | min–max s | CPU s | first ÷ row |",
+                 "|---|---:|---:|---:|---:|"]
+        for row in rows.values():
+            lines.append(f"| {row.tool} | {fmt(row.wall)} | {row.spread()} | {fmt(row.cpu)} | "
+                         f"{ratio(first, row.wall)} |{self.flag(row)}")
+        self.table(lines)
+
+    def probe_inprocess(self, loops: int) -> tuple[bool, str]:
+        """Whether incrun runs a `module:function` command in-process, on three inputs."""
+        tree = self.work / "probe"
+        make_tree(tree, 3, prebuilt=False)
+        (tree / "runner.py").unlink()
+        (tree / "bench_jobs.py").write_text(BENCH_JOBS.format(loops=loops))
+        (tree / "incrun.toml").write_text('command = "bench_jobs:work"\n')
+        result = subprocess.run(self.incrun(), cwd=tree, env=self.env, capture_output=True,
+                                text=True, stdin=subprocess.DEVNULL, timeout=120)
+        text = result.stdout + result.stderr
+        if result.returncode != 0:
+            line = first_line(text, "bench_jobs", "error", "failed")
+            return False, f"incrun exits {result.returncode}: {line}"
+        problems = check_built(tree, 3)
+        if problems:
+            return False, f"incrun exits 0 but {problems[0]}"
+        return True, ""
+
+    # ------------------------------------------------------------ output
+
+    def flag(self, row: Row) -> str:
+        if not row.failures:
+            return ""
+        return f" **CHECK FAILED: {row.failures[0]}**"
+
+    def table(self, lines: list[str]) -> None:
+        runs = self.case_runs
+        wall = sum(run.wall for run in runs)
+        noise = (f"; CPU used by other processes during the timed runs: "
+                 f"{100 * sum(run.other for run in runs) / wall:.0f}% of one core on average"
+                 if wall else "")
+        lines += ["", f"_load average before this case: {self.load_before}{noise}_"]
+        print("\n".join(lines) + "\n", flush=True)
+
+
+def calibrate() -> int:
+    """Loop iterations of `x += i * i` that take about 1 ms here."""
+    loops = 10_000
+    while True:
+        start = time.perf_counter()
+        x = 0
+        for i in range(loops):
+            x += i * i
+        took = time.perf_counter() - start
+        if took > 0.01:
+            return max(1, int(loops * 0.001 / took))
+        loops *= 2
+
+
+# ---------------------------------------------------------------- machine
+
+
+def machine_line(work: Path) -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = os.cpu_count()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    return (f"{cpu}, {cores} cores ({usable} usable); Python {platform.python_version()} "
+            f"({PY}); {platform.platform()}; work dir on {filesystem(work)}")
+
+
+def tool_versions(work: Path) -> str:
+    def version(argv: list[str]) -> str:
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
+        except OSError:
+            return "missing"
+        return out.splitlines()[0].strip() if out else "?"
+
+    incrun = version([PY, "-m", "incrun", "--version"])
+    doit = version([PY, "-m", "doit", "--version"])
+    return (f"{incrun} (run as `{Path(PY).name} -m incrun`; {source_fingerprint()}); doit {doit} "
+            f"(its default dbm backend here: {doit_dbm(work)}); {version(['make', '--version'])}; "
+            f"{version(['parallel', '--version'])}")
+
+
+def source_fingerprint() -> str:
+    """Which incrun code was measured: a hash of its .py files (it changes between commits)."""
+    spec = importlib.util.find_spec("incrun")
+    if spec is None or spec.origin is None:
+        return "source not found"
+    files = sorted(Path(spec.origin).parent.rglob("*.py"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    newest = max(path.stat().st_mtime for path in files)
+    stamp = datetime.datetime.fromtimestamp(newest).astimezone().strftime("%Y-%m-%d %H:%M")
+    return (f"source {Path(spec.origin).parent}, sha256 {digest.hexdigest()[:12]} of its "
+            f"{len(files)} .py files, newest changed {stamp}")
+
+
+def idle_check(seconds: float = 1.0) -> float:
+    """Cores' worth of CPU the machine uses while the benchmark is idle."""
+    busy = cpu_busy()
+    time.sleep(seconds)
+    return (cpu_busy() - busy) / seconds
+
+
+def doit_dbm(work: Path) -> str:
+    probe = work / "dbm-probe"
+    with dbm.open(str(probe), "c") as db:
+        db[b"k"] = b"v"
+    kind = dbm.whichdb(str(probe)) or "?"
+    for leftover in work.glob("dbm-probe*"):
+        leftover.unlink()
+    return kind
+
+
+def filesystem(path: Path) -> str:
+    best, kind = "", "?"
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            device, mount, fstype, *_ = line.split()
+            if str(path.resolve()).startswith(mount) and len(mount) >= len(best):
+                best, kind = mount, f"{fstype} ({device}, {mount})"
+    except OSError:
+        pass
+    return kind
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="every size ~10x smaller")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per measurement")
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help=f"comma-separated, from: {','.join(CASES)} (default: all)")
+    parser.add_argument("-j", "--jobs", type=int, default=2, help="-j/-n of every tool")
+    parser.add_argument("--workdir", help="where the temporary trees go (default: the "
+                        "system temp dir; a disk, not /dev/shm, is the user's case)")
+    parser.add_argument("--real-build", action="store_true",
+                        help="no-op trees: build them by running incrun and doit for real "
+                             "(slow) instead of prebuilt outputs adopted by incrun and "
+                             "recorded by `doit reset-dep`")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary trees")
+    args = parser.parse_args(argv)
+    cases = [case.strip() for case in args.cases.split(",") if case.strip()]
+    unknown = [case for case in cases if case not in CASES]
+    if unknown or not cases:
+        parser.error(f"unknown case {unknown[0] if unknown else '(none)'}: "
+                     f"choose from {','.join(CASES)}")
+    args.cases = [case for case in ORDER if case in cases]
+    if args.reps < 1 or args.jobs < 1:
+        parser.error("--reps and --jobs must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    for program in ("make", "parallel", "bash"):
+        if shutil.which(program) is None:
+            raise SystemExit(f"bench: {program} is not installed (apt-get install -y {program})")
+    bench = Bench(args)
+    log(f"work dir {bench.work}; cases {','.join(args.cases)}; reps {args.reps}"
+        + ("; quick" if args.quick else ""))
+    if "tmpfs" in filesystem(bench.work):
+        log("warning: the work dir is on tmpfs; users' trees are on disk (see --workdir)")
+    start_load = loadavg()
+    busy = idle_check()
+    if busy > 0.1:
+        log(f"warning: other processes use {100 * busy:.0f}% of a core: they skew timings")
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    print(f"# incrun benchmark, {now}\n")
+    print(f"- machine: {machine_line(bench.work)}")
+    print(f"- tools: {tool_versions(bench.work)}")
+    print(f"- run: `{' '.join(['bench.py', *(argv if argv is not None else sys.argv[1:])])}`; "
+          f"-j/-n {args.jobs}; {args.reps} repetitions, median shown; load average at start "
+          f"{start_load}; other processes' CPU at start {100 * busy:.0f}% of a core\n",
+          flush=True)
+    started = time.perf_counter()
+    try:
+        for case in args.cases:
+            log(f"== {case} (load average {loadavg()})")
+            bench.load_before = loadavg()
+            bench.case_runs = []
+            if case.startswith("noop"):
+                bench.case_noop(case)
+            else:
+                getattr(bench, f"case_{case}")()
+    finally:
+        if not args.keep:
+            shutil.rmtree(bench.work, ignore_errors=True)
+    if "noop20k" in bench.noop and "noop100k" in bench.noop:
+        low, high = bench.size("noop20k"), bench.size("noop100k")
+        per_job = []
+        for tool in (f"incrun -n {args.jobs}", f"doit -n {args.jobs}"):
+            small, big = bench.noop["noop20k"][tool].rss, bench.noop["noop100k"][tool].rss
+            per_job.append(f"{tool} {(big - small) * 1024 / (high - low):.1f} KB")
+        bench.notes.append(f"memory per job (growth of peak RSS from {low} to {high} jobs, "
+                           "no-op runs): " + ", ".join(per_job))
+    print("### notes\n")
+    for note in bench.notes:
+        print(f"- {note}")
+    print(f"- total benchmark time {time.perf_counter() - started:.0f}s; load average at end "
+          f"{loadavg()}")
+    print(f"- correctness checks: {'SOME FAILED (see the rows)' if bench.failed else 'all passed'}")
+    return 1 if bench.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
