@@ -171,7 +171,9 @@ class Store:
                 conn.executescript(SCHEMA)
             meta = dict(conn.execute("SELECT key, value FROM meta"))
             if meta.get("version", str(VERSION)) != str(VERSION):
-                raise sqlite3.DatabaseError(f"unknown version {meta['version']!r}")
+                raise sqlite3.DatabaseError(f"written by another version of incrun "
+                                            f"(format {meta['version']}, this one reads "
+                                            f"{VERSION})")
             self._jobs = {task: (status, sig) for task, status, sig
                           in conn.execute("SELECT task, status, sig FROM jobs")}
             if writable and "version" not in meta:
