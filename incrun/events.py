@@ -145,6 +145,13 @@ class Tally:
         )
 
 
+def fail_detail(fail) -> str:
+    """One line for a doit failure: the exception itself when there is one, not doit's wrapper."""
+    lines = [line.strip() for line in "".join(fail.traceback).splitlines() if line.strip()]
+    text = lines[-1] if lines else (fail.message or type(fail).__name__)
+    return text.strip().splitlines()[0][:200]
+
+
 class EventReporter:
     """doit's reporter interface, turned into events; only what doit decides on its own is reported
     here (up to date, ignored, a failed dependency), the runner reports the jobs it runs."""
@@ -165,7 +172,7 @@ class EventReporter:
         """Called by doit before a task runs: a failed dependency or an unreadable file_dep."""
         if task.name not in self.counted:
             return
-        detail = (fail.message or type(fail).__name__).strip().splitlines()[0]
+        detail = fail_detail(fail)
         if type(fail).__name__ == "UnmetDependency":
             self.emit(JobSkipped(task.name, NOT_RUN, f"dependency failed: {detail}"))
         else:

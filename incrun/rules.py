@@ -19,7 +19,6 @@ from .config import (
     DEFAULT_OUTPUTS,
     RuleSpec,
     positive_seconds,
-    read_settings,
 )
 from .discover import find_inputs
 from .errors import BadConfig, BadPlaceholder, NoInputs
@@ -154,12 +153,6 @@ class Rule:
     def from_spec(cls, spec: RuleSpec, root: Path) -> Rule:
         return cls(spec.inputs, spec.command, spec.outputs, spec.deps, spec.exclude,
                    spec.name, root, spec.timeout)
-
-    @classmethod
-    def from_project(cls, root: str | os.PathLike = ".") -> Rule:
-        """The rule the project's config file (or zero config) declares."""
-        spec = read_settings(Path(root)).rule or RuleSpec()
-        return cls.from_spec(spec, Path(root))
 
     def jobs(self) -> list[Job]:
         if self._jobs is None:

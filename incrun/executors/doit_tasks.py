@@ -13,7 +13,7 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 from doit.task import Stream
 
-from ..events import ERROR, FAILED, OK, TIMEOUT, JobResult
+from ..events import ERROR, FAILED, OK, TIMEOUT, JobResult, fail_detail
 from .local import ProcessGroups, end_group, log_tail, remove_outputs
 
 
@@ -36,13 +36,6 @@ def run_doit_task(task, log_path: Path, root: Path, clock=time.time) -> JobResul
     remove_outputs(task.targets, root)
     return JobResult(task.name, status, started, clock(), None, str(log_path), detail,
                      log_tail(log_path))
-
-
-def fail_detail(fail) -> str:
-    """One line for a doit failure: the exception itself when there is one, not doit's wrapper."""
-    lines = [line.strip() for line in "".join(fail.traceback).splitlines() if line.strip()]
-    text = lines[-1] if lines else (fail.message or type(fail).__name__)
-    return text.strip().splitlines()[0][:200]
 
 
 def _write_log(task, fail, log_path: Path) -> None:
