@@ -35,6 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PY = sys.executable
+
+
+def installed(name: str) -> list[str]:
+    """A tool's own command, installed beside the Python (what its users type); `python -m`
+    only if there is none. `-m` puts the working folder first on sys.path, so that every import
+    would list a folder of 100,000 files."""
+    script = Path(PY).parent / name
+    return [str(script)] if script.exists() else [PY, "-m", name]
+
 CASES = ("dispatch", "noop20k", "noop100k", "changed1", "display", "inprocess")
 # display runs before changed1: it then measures a tree that no tool but incrun last touched
 ORDER = ("dispatch", "noop20k", "noop100k", "display", "changed1", "inprocess")
@@ -321,15 +330,15 @@ class Bench:
     # argv of each tool, all starting the same Python for runner.py
 
     def incrun(self, *extra: str, jobs: int | None = None) -> list[str]:
-        return [PY, "-m", "incrun", "-n", str(jobs or self.jobs), *extra]
+        return [*installed("incrun"), "-n", str(jobs or self.jobs), *extra]
 
     def make(self) -> list[str]:
         return ["make", "-r", "-j", str(self.jobs)]
 
     def doit(self, *extra: str) -> list[str]:
         if extra:
-            return [PY, "-m", "doit", *extra[:1], "-f", DODO_NAME, *extra[1:]]
-        return [PY, "-m", "doit", "-f", DODO_NAME, "-n", str(self.jobs)]
+            return [*installed("doit"), *extra[:1], "-f", DODO_NAME, *extra[1:]]
+        return [*installed("doit"), "-f", DODO_NAME, "-n", str(self.jobs)]
 
     def parallel(self, tree: Path) -> list[str]:
         inputs = sorted(name for name in os.listdir(tree) if name.endswith(".inp"))
@@ -663,10 +672,11 @@ def tool_versions(work: Path) -> str:
             return "missing"
         return out.splitlines()[0].strip() if out else "?"
 
-    incrun = version([PY, "-m", "incrun", "--version"])
-    doit = version([PY, "-m", "doit", "--version"])
-    return (f"{incrun} (run as `{Path(PY).name} -m incrun`; {source_fingerprint()}); doit {doit} "
-            f"(its default dbm backend here: {doit_dbm(work)}); {version(['make', '--version'])}; "
+    incrun = version([*installed("incrun"), "--version"])
+    doit = version([*installed("doit"), "--version"])
+    return (f"{incrun} (run as `{' '.join(installed('incrun'))}`; {source_fingerprint()}); "
+            f"doit {doit} (run as `{' '.join(installed('doit'))}`; its default dbm backend "
+            f"here: {doit_dbm(work)}); {version(['make', '--version'])}; "
             f"{version(['parallel', '--version'])}")
 
 

@@ -44,39 +44,3 @@ class ContentChecker(MD5Checker):
         if current_state and current_state[0] == stat.st_mtime:
             return None
         return stat.st_mtime, stat.st_size, self._md5(dep, stat.st_mtime, stat.st_size)
-
-
-def _stat_text(path: str) -> str | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return f"{info.st_mtime_ns}:{info.st_size}"
-
-
-class Signatures:
-    """A rule job's fingerprint: its command, and the mtime and size of its input, its outputs
-    and the files all jobs share. Equal to the one recorded at success: the job is up to date
-    without asking doit (one stat per file, the floor). Any difference only means doit, which
-    compares content, decides."""
-
-    def __init__(self):
-        self._shared: dict[tuple[str, ...], str | None] = {}
-
-    def _shared_text(self, paths: tuple[str, ...]) -> str | None:
-        if paths not in self._shared:
-            texts = [_stat_text(path) for path in paths]
-            self._shared[paths] = None if None in texts else ",".join(texts)
-        return self._shared[paths]
-
-    def of(self, spec: dict) -> str | None:
-        """The signature of a job spec now; None if a file is missing."""
-        return self.now(spec["digest"], spec["input"], spec["outputs"], tuple(spec["shared"]))
-
-    def now(self, digest: str, input_path: str, outputs, shared: tuple[str, ...]) -> str | None:
-        texts = [_stat_text(input_path)]
-        texts.extend(_stat_text(output) for output in outputs)
-        texts.append(self._shared_text(shared))
-        if None in texts:
-            return None
-        return digest + "|" + "|".join(texts)

@@ -7,53 +7,57 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from pathspec import GitIgnoreSpec
-
 # Never looked into: version control, incrun's own state, caches.
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", ".incrun", "__pycache__"})
 
 
 _SUFFIX_ONLY = re.compile(r"\*(\.[^*?\[\]/\\!]+)")  # `*.inp`: any file, any depth
 
+# Picks, among the files of one folder (its relative path, its files' relative paths), those a
+# set of patterns matches.
+Selector = Callable[[str, list[str]], list[str]]
 
-def compile_patterns(patterns: Iterable[str]) -> GitIgnoreSpec:
+
+def compile_patterns(patterns: Iterable[str]):
+    """A pathspec GitIgnoreSpec; imported here, as plain `*.inp` patterns never need it."""
+    from pathspec import GitIgnoreSpec
+
     return GitIgnoreSpec.from_lines(list(patterns))
 
 
-def _suffix_matcher(ends: tuple[str, ...]) -> Callable[[str], bool]:
-    folders: dict[str, bool] = {}  # as in git, a matching folder's files match too
+def _suffix_selector(ends: tuple[str, ...]) -> Selector:
+    def select(folder: str, files: list[str]) -> list[str]:
+        if any(part.endswith(ends) for part in folder.split("/") if part):
+            return files  # as in git, the files of a matching folder match too
+        return [rel for rel in files if rel.endswith(ends)]
 
-    def matches(rel: str) -> bool:
-        if rel.endswith(ends):
-            return True
-        folder = rel.rpartition("/")[0]
-        if folder not in folders:
-            folders[folder] = any(part.endswith(ends) for part in folder.split("/") if part)
-        return folders[folder]
-
-    return matches
+    return select
 
 
-def matcher(patterns: Iterable[str]) -> Callable[[str], bool]:
-    """A test of a relative path against gitignore-style patterns.
+def selector(patterns: Iterable[str]) -> Selector:
+    """The files of a folder that gitignore-style patterns match.
 
-    The common case, patterns like `*.inp`, is a suffix test of the file name: the same
+    The common case, patterns like `*.inp`, is a suffix test of the file names: the same
     answer as pathspec's, at a fraction of the cost over 100,000 files.
     """
     patterns = [p for p in patterns if p.strip() and not p.startswith("#")]
     if not patterns:
-        return lambda rel: False
+        return lambda folder, files: []
     suffixes = [_SUFFIX_ONLY.fullmatch(p.strip()) for p in patterns]
     if all(suffixes):
-        return _suffix_matcher(tuple(match.group(1) for match in suffixes))
-    return compile_patterns(patterns).match_file
+        return _suffix_selector(tuple(match.group(1) for match in suffixes))
+    match = compile_patterns(patterns).match_file
+    return lambda folder, files: [rel for rel in files if match(rel)]
 
 
 class _IgnoreRules:
     """The `.gitignore` files met on the way down, each applying below its own directory."""
 
     def __init__(self):
-        self._specs: list[tuple[str, GitIgnoreSpec]] = []
+        self._specs: list = []  # (folder prefix, GitIgnoreSpec)
+
+    def __bool__(self) -> bool:
+        return bool(self._specs)
 
     def read(self, directory: Path, rel_dir: str) -> None:
         try:
@@ -73,37 +77,41 @@ class _IgnoreRules:
         return bool(verdict)
 
 
-def walk_files(root: Path) -> Iterator[str]:
-    """Files below root that git would not ignore, as relative POSIX paths; dir symlinks skipped."""
+def walk_folders(root: Path) -> Iterator[tuple[str, list[str]]]:
+    """Each folder below root (relative path, "" for root) with its files that git would not
+    ignore, as relative POSIX paths, in no particular order; folder symlinks are not followed."""
     rules = _IgnoreRules()
     pending = [(root, "")]
     while pending:
         directory, rel_dir = pending.pop()
         rules.read(directory, rel_dir)
+        prefix = rel_dir + "/" if rel_dir else ""
         try:
-            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+            entries = list(os.scandir(directory))
         except OSError:
             continue
-        subdirs = []
+        files = []
         for entry in entries:
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             if entry.is_dir(follow_symlinks=False):
-                if entry.name not in SKIPPED_DIRS and not rules.ignored(rel + "/"):
-                    subdirs.append((Path(entry.path), rel))
-            elif entry.is_file() and not rules.ignored(rel):
-                yield rel
-        pending.extend(reversed(subdirs))
+                rel = prefix + entry.name
+                if entry.name not in SKIPPED_DIRS and not (rules and rules.ignored(rel + "/")):
+                    pending.append((Path(entry.path), rel))
+            elif entry.is_file():
+                files.append(prefix + entry.name)
+        if rules:
+            files = [rel for rel in files if not rules.ignored(rel)]
+        yield rel_dir, files
 
 
 def find_inputs(
     root: Path, inputs: Iterable[str], exclude: Iterable[str] = (), skip: Iterable[str] = ()
 ) -> list[str]:
     """Files below root matching `inputs` and not `exclude`, minus the paths in `skip`; sorted."""
-    wanted, unwanted = matcher(inputs), matcher(exclude)
+    wanted, unwanted = selector(inputs), selector(exclude)
+    found = []
+    for folder, files in walk_folders(root):
+        chosen = wanted(folder, files)
+        dropped = set(unwanted(folder, chosen)) if chosen else ()
+        found.extend([rel for rel in chosen if rel not in dropped] if dropped else chosen)
     skipped = set(skip)
-    found = [
-        rel
-        for rel in walk_files(root)
-        if wanted(rel) and not unwanted(rel) and rel not in skipped
-    ]
-    return sorted(found)
+    return sorted(rel for rel in found if rel not in skipped) if skipped else sorted(found)

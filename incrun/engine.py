@@ -9,28 +9,16 @@ import sys
 import time
 from contextlib import contextmanager
 
-from doit.cmd_clean import Clean
-from doit.cmd_forget import Forget
-from doit.cmd_info import Info
-from doit.cmd_list import List
-from doit.cmdparse import CmdParseError
-from doit.dependency import Dependency
-from doit.doit_cmd import DoitConfig
-from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
-
-from . import errors, status
-from .checker import ContentChecker
+from . import errors
 from .config import Config
+from .context import RunContext
 from .display import make_display
-from .errors import BadDodo, IncrunError, NoRule, UnknownTask
+from .errors import NoRule
 from .events import Notice, RunFinished, Tally
 from .executors.local import LocalExecutor
-from .executors.run import IncrunRun, RunContext
-from .loader import IncrunLoader, UpToDate
-from .store import DB_NAME, Store
-
-COMMANDS = {"run": IncrunRun, "list": List, "info": Info, "clean": Clean,
-            "forget": Forget, "status": status.Status}
+from .rules import Rule, require_jobs
+from .store import Store
+from .uptodate import UpToDate
 
 
 def run(config: Config) -> int:
@@ -47,38 +35,11 @@ def run(config: Config) -> int:
     return _doit_command(config)
 
 
-def _doit_args(config: Config) -> list[str]:
-    args = list(config.targets)
-    if config.command in ("list", "forget") and config.list_all:
-        args.insert(0, "--all")
-    if config.command == "list":
-        args.insert(0, "--status")  # show which tasks are up to date, as `status` would
-    return args
+def _invoke(*args, **kwargs):
+    """A doit command; doit is imported here, when needed: a no-op run of a rule never is."""
+    from .commands import invoke
 
-
-def _invoke(config: Config, state: Store, up_to_date=None, **attributes):
-    """Run one doit command with incrun's loader, state and checker; map doit's errors to ours."""
-    command_cls = COMMANDS[config.command]
-    doit_config = DoitConfig()
-    doit_config.loads([name for name in ("pyproject.toml", "doit.cfg") if os.path.exists(name)])
-    loader = IncrunLoader(config, up_to_date)
-    command = command_cls(task_loader=loader, config=doit_config.as_dict(), bin_name="incrun",
-                          cmds=COMMANDS, opt_vals={})
-    loader.cmd_names = sorted(COMMANDS)
-    loader.config = doit_config.as_dict()
-    command.dep_manager = Dependency(lambda *_, **__: state.backend, DB_NAME,
-                                     checker_cls=ContentChecker)
-    for name, value in attributes.items():
-        setattr(command, name, value)
-    try:
-        return command.parse_execute(_doit_args(config))
-    except InvalidCommand as error:
-        raise UnknownTask(str(error).strip().splitlines()[0],
-                          hint="'incrun list --all' shows every task") from None
-    except (InvalidTask, InvalidDodoFile) as error:
-        raise BadDodo(f"dodo.py: {str(error).strip().splitlines()[0]}") from None
-    except CmdParseError as error:
-        raise IncrunError(str(error), exit_code=errors.USAGE) from None
+    return invoke(*args, **kwargs)
 
 
 def _doit_command(config: Config) -> int:
@@ -103,6 +64,8 @@ def _warn(store: Store) -> None:
 
 
 def _status(config: Config) -> int:
+    from . import status
+
     store = Store(config.state_dir).open(writable=False)
     try:
         _warn(store)
@@ -117,6 +80,7 @@ def _status(config: Config) -> int:
 
 
 def _run(config: Config) -> int:
+    started = time.time()
     store = Store(config.state_dir)
     store.lock()
     store.open()
@@ -133,12 +97,18 @@ def _run(config: Config) -> int:
             for warning in store.warnings:
                 emit(Notice(warning, "warning"))
             context = RunContext(store, executor, emit, config.fail_fast, config.always,
-                                 config.retries, config.timeout)
+                                 config.retries, config.timeout, started=started)
             if not config.always:
                 context.up_to_date = UpToDate(store, context.signatures)
+            rule = _checked_rule(config, context.up_to_date)
             try:
                 with _signals_stop(context, display):
-                    doit_code = _invoke(config, store, context.up_to_date, context=context)
+                    if rule is not None and not rule.pending(context.up_to_date):
+                        context.start(0)  # every job is up to date: doit has nothing to do
+                        doit_code = 0
+                    else:
+                        doit_code = _invoke(config, store, context.up_to_date, rule,
+                                            context=context)
             except BaseException:
                 executor.shutdown(kill=True)
                 raise
@@ -156,6 +126,17 @@ def _run(config: Config) -> int:
     if context.interrupted is not None:
         return 128 + context.interrupted
     return errors.OK if doit_code == 0 and summary.ok else errors.JOBS_FAILED
+
+
+def _checked_rule(config: Config, up_to_date: UpToDate | None) -> Rule | None:
+    """The project's rule, its jobs checked before doit is loaded, when nothing else can add
+    or select jobs (no dodo.py, no names on the command line, no --always)."""
+    if config.rule is None or config.dodo is not None or config.targets or up_to_date is None:
+        return None
+    rule = Rule.from_spec(config.rule, config.root)
+    require_jobs(rule.sweep(), config.rule)
+    rule.pending(up_to_date)
+    return rule
 
 
 @contextmanager

@@ -72,32 +72,15 @@ def selected_tasks(tasks: dict, selection) -> list:
     return [task for task in order if task.actions]
 
 
-class UpToDate:
-    """The fast check: a job whose signature equals the one recorded at its success is up to
-    date, and never becomes a doit task. Only the others are handed to doit."""
-
-    def __init__(self, store, signatures):
-        self.store = store
-        self.signatures = signatures
-        self.count = 0
-
-    def __call__(self, job) -> bool:
-        recorded = self.store.signature(job.task)
-        if recorded is not None and recorded == self.signatures.now(
-                job.rule_digest, job.input, job.outputs, job.deps[1:]):
-            self.count += 1
-            return True
-        return False
-
-
 class IncrunLoader(TaskLoader2):
     """Tasks of one project: its rule's jobs and its dodo.py, with doit's own semantics."""
 
-    def __init__(self, config: Config, up_to_date: UpToDate | None = None):
+    def __init__(self, config: Config, up_to_date=None, rule: Rule | None = None):
         super().__init__()
         self.config_obj = config
         self.namespace: dict | None = None
-        self.up_to_date = up_to_date
+        self.up_to_date = up_to_date  # uptodate.UpToDate: its up-to-date jobs are left out
+        self.rule = rule  # the project's rule, if the engine already made it
 
     def setup(self, opt_values) -> None:
         if self.config_obj.dodo is not None and self.namespace is None:
@@ -140,10 +123,9 @@ class IncrunLoader(TaskLoader2):
         spec = self.config_obj.rule
         if spec is None:
             return []
-        rule = Rule.from_spec(spec, self.config_obj.root)
-        jobs = rule.jobs()
+        rule = self.rule or Rule.from_spec(spec, self.config_obj.root)
         if self.namespace is None:
-            require_jobs(jobs, spec)
+            require_jobs(rule.sweep(), spec)
         doc = f"run {' '.join(spec.command)} for each {' '.join(spec.inputs)}"
         return generate_tasks(spec.name, rule.tasks(), doc)
 

@@ -8,10 +8,9 @@ import os
 import posixpath
 import re
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-
-from doit.tools import config_changed
 
 from .config import (
     DEFAULT_COMMAND,
@@ -30,7 +29,7 @@ PLACEHOLDERS = ("input", "stem", "name", "dir", "output", "python", "", ".", "/"
 META_KEY = "incrun"  # the key under a task's `meta` that marks it as a job incrun runs itself
 # Rules whose tasks a dodo.py asked for: the loader then adds no rule of its own.
 declared_rules: list[Rule] = []
-# Set by incrun's loader for a run: jobs it finds up to date by signature are left out.
+# Set by incrun's loader for a run: the check whose up-to-date jobs are left out of the tasks.
 job_filter: list = []
 
 
@@ -41,15 +40,20 @@ class Job:
     task: str  # doit task name, "<rule>:<input>"
     input: str  # relative to the project root, POSIX separators
     command: tuple[str, ...]  # templates
-    values: dict = field(compare=False, repr=False)  # each placeholder's value
     outputs: tuple[str, ...] = ()
     deps: tuple[str, ...] = ()  # the input first, then the runner script and extra deps
     timeout: float | None = None
     rule_digest: str = ""  # the rule's command and output templates, shared by its jobs
 
     @functools.cached_property
+    def values(self) -> dict[str, str]:
+        """Each placeholder's value; made when needed: a job found up to date never is."""
+        values = path_values(self.input)
+        values["output"] = _safe_path(self.outputs[0]) if self.outputs else ""
+        return values
+
+    @functools.cached_property
     def argv(self) -> tuple[str, ...]:
-        """Expanded when needed: a job found up to date never is."""
         return tuple(expand(template, self.values) for template in self.command)
 
     def spec(self) -> dict:
@@ -63,6 +67,8 @@ class Job:
         return json.dumps([PYTHON if arg == sys.executable else arg for arg in self.argv])
 
     def task_dict(self) -> dict:
+        from doit.tools import config_changed  # only jobs that may run become doit tasks
+
         return {
             "name": self.input,
             "doc": " ".join("python" if arg == sys.executable else arg for arg in self.argv),
@@ -80,18 +86,44 @@ def _safe_path(path: str) -> str:
     return "./" + path if path.startswith("-") else path
 
 
+def _name(rel: str) -> str:
+    return rel.rpartition("/")[2]
+
+
+def _without_extension(path: str) -> str:
+    """The path without its file name's extension, as posixpath.splitext sees one."""
+    head, dot, extension = path.rpartition(".")
+    if dot and "/" not in extension and head.rpartition("/")[2].strip("."):
+        return head
+    return path
+
+
+def _base(rel: str) -> str:
+    return _without_extension(_name(rel))
+
+
+def _input(rel: str) -> str:
+    return _safe_path(rel)
+
+
+def _stem(rel: str) -> str:
+    return _safe_path(_without_extension(rel))
+
+
+def _dir(rel: str) -> str:
+    return _safe_path(rel.rpartition("/")[0] or ".")
+
+
+# Each path placeholder's value for an input: ours, then GNU parallel's spelling of it.
+PATH_VALUES = {"input": _input, "stem": _stem, "name": _name, "dir": _dir,
+               "": _input, ".": _stem, "/": _name, "//": _dir, "/.": _base}
+
+
 def path_values(rel_input: str) -> dict[str, str]:
-    """The value of each placeholder but {output} and {python}, for one input path."""
-    directory, _, name = rel_input.rpartition("/")
-    head = name.rpartition(".")[0]
-    if head.strip("."):  # an extension, as posixpath.splitext sees one
-        base, stem = head, rel_input[: len(rel_input) - len(name)] + head
-    else:
-        base, stem = name, rel_input
-    given = _safe_path(rel_input)
-    stem, folder = _safe_path(stem), _safe_path(directory or ".")
-    return {"input": given, "stem": stem, "name": name, "dir": folder,
-            "python": sys.executable, "": given, ".": stem, "/": name, "//": folder, "/.": base}
+    """The value of each placeholder but {output}, for one input path."""
+    values = {key: value_of(rel_input) for key, value_of in PATH_VALUES.items()}
+    values["python"] = sys.executable
+    return values
 
 
 def check_template(template: str, allowed=PLACEHOLDERS, where: str = "command") -> None:
@@ -147,27 +179,75 @@ class Rule:
         )
         self.spec = spec
         self.root = Path(root)
-        self._jobs: list[Job] | None = None
+        self._sweep: Sweep | None = None
+        self._pending: tuple[object, list[Job]] | None = None  # (the check, its verdict)
 
     @classmethod
     def from_spec(cls, spec: RuleSpec, root: Path) -> Rule:
         return cls(spec.inputs, spec.command, spec.outputs, spec.deps, spec.exclude,
                    spec.name, root, spec.timeout)
 
+    def sweep(self) -> Sweep:
+        if self._sweep is None:
+            self._sweep = Sweep(self.spec, self.root)
+        return self._sweep
+
     def jobs(self) -> list[Job]:
-        if self._jobs is None:
-            self._jobs = make_jobs(self.spec, self.root)
-        return self._jobs
+        return self.sweep().jobs()
+
+    def pending(self, up_to_date=None) -> list[Job]:
+        """The jobs that `up_to_date` (a check of the whole sweep at once) cannot vouch for."""
+        if self._pending is None or self._pending[0] is not up_to_date:
+            sweep = self.sweep()
+            if up_to_date is None:
+                jobs = sweep.jobs()
+            else:
+                jobs = [sweep.job(index) for index in up_to_date.stale(sweep)]
+            self._pending = (up_to_date, jobs)
+        return self._pending[1]
 
     def tasks(self):
         """doit task dicts, one per input; a plain `doit` runs them as well as incrun does."""
         declared_rules.append(self)
-        for job in self.jobs():
-            if not any(up_to_date(job) for up_to_date in job_filter):
-                yield job.task_dict()
+        for job in self.pending(job_filter[0] if job_filter else None):
+            yield job.task_dict()
 
     def outputs(self) -> list[str]:
-        return [output for job in self.jobs() for output in job.outputs]
+        return [output for outputs in self.sweep().outputs for output in outputs]
+
+
+class Sweep:
+    """A rule over the inputs found now: each input with its outputs, in two parallel lists.
+
+    Jobs are made on demand: a 100,000-input sweep that is up to date never makes one.
+    """
+
+    def __init__(self, spec: RuleSpec, root: Path):
+        _check_spec(spec)
+        self.spec = spec
+        self.shared = tuple(_deps(spec, root))  # files every job depends on
+        self.digest = json.dumps([spec.command, spec.outputs])
+        self.inputs = find_inputs(root, spec.inputs, spec.exclude, skip=self.shared)
+        self.outputs = _output_paths(spec, self.inputs, root)
+        made = {output for outputs in self.outputs for output in outputs}
+        if not made.isdisjoint(self.inputs):  # one job's output is never another's input
+            kept = [i for i, rel in enumerate(self.inputs) if rel not in made]
+            self.inputs = [self.inputs[i] for i in kept]
+            self.outputs = [self.outputs[i] for i in kept]
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def task_name(self, rel_input: str) -> str:
+        return f"{self.spec.name}:{rel_input}"
+
+    def job(self, index: int) -> Job:
+        rel = self.inputs[index]
+        return Job(self.task_name(rel), rel, self.spec.command, self.outputs[index],
+                   (rel, *self.shared), self.spec.timeout, self.digest)
+
+    def jobs(self) -> list[Job]:
+        return [self.job(index) for index in range(len(self.inputs))]
 
 
 def _tuple(value) -> tuple[str, ...]:
@@ -218,46 +298,58 @@ def _real_dir(path: str) -> Path:
     return Path(path).resolve()
 
 
-def _outputs(spec: RuleSpec, values: dict[str, str], root: Path,
-             checked: dict[str, bool]) -> tuple[str, ...]:
-    outputs = []
-    for template in spec.outputs:
-        output = posixpath.normpath(expand(template, values).removeprefix("./"))
-        folder = posixpath.dirname(output)
-        if folder not in checked:  # one check per output folder, not per output
-            checked[folder] = inside(root, output)
-        if not checked[folder]:
-            raise BadConfig(f"output {output!r} lies outside the project",
-                            hint="outputs must be paths inside the project, "
-                                 "not through a symlink that leads out of it")
-        outputs.append(output)
-    return tuple(outputs)
+def _path_template(template: str) -> Callable[[str], str]:
+    """An output template as a function of the input path, computing only what it uses."""
+    parts = [(literal, PATH_VALUES[key] if key is not None else None)
+             for literal, key in _parts(template)]
+    if len(parts) == 2 and parts[0][0] == "" and parts[1][1] is None:
+        (_, value_of), (suffix, _) = parts  # "{stem}.out", the usual shape: one call
+
+        return lambda rel: value_of(rel) + suffix
+
+    def expand_for(rel: str) -> str:
+        return "".join([literal + value_of(rel) if value_of else literal
+                        for literal, value_of in parts])
+
+    return expand_for
+
+
+def _normal(path: str) -> str:
+    """posixpath.normpath, skipped for the paths it would leave as they are (nearly all)."""
+    if path.startswith(".") or "/." in path or "//" in path or path.endswith("/"):
+        return posixpath.normpath(path.removeprefix("./"))
+    return path
+
+
+def _output_paths(spec: RuleSpec, inputs: list[str], root: Path) -> list[tuple[str, ...]]:
+    """Each input's outputs; an output that would land outside the project is refused."""
+    templates = [_path_template(template) for template in spec.outputs]
+    checked: dict[str, bool] = {}  # one check per output folder, not per output
+    found = []
+    for rel in inputs:
+        if len(templates) == 1:
+            outputs = (_normal(templates[0](rel)),)
+        else:
+            outputs = tuple(_normal(expand_for(rel)) for expand_for in templates)
+        for output in outputs:
+            folder = output.rpartition("/")[0]
+            if folder not in checked:
+                checked[folder] = inside(root, output)
+            if not checked[folder]:
+                raise BadConfig(f"output {output!r} lies outside the project",
+                                hint="outputs must be paths inside the project, "
+                                     "not through a symlink that leads out of it")
+        found.append(outputs)
+    return found
 
 
 def make_jobs(spec: RuleSpec, root: Path) -> list[Job]:
     """One job per matching input; outputs and deps of the rule are never inputs."""
-    _check_spec(spec)
-    deps = _deps(spec, root)
-    candidates = find_inputs(root, spec.inputs, spec.exclude, skip=deps)
-    checked: dict[str, bool] = {}
-    planned = []
-    for rel in candidates:
-        values = path_values(rel)
-        planned.append((rel, values, _outputs(spec, values, root, checked)))
-    all_outputs = {output for _, _, outputs in planned for output in outputs}
-    shared = tuple(deps)
-    digest = json.dumps([spec.command, spec.outputs])
-    jobs = []
-    for rel, values, outputs in planned:
-        if rel in all_outputs:
-            continue
-        values["output"] = _safe_path(outputs[0]) if outputs else ""
-        jobs.append(Job(f"{spec.name}:{rel}", rel, spec.command, values, outputs,
-                        (rel, *shared), spec.timeout, digest))
-    return jobs
+    return Sweep(spec, root).jobs()
 
 
-def require_jobs(jobs: list[Job], spec: RuleSpec) -> list[Job]:
+def require_jobs(jobs, spec: RuleSpec):
+    """The jobs (or the sweep) of a project's own rule; none is a mistake to report."""
     if not jobs:
         patterns = " ".join(spec.inputs)
         raise NoInputs(f"no input file matches {patterns}",

@@ -121,8 +121,9 @@ class Store:
         self.fresh = False  # True when no state existed before this open
         self.may_adopt = True  # False once state was lost: outputs on disk are then unverified
         self._conn: sqlite3.Connection | None = None
-        self._jobs: dict[str, tuple] = {}
-        self._signatures: dict[str, str] = {}  # pending updates
+        self._signatures: dict[str, str] = {}  # of every recorded success, read at open
+        self._statuses: dict[str, str] | None = None  # of every job, read when first asked
+        self._new_signatures: dict[str, str] = {}  # refreshed, not yet committed
         self._lock_file = None
         self.backend = DoitBackend()
 
@@ -174,8 +175,8 @@ class Store:
                 raise sqlite3.DatabaseError(f"written by another version of incrun "
                                             f"(format {meta['version']}, this one reads "
                                             f"{VERSION})")
-            self._jobs = {task: (status, sig) for task, status, sig
-                          in conn.execute("SELECT task, status, sig FROM jobs")}
+            self._signatures = dict(conn.execute(
+                "SELECT task, sig FROM jobs WHERE status = ? AND sig IS NOT NULL", (SUCCEEDED,)))
             if writable and "version" not in meta:
                 conn.execute("INSERT INTO meta VALUES ('version', ?)", (str(VERSION),))
                 if not self.fresh:  # rebuilt after damage: outputs on disk are unverified
@@ -205,13 +206,23 @@ class Store:
 
     # -- jobs --------------------------------------------------------------
 
+    def _status_of_jobs(self) -> dict[str, str]:
+        if self._statuses is None:
+            self._statuses = {}
+            if self._conn is not None:
+                try:
+                    self._statuses = dict(self._conn.execute("SELECT task, status FROM jobs"))
+                except sqlite3.DatabaseError:
+                    pass  # read at open already; a failure now only makes jobs stale
+        return self._statuses
+
     def job_status(self, task: str) -> str | None:
-        row = self._jobs.get(task)
-        return row[0] if row else None
+        return self._status_of_jobs().get(task)
 
     def job_row(self, task: str) -> dict | None:
         """Everything recorded of the task's last run (read from the database on demand)."""
-        if task not in self._jobs:
+        status = self.job_status(task)
+        if status is None:
             return None
         keys = ("status", "exit_code", "started", "ended", "log", "detail", "attempts", "sig")
         row = None
@@ -222,8 +233,7 @@ class Store:
             except sqlite3.DatabaseError:
                 row = None
         if row is None:
-            status, sig = self._jobs[task]
-            return {"status": status, "sig": sig}
+            return {"status": status, "sig": self._signatures.get(task)}
         return dict(zip(keys, row))
 
     def job_started(self, task: str, at: float) -> None:
@@ -234,17 +244,20 @@ class Store:
         self._commit([(result.name, status, result.exit_code, result.started, result.ended,
                        result.log_path, result.detail, result.attempts, sig)])
 
+    def signatures(self) -> dict[str, str]:
+        """The signature recorded with each success (see `uptodate`), by task; do not modify."""
+        return self._signatures
+
     def signature(self, task: str) -> str | None:
         """The signature recorded with the task's success, if it succeeded."""
-        row = self._jobs.get(task)
-        return row[1] if row and row[0] == SUCCEEDED else None
+        return self._signatures.get(task)
 
-    def set_signature(self, task: str, sig: str) -> None:
+    def set_signature(self, task: str, sig: str | None) -> None:
         """A job found up to date by content: note its new signature (committed later)."""
-        row = self._jobs.get(task)
-        if row and row[0] == SUCCEEDED and row[1] != sig:
-            self._jobs[task] = (SUCCEEDED, sig)
+        if sig is not None and self.job_status(task) == SUCCEEDED \
+                and self._signatures.get(task) != sig:
             self._signatures[task] = sig
+            self._new_signatures[task] = sig
 
     def forget(self, tasks) -> None:
         """Drop the tasks' success; the row that stays keeps old outputs from being adopted."""
@@ -257,8 +270,13 @@ class Store:
         self._commit([])
 
     def _commit(self, job_rows: list[tuple]) -> None:
-        for row in job_rows:
-            self._jobs[row[0]] = (row[1], row[8])
+        for task, status, *_, sig in job_rows:
+            if self._statuses is not None:
+                self._statuses[task] = status
+            if status == SUCCEEDED and sig is not None:
+                self._signatures[task] = sig
+            else:
+                self._signatures.pop(task, None)
         if self._conn is None:
             return
         writes, removals = self.backend.pending()
@@ -270,7 +288,7 @@ class Store:
             conn.executemany("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              job_rows)
             conn.executemany("UPDATE jobs SET sig = ? WHERE task = ?",
-                             [(sig, task) for task, sig in self._signatures.items()])
+                             [(sig, task) for task, sig in self._new_signatures.items()])
             conn.execute("COMMIT")
         except sqlite3.Error as error:
             if conn.in_transaction:
@@ -279,7 +297,7 @@ class Store:
                              hint="free some disk space or fix the permissions; "
                                   "jobs recorded so far stay recorded") from None
         self.backend.clear_pending()
-        self._signatures.clear()
+        self._new_signatures.clear()
 
     # -- logs --------------------------------------------------------------
 

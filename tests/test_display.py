@@ -10,7 +10,7 @@ import sys
 import pytest
 from rich.console import Console
 
-from incrun.display import make_display, render, summary_lines
+from incrun.display import make_display, summary_lines
 from incrun.events import (
     ADOPTED,
     ERROR,
@@ -28,6 +28,7 @@ from incrun.events import (
     Summary,
     Tally,
 )
+from incrun.live import render
 
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
 

@@ -99,7 +99,7 @@ def start(project, *args: str, env: dict | None = None) -> subprocess.Popen:
 
 def recorded_ok(project) -> set[str]:
     store = Store(project.root / ".incrun").open(writable=False)
-    done = {name.split(":", 1)[1] for name, row in store._jobs.items() if row[0] == "ok"}
+    done = {name.split(":", 1)[1] for name in store.signatures()}  # a success has one
     store.close()
     return done
 

@@ -64,18 +64,22 @@ def end_group(process: subprocess.Popen, grace: float) -> None:
 class ProcessGroups:
     """The process groups of running jobs, so that a stopped run leaves nothing behind.
 
-    A guard process is told of each group: if incrun itself is killed (kill -9, out of
-    memory), the guard ends the groups it was left with.
+    A guard process, started with the first job, is told of each group: if incrun itself is
+    killed (kill -9, out of memory), the guard ends the groups it was left with.
     """
 
     def __init__(self, grace: float = 5.0, guard: bool = True):
         self.grace = grace
         self._processes: dict[int, subprocess.Popen] = {}
         self._lock = threading.Lock()
-        self._guard = _start_guard() if guard else None
+        self._wants_guard = guard
+        self._guard: subprocess.Popen | None = None
 
     def add(self, process: subprocess.Popen) -> None:
         with self._lock:
+            if self._wants_guard:
+                self._wants_guard = False
+                self._guard = _start_guard()
             self._processes[process.pid] = process
             self._tell_guard(f"+{process.pid}")
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import os
 import stat
-import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from doit.action import PythonAction
 from doit.cmd_run import Run
@@ -18,7 +16,7 @@ from doit.runner import ERROR as DOIT_ERROR
 from doit.runner import FAILURE, Runner
 from doit.task import Stream
 
-from ..checker import Signatures
+from ..context import RunContext
 from ..events import (
     ADOPTED,
     ERROR,
@@ -27,41 +25,17 @@ from ..events import (
     NOT_RUN,
     OK,
     TIMEOUT,
-    UP_TO_DATE,
     EventReporter,
     JobFinished,
     JobResult,
     JobSkipped,
     JobStarted,
     Notice,
-    RunStarted,
 )
-from ..loader import UpToDate, is_job, selected_tasks
+from ..loader import is_job, selected_tasks
 from ..rules import META_KEY
 from .doit_tasks import run_doit_task, run_doit_task_in_child
-from .local import LocalExecutor, remove_outputs
-
-
-@dataclass
-class RunContext:
-    """What one run's runner needs from the engine."""
-
-    store: object  # store.Store
-    executor: LocalExecutor
-    emit: Callable
-    fail_fast: bool = False
-    always: bool = False
-    retries: int = 0
-    timeout: float | None = None  # from the command line: wins over every rule's own
-    clock: Callable[[], float] = time.time
-    interrupted: int | None = None  # the signal that stopped the run
-    signatures: Signatures = field(default_factory=Signatures)
-    up_to_date: UpToDate | None = None  # jobs found up to date before doit saw them
-
-    def interrupt(self, signum: int) -> None:
-        """First Ctrl-C or SIGTERM: launch nothing more, end the running jobs."""
-        self.interrupted = signum
-        self.executor.stop()
+from .local import remove_outputs
 
 
 def _done(result: JobResult) -> Future:
@@ -94,11 +68,8 @@ class JobRunner(Runner):
     # -- selection -----------------------------------------------------------
 
     def run_all(self, task_dispatcher):
-        total = len(selected_tasks(task_dispatcher.tasks, task_dispatcher.selected_tasks))
-        clean = self.ctx.up_to_date.count if self.ctx.up_to_date else 0
-        self.ctx.emit(RunStarted(total + clean, self.ctx.executor.workers, self.ctx.clock()))
-        if clean:
-            self.ctx.emit(JobSkipped("", UP_TO_DATE, count=clean))
+        self.ctx.start(len(selected_tasks(task_dispatcher.tasks,
+                                          task_dispatcher.selected_tasks)))
         return super().run_all(task_dispatcher)
 
     def select_task(self, node, tasks_dict):
@@ -293,6 +264,14 @@ class IncrunRun(Run):
     """`run`, as doit parses it, with the one runner incrun has; the engine sets `context`."""
 
     context: RunContext | None = None
+
+    def get_backends(self) -> dict:
+        """The store is the only backend: no scan of installed packages for doit plugins."""
+        return {}
+
+    def get_reporters(self) -> dict:
+        """Events are the only reporter: no scan of installed packages for doit plugins."""
+        return {}
 
     def _execute(self, outfile, verbosity=None, always=False, continue_=False,
                  reporter="console", num_process=0, par_type="process", single=False,

@@ -1,0 +1,64 @@
+"""doit's commands (run, list, info, clean, forget, status) run with incrun's loader, state and
+checker; doit's errors mapped to incrun's."""
+
+from __future__ import annotations
+
+import os
+
+from doit.cmd_clean import Clean
+from doit.cmd_forget import Forget
+from doit.cmd_info import Info
+from doit.cmd_list import List
+from doit.cmdparse import CmdParseError
+from doit.dependency import Dependency
+from doit.doit_cmd import DoitConfig
+from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
+
+from . import errors, status
+from .checker import ContentChecker
+from .config import Config
+from .errors import BadDodo, IncrunError, UnknownTask
+from .executors.run import IncrunRun
+from .loader import IncrunLoader
+from .store import DB_NAME, Store
+
+COMMANDS = {"run": IncrunRun, "list": List, "info": Info, "clean": Clean,
+            "forget": Forget, "status": status.Status}
+
+
+def _doit_args(config: Config) -> list[str]:
+    args = list(config.targets)
+    if config.command in ("list", "forget") and config.list_all:
+        args.insert(0, "--all")
+    if config.command == "list":
+        args.insert(0, "--status")  # show which tasks are up to date, as `status` would
+    return args
+
+
+def invoke(config: Config, state: Store, up_to_date=None, rule=None, **attributes):
+    """Run one doit command with incrun's loader, state and checker; map doit's errors to ours.
+
+    `up_to_date` leaves the jobs it vouches for out of doit's tasks; `rule` is the project's
+    rule when the engine made it already. `attributes` are set on the command object.
+    """
+    command_cls = COMMANDS[config.command]
+    doit_config = DoitConfig()
+    doit_config.loads([name for name in ("pyproject.toml", "doit.cfg") if os.path.exists(name)])
+    loader = IncrunLoader(config, up_to_date, rule)
+    command = command_cls(task_loader=loader, config=doit_config.as_dict(), bin_name="incrun",
+                          cmds=COMMANDS, opt_vals={})
+    loader.cmd_names = sorted(COMMANDS)
+    loader.config = doit_config.as_dict()
+    command.dep_manager = Dependency(lambda *_, **__: state.backend, DB_NAME,
+                                     checker_cls=ContentChecker)
+    for name, value in attributes.items():
+        setattr(command, name, value)
+    try:
+        return command.parse_execute(_doit_args(config))
+    except InvalidCommand as error:
+        raise UnknownTask(str(error).strip().splitlines()[0],
+                          hint="'incrun list --all' shows every task") from None
+    except (InvalidTask, InvalidDodoFile) as error:
+        raise BadDodo(f"dodo.py: {str(error).strip().splitlines()[0]}") from None
+    except CmdParseError as error:
+        raise IncrunError(str(error), exit_code=errors.USAGE) from None

@@ -1,0 +1,44 @@
+"""The state of one run that the engine shares with the runner: policy, store, executor, events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .events import UP_TO_DATE, JobSkipped, RunStarted
+from .uptodate import Signatures, UpToDate
+
+
+@dataclass
+class RunContext:
+    """What one run's runner needs from the engine."""
+
+    store: object  # store.Store
+    executor: object  # executors.local.LocalExecutor
+    emit: Callable
+    fail_fast: bool = False
+    always: bool = False
+    retries: int = 0
+    timeout: float | None = None  # from the command line: wins over every rule's own
+    clock: Callable[[], float] = time.time
+    interrupted: int | None = None  # the signal that stopped the run
+    signatures: Signatures = field(default_factory=Signatures)
+    up_to_date: UpToDate | None = None  # finds the jobs up to date before doit sees them
+    started: float = 0.0  # when the run began, before any job was checked
+
+    def __post_init__(self):
+        self.started = self.started or self.clock()
+
+    def start(self, for_doit: int) -> None:
+        """Announce the run: `for_doit` jobs doit will check or run, and those found up to date
+        already, counted at once rather than one event each."""
+        clean = self.up_to_date.count if self.up_to_date else 0
+        self.emit(RunStarted(for_doit + clean, self.executor.workers, self.started))
+        if clean:
+            self.emit(JobSkipped("", UP_TO_DATE, count=clean))
+
+    def interrupt(self, signum: int) -> None:
+        """First Ctrl-C or SIGTERM: launch nothing more, end the running jobs."""
+        self.interrupted = signum
+        self.executor.stop()
