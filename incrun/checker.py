@@ -1,10 +1,13 @@
-"""Whether a dependency changed: by content, mtime as a shortcut; a `touch` costs one hash, once."""
+"""What doit asks to tell whether a job changed: its files by content (mtime as a shortcut; a
+`touch` costs one hash, once), and its command."""
 
 from __future__ import annotations
 
+import inspect
 import os
 
 from doit.dependency import MD5Checker, get_file_md5
+from doit.tools import config_changed
 
 
 class ContentChecker(MD5Checker):
@@ -44,3 +47,10 @@ class ContentChecker(MD5Checker):
         if current_state and current_state[0] == stat.st_mtime:
             return None
         return stat.st_mtime, stat.st_size, self._md5(dep, stat.st_mtime, stat.st_size)
+
+
+class command_changed(config_changed):  # noqa: N801 (named as doit's own uptodate helpers)
+    """doit's `config_changed` for a job's command, its call signature declared: doit would
+    otherwise inspect it for every task it checks (a quarter of a millisecond each)."""
+
+    __signature__ = inspect.signature(config_changed("").__call__)

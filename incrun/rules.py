@@ -67,7 +67,7 @@ class Job:
         return json.dumps([PYTHON if arg == sys.executable else arg for arg in self.argv])
 
     def task_dict(self) -> dict:
-        from doit.tools import config_changed  # only jobs that may run become doit tasks
+        from .checker import command_changed  # doit is loaded only when a job may run
 
         return {
             "name": self.input,
@@ -75,7 +75,7 @@ class Job:
             "actions": [list(self.argv)],
             "file_dep": list(self.deps),
             "targets": list(self.outputs),
-            "uptodate": [config_changed(self.command_digest())],
+            "uptodate": [command_changed(self.command_digest())],
             "clean": True,
             "meta": {META_KEY: self.spec()},
         }

@@ -124,6 +124,10 @@ class Store:
         self._signatures: dict[str, str] = {}  # of every recorded success, read at open
         self._statuses: dict[str, str] | None = None  # of every job, read when first asked
         self._new_signatures: dict[str, str] = {}  # refreshed, not yet committed
+        self._staged: list[tuple] = []  # job rows for the next commit
+        self._unstaged: list[str] = []  # job rows to delete at the next commit
+        self._before_start: dict[str, tuple | None] = {}  # rows replaced by a RUNNING mark
+        self._logs: dict[str, Path] = {}
         self._lock_file = None
         self.backend = DoitBackend()
 
@@ -236,13 +240,37 @@ class Store:
             return {"status": status, "sig": self._signatures.get(task)}
         return dict(zip(keys, row))
 
+    def _row(self, task: str) -> tuple | None:
+        if self._conn is None:
+            return None
+        try:
+            return self._conn.execute("SELECT * FROM jobs WHERE task = ?", (task,)).fetchone()
+        except sqlite3.DatabaseError:
+            return None
+
     def job_started(self, task: str, at: float) -> None:
-        self._commit([(task, RUNNING, None, at, None, str(self.log_path(task)), "", 0, None)])
+        """Mark a job running, for the next `commit`, which must come before the job starts."""
+        if task not in self._before_start:
+            self._before_start[task] = self._row(task)
+        self._stage([(task, RUNNING, None, at, None, str(self.log_path(task)), "", 0, None)])
 
     def job_finished(self, result: JobResult, sig: str | None = None) -> None:
+        """Record how a job ended, for the next `commit`."""
+        self._before_start.pop(result.name, None)
         status = SUCCEEDED if result.ok else FAILED
-        self._commit([(result.name, status, result.exit_code, result.started, result.ended,
-                       result.log_path, result.detail, result.attempts, sig)])
+        self._stage([(result.name, status, result.exit_code, result.started, result.ended,
+                      result.log_path, result.detail, result.attempts, sig)])
+
+    def jobs_not_started(self, tasks) -> None:
+        """Jobs marked running that never started: their records go back to what they were."""
+        for task in tasks:
+            if task in self._before_start:
+                row = self._before_start.pop(task)
+                if row is None:
+                    self._unstaged.append(task)
+                    self._track(task, None, None)
+                else:
+                    self._stage([row])
 
     def signatures(self) -> dict[str, str]:
         """The signature recorded with each success (see `uptodate`), by task; do not modify."""
@@ -263,32 +291,49 @@ class Store:
         """Drop the tasks' success; the row that stays keeps old outputs from being adopted."""
         for task in tasks:
             self.backend.remove(task)
-        self._commit([(task, FORGOTTEN, None, None, None, None, "", 0, None) for task in tasks])
+        self._stage([(task, FORGOTTEN, None, None, None, None, "", 0, None) for task in tasks])
+        self.commit()
+
+    def _stage(self, job_rows: list[tuple]) -> None:
+        for task, status, *_, sig in job_rows:
+            self._track(task, status, sig)
+        self._staged.extend(job_rows)
+
+    def _track(self, task: str, status: str | None, sig: str | None) -> None:
+        """Keep the in-memory view of the jobs table in step with what is staged."""
+        if self._statuses is not None:
+            if status is None:
+                self._statuses.pop(task, None)
+            else:
+                self._statuses[task] = status
+        if status == SUCCEEDED and sig is not None:
+            self._signatures[task] = sig
+        else:
+            self._signatures.pop(task, None)
 
     def commit(self) -> None:
-        """Write what doit changed (refreshed file states, cleared tasks) without a job record."""
-        self._commit([])
-
-    def _commit(self, job_rows: list[tuple]) -> None:
-        for task, status, *_, sig in job_rows:
-            if self._statuses is not None:
-                self._statuses[task] = status
-            if status == SUCCEEDED and sig is not None:
-                self._signatures[task] = sig
-            else:
-                self._signatures.pop(task, None)
+        """Write, in one transaction, every staged job record and what doit changed (file
+        states of finished tasks, refreshed states, forgotten tasks)."""
         if self._conn is None:
+            self._staged.clear()
+            self._unstaged.clear()
             return
         writes, removals = self.backend.pending()
+        sigs = [(sig, task) for task, sig in self._new_signatures.items()]
+        if not (writes or removals or sigs or self._staged or self._unstaged):
+            return
         conn = self._conn
         try:
             conn.execute("BEGIN")
-            conn.executemany("INSERT OR REPLACE INTO deps VALUES (?, ?)", writes)
-            conn.executemany("DELETE FROM deps WHERE task = ?", [(t,) for t in removals])
-            conn.executemany("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             job_rows)
-            conn.executemany("UPDATE jobs SET sig = ? WHERE task = ?",
-                             [(sig, task) for task, sig in self._new_signatures.items()])
+            statements = (("INSERT OR REPLACE INTO deps VALUES (?, ?)", writes),
+                          ("DELETE FROM deps WHERE task = ?", [(t,) for t in removals]),
+                          ("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           self._staged),
+                          ("DELETE FROM jobs WHERE task = ?", [(t,) for t in self._unstaged]),
+                          ("UPDATE jobs SET sig = ? WHERE task = ?", sigs))
+            for statement, rows in statements:
+                if rows:
+                    conn.executemany(statement, rows)
             conn.execute("COMMIT")
         except sqlite3.Error as error:
             if conn.in_transaction:
@@ -298,16 +343,20 @@ class Store:
                                   "jobs recorded so far stay recorded") from None
         self.backend.clear_pending()
         self._new_signatures.clear()
+        self._staged.clear()
+        self._unstaged.clear()
 
     # -- logs --------------------------------------------------------------
 
     def log_path(self, task: str) -> Path:
         """A readable file per task, mirroring its name; unsafe characters replaced, then a hash."""
-        parts = [part for part in task.replace(":", "/").split("/") if part not in ("", ".", "..")]
-        safe = [_UNSAFE.sub("_", part)[:MAX_NAME] for part in parts] or ["_"]
-        if safe != parts:  # two names must not share a log
-            safe[-1] += "-" + format(hash_text(task), "08x")
-        return self.logs_dir.joinpath(*safe[:-1], safe[-1] + ".log")
+        if task not in self._logs:
+            parts = [p for p in task.replace(":", "/").split("/") if p not in ("", ".", "..")]
+            safe = [_UNSAFE.sub("_", part)[:MAX_NAME] for part in parts] or ["_"]
+            if safe != parts:  # two names must not share a log
+                safe[-1] += "-" + format(hash_text(task), "08x")
+            self._logs[task] = self.logs_dir.joinpath(*safe[:-1], safe[-1] + ".log")
+        return self._logs[task]
 
     # -- the lock -------------------------------------------------------------
 

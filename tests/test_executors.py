@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from incrun.events import ERROR, FAILED, OK
-from incrun.executors.local import LocalExecutor, ProcessGroups, log_tail, run_job
+from incrun.executors.local import STARTED, LocalExecutor, ProcessGroups, log_tail, run_job
 
 
 def spec(code: str, outputs=("a.out",)) -> dict:
@@ -100,11 +100,26 @@ def test_terminate_all_ends_a_job_and_its_grandchild(tmp_path):
 def test_executor_runs_at_most_workers_at_once(tmp_path):
     executor = LocalExecutor(2, Path(tmp_path))
     code = "import time; open('{}', 'w').write(str(time.time())); time.sleep(0.2)"
-    futures = [executor.submit(spec(code.format(f"s{i}"), [f"s{i}"]), tmp_path / f"l{i}")
-               for i in range(4)]
-    results = [f.result(timeout=30) for f in futures]
+    for i in range(4):
+        executor.submit(f"s{i}", spec(code.format(f"s{i}"), [f"s{i}"]), f"l{i}")
+    results, started = {}, {}
+    while len(results) < 4:
+        for kind, name, value in executor.messages():
+            (started if kind == STARTED else results)[name] = value
     executor.shutdown()
-    assert all(r.ok for r in results)
-    starts = sorted(r.started for r in results)
-    ends = sorted(r.ended for r in results)
+    assert all(result.ok for result in results.values())
+    assert set(started) == set(results) == {"s0", "s1", "s2", "s3"}
+    starts = sorted(result.started for result in results.values())
+    ends = sorted(result.ended for result in results.values())
     assert starts[2] >= ends[0]  # the third job waited for a free worker
+
+
+def test_executor_gives_back_queued_jobs_that_never_started(tmp_path):
+    executor = LocalExecutor(1, Path(tmp_path))
+    executor.submit("slow", spec("import time; time.sleep(0.5)", []), "l0")
+    for i in range(3):
+        executor.submit(f"q{i}", spec("pass", []), f"l{i + 1}")
+    assert executor.messages()[0][:2] == (STARTED, "slow")  # the worker is busy with it
+    assert executor.cancel_queued() == ["q0", "q1", "q2"]
+    executor.shutdown()
+    assert not any((tmp_path / f"l{i + 1}").exists() for i in range(3))  # none of them ran

@@ -18,9 +18,12 @@ DONE = ("sweep:a.inp", "sweep:b.inp", "sweep:c.inp")
 
 
 def finish(store: Store, task: str, status: str = OK, exit_code: int = 0) -> None:
+    """As the runner does: mark it running and commit before it starts, record it at its end."""
     store.job_started(task, 10.0)
+    store.commit()
     store.job_finished(JobResult(task, status, 10.0, 12.5, exit_code,
                                  str(store.log_path(task)), "" if status == OK else "exit 3"))
+    store.commit()
 
 
 def reopen(state_dir) -> Store:
@@ -77,14 +80,32 @@ def test_store_job_records_persist(tmp_path):
     again.close()
 
 
-def test_store_job_finished_durable_without_close(tmp_path):
-    # A kill -9 right after a job finishes must not lose that job's record.
+def test_store_job_finished_durable_once_committed_without_close(tmp_path):
+    # A kill -9 right after the commit that follows a job's end must not lose its record.
     store = Store(tmp_path / ".incrun").open()
     finish(store, "sweep:a.inp")
+    store.job_started("sweep:b.inp", 11.0)  # staged, not committed: not visible yet
     other = reopen(tmp_path / ".incrun")
     assert other.job_status("sweep:a.inp") == "ok"
+    assert other.job_status("sweep:b.inp") is None
     other.close()
     store.close()
+
+
+def test_store_a_job_that_never_started_gets_its_record_back(tmp_path):
+    store = Store(tmp_path / ".incrun").open()
+    finish(store, "sweep:a.inp")
+    for task in ("sweep:a.inp", "sweep:new.inp"):
+        store.job_started(task, 20.0)
+    store.commit()
+    store.jobs_not_started(["sweep:a.inp", "sweep:new.inp"])
+    store.commit()
+    store.close()
+    again = reopen(tmp_path / ".incrun")
+    assert again.job_status("sweep:a.inp") == "ok"
+    assert again.job_row("sweep:a.inp")["ended"] == 12.5
+    assert again.job_status("sweep:new.inp") is None  # no record, as before
+    again.close()
 
 
 def test_store_backend_persists_after_commit(tmp_path):

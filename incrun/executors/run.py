@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import replace
+from pathlib import Path
 
 from doit.action import PythonAction
 from doit.cmd_run import Run
@@ -35,13 +34,7 @@ from ..events import (
 from ..loader import is_job, selected_tasks
 from ..rules import META_KEY
 from .doit_tasks import run_doit_task, run_doit_task_in_child
-from .local import remove_outputs
-
-
-def _done(result: JobResult) -> Future:
-    future = Future()
-    future.set_result(result)
-    return future
+from .local import STARTED, remove_outputs
 
 
 def _mtime(path: str, follow: bool = True) -> float | None:
@@ -118,90 +111,111 @@ class JobRunner(Runner):
     # -- execution -----------------------------------------------------------
 
     def run_tasks(self, task_dispatcher):
-        """Hand ready tasks to the executor, up to its width; feed each result back to doit."""
+        """Keep the executor supplied with selected jobs (one queued for each worker, besides
+        those running, so a worker starts its next job at once) and feed each result back to
+        doit. One commit per turn of the loop
+        records what ended and marks what is about to start, before it can start."""
         generator, tasks = task_dispatcher.generator, task_dispatcher.tasks
         workers = self.ctx.executor.workers
-        inflight: dict[Future, object] = {}
-        ready: deque = deque()  # selected to run, waiting for a free worker
-        completed, exhausted = None, False
+        # With --fail-fast no job may start after a failure: none waits queued, ready to start.
+        capacity = workers if self.ctx.fail_fast else 2 * workers
+        inflight: dict[str, object] = {}  # by task name: submitted, running or queued
+        ended: list = []  # nodes to hand back to doit
+        exhausted = False
         while True:
-            # A finished node is always handed back, even when every worker is busy.
+            chosen = []
             while not exhausted and not self._stopping() and (
-                    completed is not None or len(inflight) + len(ready) < workers):
-                to_send, completed = completed, None
+                    ended or len(inflight) + len(chosen) < capacity):
                 try:
-                    node = generator.send(to_send)
+                    node = generator.send(ended.pop() if ended else None)
                 except StopIteration:
                     exhausted = True
                     break
-                if node == "hold on":
+                if node == "hold on":  # nothing is ready until a running job ends
+                    if ended:
+                        continue
                     break
-                if self.select_task(node, tasks):
-                    ready.append(node)
+                if self.select_task(node, tasks) and self._mark_started(node):
+                    chosen.append(node)
                 else:
-                    completed = node
-            while ready and len(inflight) < workers and not self._stopping():
-                node = ready.popleft()
-                inflight[self._launch(node)] = node
+                    ended.append(node)
+            self.store.commit()
+            for node in chosen:
+                inflight[node.task.name] = node
+                self._submit(node.task)
+            if self._stopping():
+                self._unqueue(inflight)
             if not inflight:
-                if completed is None or exhausted or self._stopping():
-                    break
-                continue
-            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-            future = next(iter(done))
-            node = inflight.pop(future)
-            retry = self._finish(node, future.result())
-            if retry is None:
-                completed = node
-            else:
-                inflight[retry] = node
+                if ended and not exhausted and not self._stopping():
+                    continue
+                break
+            for kind, name, value in self.ctx.executor.messages():
+                if kind == STARTED:
+                    self.ctx.emit(JobStarted(name, value))
+                elif self._finish(inflight[name], value):
+                    ended.append(inflight.pop(name))
+        self.store.commit()
 
     def _stopping(self) -> bool:
         return self._stop_running or self.ctx.interrupted is not None
 
-    def _launch(self, node) -> Future:
+    def _mark_started(self, node) -> bool:
+        """A job about to start is marked running (committed before it starts); False for a
+        group task, which has nothing to run."""
         task = node.task
         if task.teardown:
             self.teardown_list.append(task)
-        if not task.actions:  # a group task: nothing to run or show
-            return _done(JobResult(task.name, OK, 0.0, 0.0))
-        now = self.ctx.clock()
-        self.store.job_started(task.name, now)
-        self.ctx.emit(JobStarted(task.name, now))
-        return self._submit(task)
+        if not task.actions:
+            node.run_status = "successful"
+            return False
+        self.store.job_started(task.name, self.ctx.clock())
+        return True
 
-    def _submit(self, task) -> Future:
-        log_path = self.store.log_path(task.name).relative_to(self.root)
+    def _unqueue(self, inflight: dict) -> None:
+        """The run stops: queued jobs never start, and their records go back to what they were;
+        the summary counts them as not run."""
+        cancelled = self.ctx.executor.cancel_queued()
+        for name in cancelled:
+            inflight.pop(name)
+        self.store.jobs_not_started(cancelled)
+        self.store.commit()
+
+    def _submit(self, task) -> None:
+        log_path = self._log_path(task.name)
         self._attempts[task.name] = self._attempts.get(task.name, 0) + 1
+        executor = self.ctx.executor
         if is_job(task):
             spec = dict(task.meta[META_KEY], task=task.name)  # dodo.py may rename the rule
             if self.ctx.timeout is not None:
                 spec["timeout"] = self.ctx.timeout
-            return self.ctx.executor.submit(spec, log_path)
-        if self.ctx.timeout is not None:
-            return self.ctx.executor.submit_call(run_doit_task_in_child, task, log_path,
-                                                 self.root, self.ctx.timeout,
-                                                 self.ctx.executor.groups)
-        if any(isinstance(action, PythonAction) for action in task.actions):
+            executor.submit(task.name, spec, log_path)
+        elif self.ctx.timeout is not None:
+            executor.submit_call(task.name, run_doit_task_in_child, task, Path(log_path),
+                                 self.root, self.ctx.timeout, executor.groups)
+        elif any(isinstance(action, PythonAction) for action in task.actions):
             # Python actions swap sys.stdout to capture output: only safe in this thread.
-            return _done(run_doit_task(task, log_path, self.root, self.ctx.clock))
-        return self.ctx.executor.submit_call(run_doit_task, task, log_path, self.root)
+            executor.report(run_doit_task(task, Path(log_path), self.root, self.ctx.clock))
+        else:
+            executor.submit_call(task.name, run_doit_task, task, Path(log_path), self.root)
 
-    def _finish(self, node, result: JobResult) -> Future | None:
-        """Record a finished job; a job to try again is resubmitted and its future returned."""
+    def _log_path(self, name: str) -> str:
+        """The job's log, relative to the project: the form shown to the user."""
+        return str(self.store.log_path(name)).removeprefix(str(self.root) + os.sep)
+
+    def _finish(self, node, result: JobResult) -> bool:
+        """Record a finished job; False if it was submitted again, to retry."""
         task = node.task
-        if not task.actions:
-            node.run_status = "successful"
-            return None
         if not result.ok and self.ctx.interrupted is not None:
-            return self._interrupted(node)
+            self._interrupted(node)
+            return True
         if result.ok:
             result = self._save_success(task, result)
         attempts = self._attempts.get(task.name, 1)
         if not result.ok and self._may_retry(result, attempts):
             self.ctx.emit(Notice(f"retrying {task.name} (attempt {attempts + 1} of "
                                  f"{self.ctx.retries + 1}): {result.detail}"))
-            return self._submit(task)
+            self._submit(task)
+            return False
         result = self._with_attempts(result, attempts)
         if result.ok:
             node.run_status = "successful"
@@ -209,7 +223,7 @@ class JobRunner(Runner):
             self._record_failure(node, result)
         self.store.job_finished(result, self._signature(task) if result.ok else None)
         self.ctx.emit(JobFinished(result))
-        return None
+        return True
 
     def _may_retry(self, result: JobResult, attempts: int) -> bool:
         return (result.status in (FAILED, TIMEOUT) and attempts <= self.ctx.retries
@@ -228,7 +242,6 @@ class JobRunner(Runner):
         node.run_status = "failure"
         self.dep_manager.remove_success(node.task)
         self.ctx.emit(JobSkipped(node.task.name, NOT_RUN, INTERRUPTED))
-        return None
 
     def _save_success(self, task, result: JobResult) -> JobResult:
         task.save_extra_values()
