@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import os
 import posixpath
@@ -23,6 +24,8 @@ from .discover import find_inputs
 from .errors import BadConfig, BadPlaceholder, NoInputs
 
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+# A command whose first word is `module:function` is a call, run in a long-lived worker process.
+CALL = re.compile(r"([A-Za-z_][\w.]*):([A-Za-z_]\w*)")
 PYTHON = "{python}"
 # Ours first, then GNU parallel's spellings of the same things.
 PLACEHOLDERS = ("input", "stem", "name", "dir", "output", "python", "", ".", "/", "//", "/.")
@@ -60,7 +63,8 @@ class Job:
         """The JSON-able job spec executors receive."""
         return {"task": self.task, "input": self.input, "argv": list(self.argv),
                 "outputs": list(self.outputs), "timeout": self.timeout,
-                "shared": list(self.deps[1:]), "digest": self.rule_digest}
+                "shared": list(self.deps[1:]), "digest": self.rule_digest,
+                "call": is_call(self.command)}
 
     def command_digest(self) -> str:
         """The command as recorded: without the interpreter's path, so a new venv reruns nothing."""
@@ -72,13 +76,31 @@ class Job:
         return {
             "name": self.input,
             "doc": " ".join("python" if arg == sys.executable else arg for arg in self.argv),
-            "actions": [list(self.argv)],
+            "actions": [(call, list(self.argv)) if is_call(self.command) else list(self.argv)],
             "file_dep": list(self.deps),
             "targets": list(self.outputs),
             "uptodate": [command_changed(self.command_digest())],
             "clean": True,
             "meta": {META_KEY: self.spec()},
         }
+
+
+def is_call(command) -> bool:
+    return bool(command) and CALL.fullmatch(command[0]) is not None
+
+
+def find_function(target: str):
+    """The function a `module:function` call names, its module imported."""
+    module_name, _, function_name = target.partition(":")
+    function = getattr(importlib.import_module(module_name), function_name, None)
+    if not callable(function):
+        raise AttributeError(f"module {module_name!r} has no function {function_name!r}")
+    return function
+
+
+def call(target: str, *args: str) -> None:
+    """A call job as plain doit runs it: in doit's own process (incrun uses worker processes)."""
+    find_function(target)(*args)
 
 
 def _safe_path(path: str) -> str:
@@ -225,8 +247,11 @@ class Sweep:
     def __init__(self, spec: RuleSpec, root: Path):
         _check_spec(spec)
         self.spec = spec
+        # A call names no arguments: it gets the input path, as pool.map(function, inputs).
+        called_bare = is_call(spec.command) and len(spec.command) == 1
+        self.command = (*spec.command, "{input}") if called_bare else spec.command
         self.shared = tuple(_deps(spec, root))  # files every job depends on
-        self.digest = json.dumps([spec.command, spec.outputs])
+        self.digest = json.dumps([self.command, spec.outputs])
         self.inputs = find_inputs(root, spec.inputs, spec.exclude, skip=self.shared)
         self.outputs = _output_paths(spec, self.inputs, root)
         made = {output for outputs in self.outputs for output in outputs}
@@ -243,7 +268,7 @@ class Sweep:
 
     def job(self, index: int) -> Job:
         rel = self.inputs[index]
-        return Job(self.task_name(rel), rel, self.spec.command, self.outputs[index],
+        return Job(self.task_name(rel), rel, self.command, self.outputs[index],
                    (rel, *self.shared), self.spec.timeout, self.digest)
 
     def jobs(self) -> list[Job]:
@@ -267,11 +292,16 @@ def _check_spec(spec: RuleSpec) -> None:
 
 
 def command_files(spec: RuleSpec, root: Path) -> list[str]:
-    """The runner script and other files named literally in the command: jobs depend on them."""
+    """The runner script and other files named literally in the command, or the project's
+    module a call names: jobs depend on them."""
     found = []
     for arg in spec.command:
         if not PLACEHOLDER.search(arg) and (root / arg).is_file():
             found.append(posixpath.normpath(arg))
+    if is_call(spec.command):
+        module = CALL.fullmatch(spec.command[0]).group(1).replace(".", "/")
+        found.extend(path for path in (f"{module}.py", f"{module}/__init__.py")
+                     if (root / path).is_file())
     return found
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,50 @@ def project(tmp_path: Path) -> Project:
     proj = Project(root)
     proj.write("runner.py", RUNNER)
     return proj
+
+
+# -- processes the tests start and watch --------------------------------------------
+
+
+def poll(condition, timeout: float = 30.0, what: str = "condition"):
+    """Wait, bounded, until condition() is true; fail the test otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purpose
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def processes_in(folder: Path) -> list[int]:
+    """Processes working in the folder: jobs, and anything they left running."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if Path(os.readlink(entry / "cwd")) == folder:
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return [pid for pid in found if alive(pid)]
+
+
+def start(project, *args: str, env: dict | None = None) -> subprocess.Popen:
+    """incrun in a session (and process group) of its own, as a shell would start it."""
+    full_env = {**os.environ, "CI": "true", **(env or {})}
+    return subprocess.Popen([*incrun_command(), *args], cwd=project.root, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)

@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 from incrun.events import ERROR, FAILED, OK
-from incrun.executors.local import STARTED, LocalExecutor, ProcessGroups, log_tail, run_job
+from incrun.executors.groups import ProcessGroups
+from incrun.executors.jobfiles import log_tail
+from incrun.executors.local import STARTED, LocalExecutor, run_job
 
 
 def spec(code: str, outputs=("a.out",)) -> dict:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,7 +13,8 @@ from doit.exceptions import TaskFailed
 from doit.task import Stream
 
 from ..events import ERROR, FAILED, OK, TIMEOUT, JobResult, fail_detail
-from .local import ProcessGroups, end_group, log_tail, remove_outputs
+from .groups import ChildProcess, ProcessGroups, end_group
+from .jobfiles import log_tail, remove_outputs
 
 
 def run_doit_task(task, log_path: Path, root: Path, clock=time.time) -> JobResult:
@@ -48,20 +48,6 @@ def _write_log(task, fail, log_path: Path) -> None:
             log.write(fail.get_msg())
 
 
-class _Child:
-    """A forked child as ProcessGroups sees a job: a pid that leads a group, and wait()."""
-
-    def __init__(self, process: multiprocessing.Process):
-        self.process = process
-        self.pid = process.pid
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        self.process.join(timeout)
-        if self.process.exitcode is None:
-            raise subprocess.TimeoutExpired("dodo task", timeout)
-        return self.process.exitcode
-
-
 def _child_main(task, log_path: Path, root: Path, sender) -> None:
     os.setpgid(0, 0)  # its own group: a timeout ends whatever its actions started
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -84,7 +70,7 @@ def run_doit_task_in_child(task, log_path: Path, root: Path, timeout: float,
     process = context.Process(target=_child_main, args=(task, log_path, root, sender))
     process.start()
     sender.close()
-    child = _Child(process)
+    child = ChildProcess(process)
     try:
         os.setpgid(process.pid, process.pid)  # before the child does it: no race with kill
     except OSError:

@@ -1,166 +1,28 @@
-"""The local executor: jobs as subprocesses on this machine, N at a time, each in its own group."""
+"""The local executor: jobs on this machine, N at a time: commands as subprocesses, each in its
+own process group, and `module:function` calls in long-lived worker processes."""
 
 from __future__ import annotations
 
-import os
 import queue
-import shutil
-import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 from ..events import ERROR, FAILED, OK, TIMEOUT, JobResult
-
-TAIL_LINES = 15
-
+from .groups import ProcessGroups, end_group
+from .inprocess import WorkerProcess, run_call
+from .jobfiles import Lookups, job_result, prepare
 
 # What a worker thread tells the runner about a job, with the job's name and a value.
 STARTED = "started"  # value: when it started
 FINISHED = "finished"  # value: its JobResult
 
 
-def remove_outputs(outputs, root: Path | str) -> None:
-    """Delete declared outputs: the link itself, never what a symlink points to."""
-    for output in outputs:
-        try:
-            os.unlink(os.path.join(root, output))
-        except FileNotFoundError:
-            pass
-        except IsADirectoryError:
-            pass  # a folder declared as output is the user's to manage
-
-
-def log_tail(log_path: Path, lines: int = TAIL_LINES) -> tuple[str, ...]:
-    try:
-        with open(log_path, "rb") as log:
-            log.seek(max(0, os.fstat(log.fileno()).st_size - 64 * 1024))
-            text = log.read().decode("utf-8", "replace")
-    except OSError:
-        return ()
-    return tuple(text.splitlines()[-lines:])
-
-
-def _missing(outputs, root: Path | str) -> list[str]:
-    return [output for output in outputs if not os.path.exists(os.path.join(root, output))]
-
-
-class Lookups:
-    """What the jobs of a run share, looked up once a run rather than once a job: the folders
-    they write into (made if missing) and the programs they start (found on PATH)."""
-
-    def __init__(self):
-        self._made: set[str] = set()
-        self._programs: dict[str, str] = {}
-
-    def ensure_folder(self, path: str) -> None:
-        """Make sure the folder holding `path` exists."""
-        folder = os.path.dirname(path)
-        if folder and folder not in self._made:
-            os.makedirs(folder, exist_ok=True)
-            self._made.add(folder)
-
-    def program(self, name: str) -> str:
-        """The file a command's first word starts; as given if it is a path or not found."""
-        if name not in self._programs:
-            found = None if os.sep in name else shutil.which(name)
-            self._programs[name] = found or name
-        return self._programs[name]
-
-
 def _exit_detail(code: int) -> str:
     if code < 0:
         return f"killed by signal {-code}"
     return f"exit code {code}"
-
-
-def end_group(process: subprocess.Popen, grace: float) -> None:
-    """TERM the job's whole process group, then KILL it if anything is left after `grace`."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        if sig == signal.SIGTERM:
-            try:
-                process.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
-
-
-class ProcessGroups:
-    """The process groups of running jobs, so that a stopped run leaves nothing behind.
-
-    A guard process, started with the first job, is told of each group: if incrun itself is
-    killed (kill -9, out of memory), the guard ends the groups it was left with.
-    """
-
-    def __init__(self, grace: float = 5.0, guard: bool = True):
-        self.grace = grace
-        self._processes: dict[int, subprocess.Popen] = {}
-        self._lock = threading.Lock()
-        self._wants_guard = guard
-        self._guard: subprocess.Popen | None = None
-
-    def add(self, process: subprocess.Popen) -> None:
-        with self._lock:
-            if self._wants_guard:
-                self._wants_guard = False
-                self._guard = _start_guard()
-            self._processes[process.pid] = process
-            self._tell_guard(f"+{process.pid}")
-
-    def discard(self, process: subprocess.Popen) -> None:
-        with self._lock:
-            self._processes.pop(process.pid, None)
-            self._tell_guard(f"-{process.pid}")
-
-    def _tell_guard(self, line: str) -> None:
-        if self._guard is not None:
-            try:
-                self._guard.stdin.write(line + "\n")
-                self._guard.stdin.flush()
-            except (OSError, ValueError):
-                self._guard = None  # the guard is gone: run on without it
-
-    def end_all(self, grace: float | None = None) -> None:
-        """TERM every running group at once, then KILL what is left after the grace period."""
-        with self._lock:
-            processes = list(self._processes.values())
-        grace = self.grace if grace is None else grace
-        threads = [threading.Thread(target=end_group, args=(p, grace)) for p in processes]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-
-    def kill_all(self) -> None:
-        """SIGKILL every running group now (a second Ctrl-C)."""
-        with self._lock:
-            processes = list(self._processes.values())
-        for process in processes:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-
-    def close(self) -> None:
-        if self._guard is not None:
-            with self._lock:
-                self._guard.stdin.close()
-            self._guard.wait()
-            self._guard = None
-
-
-def _start_guard() -> subprocess.Popen | None:
-    script = Path(__file__).resolve().parent.parent / "guard.py"  # run alone: no imports to pay
-    try:
-        return subprocess.Popen([sys.executable, "-I", str(script)], stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, text=True, start_new_session=True)
-    except OSError:
-        return None
 
 
 def _wait(process: subprocess.Popen, timeout: float | None, grace: float) -> tuple[int, bool]:
@@ -174,15 +36,10 @@ def _wait(process: subprocess.Popen, timeout: float | None, grace: float) -> tup
 
 def run_job(spec: dict, root: Path | str, log_path: Path | str, clock=time.time,
             groups: ProcessGroups | None = None, lookups: Lookups | None = None) -> JobResult:
-    """Run one job spec to the end; a failure is a value, never an exception."""
-    name, outputs = spec["task"], spec["outputs"]
+    """Run one job spec as a subprocess, to the end; a failure is a value, never an exception."""
     started = clock()
-    remove_outputs(outputs, root)  # nothing half-written from an earlier attempt may count
     lookups = lookups or Lookups()
-    for output in outputs:
-        lookups.ensure_folder(os.path.join(root, output))
-    log_file = os.path.join(root, log_path)
-    lookups.ensure_folder(log_file)
+    log_file = prepare(spec["outputs"], root, log_path, lookups)
     argv = spec["argv"]
     grace = groups.grace if groups is not None else 5.0
     try:
@@ -198,21 +55,14 @@ def run_job(spec: dict, root: Path | str, log_path: Path | str, clock=time.time,
                 if groups is not None:
                     groups.discard(process)
     except OSError as error:
-        detail = f"cannot start {spec['argv'][0]!r}: {error.strerror}"
-        return JobResult(name, ERROR, started, clock(), None, str(log_path), detail)
+        return job_result(spec, root, log_path, started, clock(), ERROR,
+                          f"cannot start {argv[0]!r}: {error.strerror}")
     status, detail = OK, ""
-    missing = _missing(outputs, root)
     if timed_out:
         status, detail = TIMEOUT, f"timed out after {spec['timeout']:g}s"
     elif code != 0:
         status, detail = FAILED, _exit_detail(code)
-    elif missing:
-        status, detail = FAILED, "exit code 0 but no output " + ", ".join(missing)
-    if status != OK:
-        remove_outputs(outputs, root)
-        return JobResult(name, status, started, clock(), code, str(log_path), detail,
-                         log_tail(log_file))
-    return JobResult(name, OK, started, clock(), code, str(log_path))
+    return job_result(spec, root, log_path, started, clock(), status, detail, code)
 
 
 class LocalExecutor:
@@ -231,11 +81,22 @@ class LocalExecutor:
         self._stopped = False
         self._cancelled: list[str] = []  # queued jobs taken back, not yet told to the runner
         self._cancel_lock = threading.Lock()
+        self._own = threading.local()  # each worker thread's own worker process
 
     def submit(self, name: str, spec: dict, log_path: str) -> None:
         """Queue a job spec; it starts when a worker is free."""
-        self.submit_call(name, run_job, spec, str(self.root), log_path, time.time, self.groups,
-                         self._lookups)
+        if spec.get("call"):
+            self.submit_call(name, self._run_call, spec, log_path)
+        else:
+            self.submit_call(name, run_job, spec, str(self.root), log_path, time.time,
+                             self.groups, self._lookups)
+
+    def _run_call(self, spec: dict, log_path: str) -> JobResult:
+        """An in-process job, in the worker process of this worker thread."""
+        if getattr(self._own, "worker", None) is None:
+            self._own.worker = WorkerProcess(str(self.root), self.groups)
+        return run_call(spec, str(self.root), log_path, self._own.worker, time.time,
+                        self._lookups)
 
     def submit_call(self, name: str, function, *args) -> None:
         """Queue a call that returns the job's JobResult."""
@@ -252,6 +113,13 @@ class LocalExecutor:
         self._messages.put((FINISHED, result.name, result))
 
     def _work(self) -> None:
+        try:
+            self._serve()
+        finally:
+            if getattr(self._own, "worker", None) is not None:
+                self._own.worker.close()
+
+    def _serve(self) -> None:
         while (item := self._todo.get()) is not None:
             name, function, args = item
             if self._stopped:  # taken from the queue as the run stopped: never started

@@ -34,7 +34,8 @@ from ..events import (
 from ..loader import is_job, selected_tasks
 from ..rules import META_KEY
 from .doit_tasks import run_doit_task, run_doit_task_in_child
-from .local import STARTED, remove_outputs
+from .jobfiles import remove_outputs
+from .local import STARTED
 
 
 def _mtime(path: str, follow: bool = True) -> float | None:

@@ -1,0 +1,113 @@
+"""The process groups of running jobs: each job leads its own group, so that ending a job ends
+everything it started; a guard process ends them if incrun itself is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+
+def end_group(process: subprocess.Popen, grace: float) -> None:
+    """TERM the job's whole process group, then KILL it if anything is left after `grace`."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        if sig == signal.SIGTERM:
+            try:
+                process.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+class ChildProcess:
+    """A multiprocessing.Process as ProcessGroups sees a job: a pid that leads a group, and
+    wait() as Popen has it."""
+
+    def __init__(self, process):
+        self.process = process
+        self.pid = process.pid
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self.process.join(timeout)
+        if self.process.exitcode is None:
+            raise subprocess.TimeoutExpired("child process", timeout)
+        return self.process.exitcode
+
+
+class ProcessGroups:
+    """The process groups of running jobs, so that a stopped run leaves nothing behind.
+
+    A guard process, started with the first job, is told of each group: if incrun itself is
+    killed (kill -9, out of memory), the guard ends the groups it was left with.
+    """
+
+    def __init__(self, grace: float = 5.0, guard: bool = True):
+        self.grace = grace
+        self._processes: dict[int, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+        self._wants_guard = guard
+        self._guard: subprocess.Popen | None = None
+
+    def add(self, process: subprocess.Popen) -> None:
+        with self._lock:
+            if self._wants_guard:
+                self._wants_guard = False
+                self._guard = _start_guard()
+            self._processes[process.pid] = process
+            self._tell_guard(f"+{process.pid}")
+
+    def discard(self, process: subprocess.Popen) -> None:
+        with self._lock:
+            self._processes.pop(process.pid, None)
+            self._tell_guard(f"-{process.pid}")
+
+    def _tell_guard(self, line: str) -> None:
+        if self._guard is not None:
+            try:
+                self._guard.stdin.write(line + "\n")
+                self._guard.stdin.flush()
+            except (OSError, ValueError):
+                self._guard = None  # the guard is gone: run on without it
+
+    def end_all(self, grace: float | None = None) -> None:
+        """TERM every running group at once, then KILL what is left after the grace period."""
+        with self._lock:
+            processes = list(self._processes.values())
+        grace = self.grace if grace is None else grace
+        threads = [threading.Thread(target=end_group, args=(p, grace)) for p in processes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def kill_all(self) -> None:
+        """SIGKILL every running group now (a second Ctrl-C)."""
+        with self._lock:
+            processes = list(self._processes.values())
+        for process in processes:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def close(self) -> None:
+        if self._guard is not None:
+            with self._lock:
+                self._guard.stdin.close()
+            self._guard.wait()
+            self._guard = None
+
+
+def _start_guard() -> subprocess.Popen | None:
+    script = Path(__file__).resolve().parent.parent / "guard.py"  # run alone: no imports to pay
+    try:
+        return subprocess.Popen([sys.executable, "-I", str(script)], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, text=True, start_new_session=True)
+    except OSError:
+        return None
