@@ -87,7 +87,7 @@ def _run(config: Config) -> int:
     tally = Tally()
     display = make_display(config.display, quiet=config.quiet, no_color=config.no_color,
                            clock=time.time)
-    executor = LocalExecutor(config.jobs, config.root)
+    executor = LocalExecutor(config.jobs, config.root, logs=store.logs_dir)
     try:
         with display:
             def emit(event) -> None:

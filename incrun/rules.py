@@ -50,9 +50,13 @@ class Job:
 
     @functools.cached_property
     def values(self) -> dict[str, str]:
-        """Each placeholder's value; made when needed: a job found up to date never is."""
-        values = path_values(self.input)
-        values["output"] = _safe_path(self.outputs[0]) if self.outputs else ""
+        """The value of each placeholder the command uses; made when needed: a job found up to
+        date never is."""
+        values = {"python": sys.executable,
+                  "output": _safe_path(self.outputs[0]) if self.outputs else ""}
+        for key in _keys(self.command):
+            if key in PATH_VALUES:
+                values[key] = PATH_VALUES[key](self.input)
         return values
 
     @functools.cached_property
@@ -170,6 +174,13 @@ def _parts(template: str) -> tuple[tuple[str, str | None], ...]:
         position = match.end()
     parts.append((template[position:], None))
     return tuple(parts)
+
+
+@functools.lru_cache(maxsize=64)
+def _keys(templates: tuple[str, ...]) -> frozenset[str]:
+    """The placeholders some templates use."""
+    return frozenset(key for template in templates for _, key in _parts(template)
+                     if key is not None)
 
 
 def expand(template: str, values: dict[str, str]) -> str:

@@ -127,7 +127,7 @@ class Store:
         self._staged: list[tuple] = []  # job rows for the next commit
         self._unstaged: list[str] = []  # job rows to delete at the next commit
         self._before_start: dict[str, tuple | None] = {}  # rows replaced by a RUNNING mark
-        self._logs: dict[str, Path] = {}
+        self._logs: dict[str, str] = {}
         self._lock_file = None
         self.backend = DoitBackend()
 
@@ -252,7 +252,7 @@ class Store:
         """Mark a job running, for the next `commit`, which must come before the job starts."""
         if task not in self._before_start:
             self._before_start[task] = self._row(task)
-        self._stage([(task, RUNNING, None, at, None, str(self.log_path(task)), "", 0, None)])
+        self._stage([(task, RUNNING, None, at, None, self.log_path(task), "", 0, None)])
 
     def job_finished(self, result: JobResult, sig: str | None = None) -> None:
         """Record how a job ended, for the next `commit`."""
@@ -348,14 +348,14 @@ class Store:
 
     # -- logs --------------------------------------------------------------
 
-    def log_path(self, task: str) -> Path:
+    def log_path(self, task: str) -> str:
         """A readable file per task, mirroring its name; unsafe characters replaced, then a hash."""
         if task not in self._logs:
             parts = [p for p in task.replace(":", "/").split("/") if p not in ("", ".", "..")]
             safe = [_UNSAFE.sub("_", part)[:MAX_NAME] for part in parts] or ["_"]
             if safe != parts:  # two names must not share a log
                 safe[-1] += "-" + format(hash_text(task), "08x")
-            self._logs[task] = self.logs_dir.joinpath(*safe[:-1], safe[-1] + ".log")
+            self._logs[task] = os.path.join(self.logs_dir, *safe[:-1], safe[-1] + ".log")
         return self._logs[task]
 
     # -- the lock -------------------------------------------------------------
@@ -382,6 +382,8 @@ class Store:
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
         handle.flush()
         self._lock_file = handle
+        for leftover in self.logs_dir.glob(".scratch-*"):  # job output of a run now dead
+            leftover.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self._conn is not None:

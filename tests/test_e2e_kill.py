@@ -80,6 +80,7 @@ def test_kill_9_at_any_moment_loses_only_the_running_jobs(project):
         project.ran()
     final = project.run("-n", "4")
     assert final.returncode == 0, final.stdout
+    assert not list((project.root / ".incrun" / "logs").glob(".scratch-*"))  # cleaned up
     rerun = set(project.ran())
     assert rerun == everything - done  # exactly the jobs not finished before the kills
     assert all((project.root / n.replace(".inp", ".out")).read_text().endswith("second half\n")

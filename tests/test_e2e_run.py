@@ -42,6 +42,26 @@ def test_a_failure_keeps_going_removes_its_output_and_shows_its_log(project):
     assert "working on a.inp" not in result.stdout  # output of good jobs stays in the logs
 
 
+def test_a_log_is_kept_for_output_and_failures_and_silent_jobs_leave_none(project):
+    project.write("runner.py", "import sys\n"
+                               "text = open(sys.argv[1]).read()\n"
+                               "if 'SAY' in text: print('said', sys.argv[1])\n"
+                               "if 'FAIL' in text: sys.exit(2)\n"
+                               "open(sys.argv[1][:-4] + '.out', 'w').write(text)\n")
+    for name, text in (("quiet.inp", "x"), ("loud.inp", "SAY"), ("bad.inp", "FAIL")):
+        project.write(name, text)
+    assert project.run("-n", "2").returncode == 1
+    logs = project.root / ".incrun" / "logs" / "sweep"
+    assert (logs / "loud.inp.log").read_text() == "said loud.inp\n"
+    assert (logs / "bad.inp.log").read_text() == ""  # a failure always has a log
+    assert not (logs / "quiet.inp.log").exists()
+    project.write("loud.inp", "quiet now")
+    project.write("bad.inp", "fixed")
+    assert project.run("-n", "2").returncode == 0
+    assert sorted(path.name for path in logs.iterdir()) == []  # no log from an earlier run
+    assert not list((project.root / ".incrun" / "logs").glob(".scratch-*"))
+
+
 def test_a_rerun_retries_only_the_failed_job(project):
     project.inputs("a.inp", "b.inp")
     project.write("b.inp", "FAIL\n")

@@ -288,7 +288,7 @@ def test_store_lock_released_on_close(tmp_path):
 def test_store_log_path_distinct_readable_inside_logs(tmp_path):
     store = Store(tmp_path / ".incrun").open()
     tasks = ["sweep:data/a.inp", "sweep:data/a b.inp", "sweep:data/a_b.inp", "sweep:data/a\nb.inp"]
-    paths = [store.log_path(task) for task in tasks]
+    paths = [Path(store.log_path(task)) for task in tasks]
     assert len(set(paths)) == len(tasks)
     logs = store.logs_dir.resolve()
     for task, path in zip(tasks, paths):
@@ -305,7 +305,7 @@ def test_store_log_path_distinct_readable_inside_logs(tmp_path):
 @pytest.mark.parametrize("task", ["sweep:../../escape.inp", "sweep:/etc/passwd", "..", ":"])
 def test_store_log_path_never_escapes_logs(tmp_path, task):
     store = Store(tmp_path / ".incrun")
-    assert store.log_path(task).resolve().is_relative_to(store.logs_dir.resolve())
+    assert Path(store.log_path(task)).resolve().is_relative_to(store.logs_dir.resolve())
 
 
 def test_store_log_path_long_input_name_is_writable(tmp_path):
@@ -313,7 +313,7 @@ def test_store_log_path_long_input_name_is_writable(tmp_path):
     name = "x y" + "z" * 247 + ".inp"
     (tmp_path / name).write_text("x", encoding="utf-8")
     store = Store(tmp_path / ".incrun").open()
-    path = store.log_path("sweep:" + name)
+    path = Path(store.log_path("sweep:" + name))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("log", encoding="utf-8")
     assert path.read_text(encoding="utf-8") == "log"
@@ -323,6 +323,6 @@ def test_store_log_path_long_input_name_is_writable(tmp_path):
 def test_store_log_path_long_names_differing_at_end_distinct(tmp_path):
     store = Store(tmp_path / ".incrun")
     stem = "z" * 240
-    first, second = store.log_path(f"sweep:{stem}1.inp"), store.log_path(f"sweep:{stem}2.inp")
+    first, second = (Path(store.log_path(f"sweep:{stem}{i}.inp")) for i in (1, 2))
     assert first != second
     assert all(len(os.fsencode(part)) <= 255 for part in first.parts + second.parts)

@@ -1,36 +1,40 @@
 """In-process jobs: a `module:function` command runs in a long-lived worker process, without
-starting Python per job. Each worker thread of the local executor owns one such process; the
-process is started by "spawn" on every platform (so Linux, macOS and Python 3.14's forkserver
-default behave the same), in a session of its own, and replaced when it dies.
+starting Python per job. Each worker thread of the local executor owns one such process and
+replaces it when it dies.
 
-Only plain data crosses the pipe: the function's name, its string arguments, a log path, and
-back a status and a one-line detail.
+The process is a fresh interpreter started by incrun itself (spawn semantics, the same on Linux,
+macOS and under Python 3.14's forkserver default, whatever multiprocessing would pick), in a
+session of its own, and it never imports the script that started incrun. Only plain data crosses
+the socket: the function's name, its string arguments, a log path; back a status and a line.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import socket
 import subprocess
 import sys
 import time
 import traceback
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from ..events import FAILED, OK, TIMEOUT, JobResult
 from ..rules import find_function
-from .groups import ChildProcess, ProcessGroups, end_group
-from .jobfiles import Lookups, job_result, prepare
+from .groups import ProcessGroups, end_group
+from .jobfiles import Lookups, Scratch, job_result, prepare
 
-START_METHOD = "spawn"
+# How the worker starts: this incrun's package, whatever sys.path the new interpreter has.
+_BOOT = ("import sys; sys.path.insert(0, {home!r}); "
+         "from incrun.executors.inprocess import serve; serve({fd}, {root!r}, {logs!r})")
 
 
-def serve(connection, root: str) -> None:
+def serve(fd: int, root: str, logs: str | None) -> None:
     """The worker process: call what it is sent, one job at a time, until told to stop."""
-    os.setpgid(0, 0)  # its own group: a timeout or a stop ends it and whatever it started
+    connection = Connection(fd)
     os.chdir(root)
     sys.path.insert(0, root)  # the project's modules, as `python runner.py` would find them
-    connection.send("ready")  # in its group: from now on it can be ended as a whole
+    scratch = Scratch(logs) if logs is not None else None
     functions: dict[str, object] = {}
     while True:
         try:
@@ -40,32 +44,36 @@ def serve(connection, root: str) -> None:
         if message is None:
             return
         target, args, log_path = message
-        connection.send(_call(functions, target, args, log_path))
+        if scratch is None:
+            with open(log_path, "wb") as log:
+                connection.send(_call(functions, target, args, log.fileno()))
+        else:
+            ok, detail = _call(functions, target, args, scratch.start())
+            scratch.finish(log_path, keep=not ok)
+            connection.send((ok, detail))
 
 
-def _call(functions: dict, target: str, args: list[str], log_path: str) -> tuple[bool, str]:
-    """Call the function with stdout and stderr (the file descriptors) going to the log."""
-    with open(log_path, "wb") as log:
-        saved = [os.dup(1), os.dup(2)]
+def _call(functions: dict, target: str, args: list[str], output: int) -> tuple[bool, str]:
+    """Call the function, its stdout and stderr (the file descriptors) going to `output`."""
+    saved = [os.dup(1), os.dup(2)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    try:
+        function = functions.get(target) or functions.setdefault(target, find_function(target))
+        function(*args)
+        ok, detail = True, ""
+    except BaseException as error:  # noqa: B036 (SystemExit too: the job's failure)
+        traceback.print_exc()
+        ok, detail = False, _describe(error)
+    finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            function = functions.get(target) or functions.setdefault(target,
-                                                                    find_function(target))
-            function(*args)
-            ok, detail = True, ""
-        except BaseException as error:  # noqa: B036 (SystemExit too: the job's failure)
-            traceback.print_exc()
-            ok, detail = False, _describe(error)
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
     return ok, detail
 
 
@@ -77,66 +85,65 @@ def _describe(error: BaseException) -> str:
 
 
 class WorkerProcess:
-    """One long-lived worker process and the pipe to it, started when first needed and again
+    """One long-lived worker process and the socket to it, started when first needed and again
     after it died."""
 
-    def __init__(self, root: str, groups: ProcessGroups):
+    def __init__(self, root: str, groups: ProcessGroups, logs: Path | None = None):
         self.root = root
         self.groups = groups  # a stopped run ends the process's whole group
-        self._child: ChildProcess | None = None
-        self._connection = None
+        self.logs = str(logs) if logs is not None else None  # for its scratch file
+        self._process: subprocess.Popen | None = None
+        self._connection: Connection | None = None
 
     def _start(self) -> None:
-        context = multiprocessing.get_context(START_METHOD)
-        ours, theirs = context.Pipe()
-        process = context.Process(target=serve, args=(theirs, self.root), daemon=True,
-                                  name="incrun-worker")
-        process.start()
-        theirs.close()
-        self._child, self._connection = ChildProcess(process), ours
-        if ours.recv() != "ready":  # EOFError if it could not start
-            raise EOFError
-        self.groups.add(self._child)
+        ours, theirs = socket.socketpair()
+        home = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        boot = _BOOT.format(home=home, fd=theirs.fileno(), root=self.root, logs=self.logs)
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", boot], pass_fds=[theirs.fileno()], cwd=self.root,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True)
+        finally:
+            theirs.close()
+        self._connection = Connection(ours.detach())
+        self.groups.add(self._process)
 
     def call(self, target: str, args: list[str], log_path: str,
              timeout: float | None) -> tuple[str, str]:
         """Run one call: (OK, ""), (FAILED, why) or (TIMEOUT, "")."""
         try:
-            if self._child is None:
+            if self._process is None:
                 self._start()
             self._connection.send((target, args, log_path))
-            if self._connection.poll(timeout):
+            if timeout is None or self._connection.poll(timeout):  # poll() costs a selector
                 ok, detail = self._connection.recv()
                 return (OK, "") if ok else (FAILED, detail)
         except (EOFError, OSError):  # it died during the call: a new one takes the next
             return FAILED, self._forget()
-        end_group(self._child, self.groups.grace)
+        end_group(self._process, self.groups.grace)
         self._forget()
         return TIMEOUT, ""
 
     def _forget(self) -> str:
         """The process ended, or is to be replaced: why it ended, in words."""
-        child, self._child = self._child, None
-        self.groups.discard(child)
+        process, self._process = self._process, None
+        self.groups.discard(process)
         self._connection.close()
-        child.process.join()
-        code = child.process.exitcode
-        if code is not None and code < 0:
+        code = process.wait()
+        if code < 0:
             return f"the worker process was killed by signal {-code}"
         return f"the worker process exited (code {code})"
 
     def close(self) -> None:
         """Tell an idle process to stop, and end it if it does not."""
-        if self._child is None:
+        if self._process is None:
             return
         try:
             self._connection.send(None)
-        except OSError:
-            pass
-        try:
-            self._child.wait(self.groups.grace)
-        except subprocess.TimeoutExpired:
-            end_group(self._child, self.groups.grace)
+            self._process.wait(self.groups.grace)
+        except (OSError, subprocess.TimeoutExpired):
+            end_group(self._process, self.groups.grace)
         self._forget()
 
 

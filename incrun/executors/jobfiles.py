@@ -10,6 +10,7 @@ from pathlib import Path
 from ..events import FAILED, OK, JobResult
 
 TAIL_LINES = 15
+SCRATCH_PREFIX = ".scratch-"  # in the logs folder; left over only by a killed run
 
 
 def remove_outputs(outputs, root: Path | str) -> None:
@@ -73,14 +74,61 @@ def prepare(outputs, root: Path | str, log_path: Path | str, lookups: Lookups) -
 
 def job_result(spec: dict, root: Path | str, log_path: Path | str, started: float,
                ended: float, status: str, detail: str = "", exit_code: int | None = None,
-               finished: str = "exit code 0") -> JobResult:
+               finished: str = "exit code 0", scratch: Scratch | None = None) -> JobResult:
     """How a job ended. A success without every declared output is a failure (`finished` says
-    how it seemed to succeed); a failure leaves no outputs and carries its log's tail."""
+    how it seemed to succeed); a failure leaves no outputs, keeps a log and carries its tail.
+    `scratch` holds the job's output until now (None if it went to the log directly)."""
     name, outputs = spec["task"], spec["outputs"]
     if status == OK and (missing := missing_outputs(outputs, root)):
         status, detail = FAILED, f"{finished} but no output " + ", ".join(missing)
+    log_file = os.path.join(root, log_path)
+    if scratch is not None:
+        scratch.finish(log_file, keep=status != OK)
     if status == OK:
         return JobResult(name, OK, started, ended, exit_code, str(log_path))
     remove_outputs(outputs, root)
+    if not os.path.exists(log_file):  # a failure always shows a log, if an empty one
+        open(log_file, "ab").close()
     return JobResult(name, status, started, ended, exit_code, str(log_path), detail,
-                     log_tail(os.path.join(root, log_path)))
+                     log_tail(log_file))
+
+
+class Scratch:
+    """A worker's file for the output of its jobs, reused from one job to the next. It becomes
+    a job's log only if the job wrote something or failed: a sweep of silent jobs creates no
+    log files, each of which costs the file system more than the job's bookkeeping."""
+
+    def __init__(self, folder: Path | str):
+        self.folder = str(folder)
+        self.path: str | None = None
+        self.fd: int | None = None
+
+    def start(self) -> int:
+        """The file descriptor, emptied, a job's output goes to (append mode: shared safely)."""
+        if self.fd is None:
+            os.makedirs(self.folder, exist_ok=True)
+            self.path = os.path.join(self.folder, f"{SCRATCH_PREFIX}{os.getpid()}-{id(self)}")
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
+                              0o644)
+        else:
+            os.ftruncate(self.fd, 0)
+        return self.fd
+
+    def finish(self, log_file: str, keep: bool = False) -> None:
+        """The job's output becomes its log if there is any, or if `keep`; otherwise the job
+        has no log, and none from an earlier run is left to be mistaken for its own."""
+        if keep or os.fstat(self.fd).st_size:
+            os.replace(self.path, log_file)  # the next job gets a new file
+            os.close(self.fd)
+            self.fd = None
+            return
+        try:
+            os.unlink(log_file)
+        except FileNotFoundError:
+            pass
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            os.unlink(self.path)
+            self.fd = None

@@ -7,12 +7,13 @@ import queue
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..events import ERROR, FAILED, OK, TIMEOUT, JobResult
 from .groups import ProcessGroups, end_group
 from .inprocess import WorkerProcess, run_call
-from .jobfiles import Lookups, job_result, prepare
+from .jobfiles import Lookups, Scratch, job_result, prepare
 
 # What a worker thread tells the runner about a job, with the job's name and a value.
 STARTED = "started"  # value: when it started
@@ -34,8 +35,19 @@ def _wait(process: subprocess.Popen, timeout: float | None, grace: float) -> tup
         return process.wait(), True
 
 
+@contextmanager
+def _output_file(log_file: str, scratch: Scratch | None):
+    """Where the job's output goes: the worker's scratch file, or else the log itself."""
+    if scratch is not None:
+        yield scratch.start()
+    else:
+        with open(log_file, "wb") as log:
+            yield log.fileno()
+
+
 def run_job(spec: dict, root: Path | str, log_path: Path | str, clock=time.time,
-            groups: ProcessGroups | None = None, lookups: Lookups | None = None) -> JobResult:
+            groups: ProcessGroups | None = None, lookups: Lookups | None = None,
+            scratch: Scratch | None = None) -> JobResult:
     """Run one job spec as a subprocess, to the end; a failure is a value, never an exception."""
     started = clock()
     lookups = lookups or Lookups()
@@ -43,9 +55,9 @@ def run_job(spec: dict, root: Path | str, log_path: Path | str, clock=time.time,
     argv = spec["argv"]
     grace = groups.grace if groups is not None else 5.0
     try:
-        with open(log_file, "wb") as log:
+        with _output_file(log_file, scratch) as output:
             process = subprocess.Popen(argv, executable=lookups.program(argv[0]), cwd=root,
-                                       stdin=subprocess.DEVNULL, stdout=log,
+                                       stdin=subprocess.DEVNULL, stdout=output,
                                        stderr=subprocess.STDOUT, start_new_session=True)
             if groups is not None:
                 groups.add(process)
@@ -56,13 +68,14 @@ def run_job(spec: dict, root: Path | str, log_path: Path | str, clock=time.time,
                     groups.discard(process)
     except OSError as error:
         return job_result(spec, root, log_path, started, clock(), ERROR,
-                          f"cannot start {argv[0]!r}: {error.strerror}")
+                          f"cannot start {argv[0]!r}: {error.strerror}", scratch=scratch)
     status, detail = OK, ""
     if timed_out:
         status, detail = TIMEOUT, f"timed out after {spec['timeout']:g}s"
     elif code != 0:
         status, detail = FAILED, _exit_detail(code)
-    return job_result(spec, root, log_path, started, clock(), status, detail, code)
+    return job_result(spec, root, log_path, started, clock(), status, detail, code,
+                      scratch=scratch)
 
 
 class LocalExecutor:
@@ -70,9 +83,11 @@ class LocalExecutor:
     its last one ends, so no job waits for the runner's bookkeeping; the runner hears of every
     start and end through one queue of (STARTED or FINISHED, job name, value) messages."""
 
-    def __init__(self, workers: int, root: Path, grace: float = 5.0, guard: bool = True):
+    def __init__(self, workers: int, root: Path, grace: float = 5.0, guard: bool = True,
+                 logs: Path | None = None):
         self.workers = workers
         self.root = root
+        self.logs = logs  # where worker threads keep their scratch files (see jobfiles.Scratch)
         self.groups = ProcessGroups(grace, guard)
         self._lookups = Lookups()
         self._todo: queue.SimpleQueue = queue.SimpleQueue()  # (name, function, args) or None
@@ -81,20 +96,24 @@ class LocalExecutor:
         self._stopped = False
         self._cancelled: list[str] = []  # queued jobs taken back, not yet told to the runner
         self._cancel_lock = threading.Lock()
-        self._own = threading.local()  # each worker thread's own worker process
+        self._own = threading.local()  # each worker thread's scratch file and worker process
 
     def submit(self, name: str, spec: dict, log_path: str) -> None:
         """Queue a job spec; it starts when a worker is free."""
-        if spec.get("call"):
-            self.submit_call(name, self._run_call, spec, log_path)
-        else:
-            self.submit_call(name, run_job, spec, str(self.root), log_path, time.time,
-                             self.groups, self._lookups)
+        self.submit_call(name, self._run_call if spec.get("call") else self._run_job, spec,
+                         log_path)
+
+    def _run_job(self, spec: dict, log_path: str) -> JobResult:
+        """A subprocess job, its output into this worker thread's scratch file."""
+        if getattr(self._own, "scratch", None) is None:
+            self._own.scratch = Scratch(self.logs) if self.logs is not None else None
+        return run_job(spec, str(self.root), log_path, time.time, self.groups, self._lookups,
+                       self._own.scratch)
 
     def _run_call(self, spec: dict, log_path: str) -> JobResult:
         """An in-process job, in the worker process of this worker thread."""
         if getattr(self._own, "worker", None) is None:
-            self._own.worker = WorkerProcess(str(self.root), self.groups)
+            self._own.worker = WorkerProcess(str(self.root), self.groups, self.logs)
         return run_call(spec, str(self.root), log_path, self._own.worker, time.time,
                         self._lookups)
 
@@ -116,8 +135,9 @@ class LocalExecutor:
         try:
             self._serve()
         finally:
-            if getattr(self._own, "worker", None) is not None:
-                self._own.worker.close()
+            for owned in (getattr(self._own, "worker", None), getattr(self._own, "scratch", None)):
+                if owned is not None:
+                    owned.close()
 
     def _serve(self) -> None:
         while (item := self._todo.get()) is not None:

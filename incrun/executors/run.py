@@ -91,11 +91,13 @@ class JobRunner(Runner):
         task = node.task
         if not self.store.may_adopt or self.always_execute:
             return False
+        out_times = [_mtime(target, follow=False) for target in task.targets]
+        if not out_times or None in out_times:  # the usual case, and the cheapest to tell
+            return False
         if self.dep_manager._in(task.name) or self.store.job_status(task.name) is not None:
             return False
         dep_times = [_mtime(dep) for dep in task.file_dep]
-        out_times = [_mtime(target, follow=False) for target in task.targets]
-        if not out_times or None in dep_times or None in out_times:
+        if None in dep_times:
             return False
         if min(out_times) < max(dep_times, default=0):
             return False
@@ -201,7 +203,7 @@ class JobRunner(Runner):
 
     def _log_path(self, name: str) -> str:
         """The job's log, relative to the project: the form shown to the user."""
-        return str(self.store.log_path(name)).removeprefix(str(self.root) + os.sep)
+        return self.store.log_path(name).removeprefix(str(self.root) + os.sep)
 
     def _finish(self, node, result: JobResult) -> bool:
         """Record a finished job; False if it was submitted again, to retry."""
@@ -247,7 +249,8 @@ class JobRunner(Runner):
     def _save_success(self, task, result: JobResult) -> JobResult:
         task.save_extra_values()
         try:
-            json.dumps([task.values, task.result])  # the store keeps them as JSON
+            if not is_job(task):  # a job's values are its command, as text
+                json.dumps([task.values, task.result])  # the store keeps them as JSON
         except (TypeError, ValueError) as error:
             return self._unrecordable(task, result, f"returned a value that cannot be stored: "
                                                     f"{error}")
