@@ -320,6 +320,7 @@ class Bench:
         self.noop: dict[str, dict[str, Row]] = {}  # case -> tool -> row
         self.failed = False
         self.notes: list[str] = []
+        self.targets: list[tuple[str, str, str, bool]] = []  # what, limit, measured, met
         self.load_before = loadavg()
         self.case_runs: list[Run] = []  # every timed run of the current case
 
@@ -447,6 +448,13 @@ class Bench:
                          f"{n * j / loop:.0f} | {1000 * loop / j / n:.2f} | "
                          f"{ratio(incrun, loop / j)} |")
         self.table(lines)
+        busy = rows[f"incrun -n {j}"].cpu / (incrun * j)
+        self.target(f"dispatch {n}: incrun ÷ make -j {j}", "≤ 1.00",
+                    incrun / rows[f"make -r -j {j}"].wall)
+        self.target(f"dispatch {n}: incrun ÷ GNU parallel -j {j}", "≤ 0.70",
+                    incrun / rows[f"GNU parallel -j {j}"].wall)
+        self.target(f"dispatch {n}: cores busy, incrun's CPU ÷ ({j} × wall)", "≥ 0.90", busy,
+                    busy >= 0.90)
 
     def case_noop(self, case: str) -> None:
         n = self.size(case)
@@ -482,6 +490,14 @@ class Bench:
                          f"{row.rss:.0f} | {ratio(incrun, row.wall)} |{self.flag(row)}")
         lines.append(f"| GNU parallel -j {j} | reruns all | | | | |")
         self.table(lines)
+        if case == "noop100k":
+            floor = rows["stat floor (python -c: stat every input and output)"].wall
+            rss = rows[f"incrun -n {j}"].rss
+            self.target(f"no-op {n}: incrun ÷ stat floor", "≤ 2.00", incrun / floor)
+            self.target(f"no-op {n}: incrun ÷ doit", "≤ 0.15",
+                        incrun / rows[f"doit -n {j}"].wall)
+            self.target(f"no-op {n}: incrun's peak memory", "≤ 250 MB", rss, rss <= 250,
+                        f"{rss:.0f} MB")
 
     def big_tree(self) -> Path:
         if self.big is None:
@@ -518,6 +534,12 @@ class Bench:
 
                 self.timed(rows[tool], argv, tree, check=check)
         incrun = rows[f"incrun -n {j}"].wall
+        job = self.one_job()
+        noop = noop_rows.get(f"incrun -n {j}")
+        if noop is not None:
+            allowed = 1.2 * noop.wall + job
+            self.target(f"one of {n} inputs changed: incrun ÷ (1.2 × its no-op + the job, "
+                        f"{fmt(job)} s)", "≤ 1.00", incrun / allowed)
         lines = [f"### changed1: one of {n} inputs changed", "",
                  "Ratio: incrun's median time ÷ the tool's (above 1: incrun is slower). "
                  "No-op: the same tool's median in noop100k.", "",
@@ -532,14 +554,21 @@ class Bench:
                          f"{ratio(incrun, row.wall)} |{self.flag(row)}")
         self.table(lines)
 
+    def one_job(self) -> float:
+        """Median wall time of one `python runner.py X.inp`, the job itself, in a copy."""
+        folder = self.work / "one-job"
+        make_tree(folder, 1, prebuilt=False)
+        return statistics.median(
+            measure([PY, "runner.py", input_name(0)], folder, self.env).wall for _ in range(5))
+
     def case_display(self) -> None:
         tree = self.big_tree()
         n = self.size("noop100k")
         live_env = dict(self.env, TERM="xterm-256color")
         live_env.pop("CI")
         modes = [
+            ("-q: no output (CI=true)", self.incrun("-q"), self.env, False),
             ("plain lines (CI=true, stdout to /dev/null)", self.incrun(), self.env, False),
-            ("-q (CI=true)", self.incrun("-q"), self.env, False),
             ("live display (pseudo-terminal 120x40)", self.incrun(), live_env, True),
         ]
         rows = {name: Row(name) for name, *_ in modes}
@@ -549,15 +578,17 @@ class Bench:
                 before = output_mtimes(tree)
                 self.timed(rows[name], argv, tree, env=env, terminal=terminal,
                            check=self.noop_check(tree, before))
-        plain = rows[modes[0][0]].wall
+        quiet = rows[modes[0][0]].wall
         lines = [f"### display: incrun -n {self.jobs}, {n} jobs up to date", "",
-                 "Ratio: this mode's median time ÷ plain lines' (above 1: costs more).", "",
-                 "| incrun output | median s | min–max s | CPU s | ÷ plain |",
+                 "Ratio: this mode's median time ÷ no output's (above 1: costs more).", "",
+                 "| incrun output | median s | min–max s | CPU s | ÷ no output |",
                  "|---|---:|---:|---:|---:|"]
         for row in rows.values():
             lines.append(f"| {row.tool} | {fmt(row.wall)} | {row.spread()} | {fmt(row.cpu)} | "
-                         f"{ratio(row.wall, plain)} |{self.flag(row)}")
+                         f"{ratio(row.wall, quiet)} |{self.flag(row)}")
         self.table(lines)
+        for name, what in ((modes[1][0], "plain lines"), (modes[2][0], "live display")):
+            self.target(f"display at {n}: {what} ÷ no output", "≤ 1.05", rows[name].wall / quiet)
 
     def case_inprocess(self) -> None:
         n = self.size("inprocess")
@@ -588,6 +619,11 @@ class Bench:
                     remove_state(tree)
                     self.timed(rows[name], argv, tree, check=lambda t=tree: check_built(t, n))
         first = rows[runs[0][0]].wall
+        serial, subprocesses = rows[runs[1][0]].wall, rows[runs[2][0]].wall
+        self.target(f"in-process {n}: -n 1 ÷ -n {j} (speed-up)", "≥ 1.60", serial / first,
+                    serial / first >= 1.60)
+        self.target(f"in-process {n}: runner.py subprocesses ÷ in-process, -n {j}", "≥ 20",
+                    subprocesses / first, subprocesses / first >= 20)
         lines = [title, "",
                  "Ratio: the first row's median time ÷ the row's (below 1: the first is "
                  "faster).", "", "| tool | median s | min–max s | CPU s | first ÷ row |",
@@ -616,6 +652,13 @@ class Bench:
         return True, ""
 
     # ------------------------------------------------------------ output
+
+    def target(self, what: str, limit: str, value: float, met: bool | None = None,
+               shown: str | None = None) -> None:
+        """One of the figures issue 4 asks for; `met` defaults to value ≤ the limit's number."""
+        if met is None:
+            met = value <= float(limit.split()[-1])
+        self.targets.append((what, limit, shown or f"{value:.2f}", met))
 
     def flag(self, row: Row) -> str:
         if not row.failures:
@@ -803,6 +846,13 @@ def main(argv: list[str] | None = None) -> int:
             per_job.append(f"{tool} {(big - small) * 1024 / (high - low):.1f} KB")
         bench.notes.append(f"memory per job (growth of peak RSS from {low} to {high} jobs, "
                            "no-op runs): " + ", ".join(per_job))
+    if bench.targets:
+        print("### targets\n")
+        print("| target | limit | measured | met |")
+        print("|---|---|---:|---|")
+        for what, limit, shown, met in bench.targets:
+            print(f"| {what} | {limit} | {shown} | {'yes' if met else '**no**'} |")
+        print()
     print("### notes\n")
     for note in bench.notes:
         print(f"- {note}")

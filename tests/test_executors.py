@@ -11,7 +11,8 @@ from pathlib import Path
 from incrun.events import ERROR, FAILED, OK
 from incrun.executors.groups import ProcessGroups
 from incrun.executors.jobfiles import log_tail
-from incrun.executors.local import STARTED, LocalExecutor, run_job
+from incrun.executors.local import CANCELLED, FINISHED, STARTED, LocalExecutor
+from incrun.executors.workers import run_job
 
 
 def spec(code: str, outputs=("a.out",)) -> dict:
@@ -116,12 +117,18 @@ def test_executor_runs_at_most_workers_at_once(tmp_path):
     assert starts[2] >= ends[0]  # the third job waited for a free worker
 
 
-def test_executor_gives_back_queued_jobs_that_never_started(tmp_path):
-    executor = LocalExecutor(1, Path(tmp_path))
-    executor.submit("slow", spec("import time; time.sleep(0.5)", []), "l0")
+def test_executor_stop_ends_the_running_job_and_cancels_the_queued_ones(tmp_path):
+    executor = LocalExecutor(1, Path(tmp_path), grace=2, guard=False)
+    executor.submit("slow", spec("import time; time.sleep(30)", []), "l0")
     for i in range(3):
         executor.submit(f"q{i}", spec("pass", []), f"l{i + 1}")
     assert executor.messages()[0][:2] == (STARTED, "slow")  # the worker is busy with it
-    assert executor.cancel_queued() == ["q0", "q1", "q2"]
+    executor.stop()
+    told = {}
+    while len(told) < 4:
+        for kind, name, value in executor.messages():
+            told[name] = (kind, value)
     executor.shutdown()
+    assert told["slow"][0] == FINISHED and not told["slow"][1].ok
+    assert {told[f"q{i}"][0] for i in range(3)} == {CANCELLED}
     assert not any((tmp_path / f"l{i + 1}").exists() for i in range(3))  # none of them ran

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 
@@ -38,6 +39,25 @@ class ChildProcess:
         if self.process.exitcode is None:
             raise subprocess.TimeoutExpired("child process", timeout)
         return self.process.exitcode
+
+
+class GroupLeader:
+    """A job a worker process started, as ProcessGroups sees it: incrun can end its group but
+    cannot wait for it (it is the worker's child), so wait() watches the group until it is gone."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+
+    def wait(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                os.killpg(self.pid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("job", timeout)
+            time.sleep(0.02)
 
 
 class ProcessGroups:

@@ -1,126 +1,197 @@
-"""The local executor: jobs on this machine, N at a time: commands as subprocesses, each in its
-own process group, and `module:function` calls in long-lived worker processes."""
+"""The local executor: jobs on this machine, N at a time. A rule's jobs go to N long-lived worker
+processes (see `workers`), each kept one job ahead; hand-written dodo.py tasks run in N threads.
+The runner hears of every start, end and cancellation through one queue of (STARTED, FINISHED
+or CANCELLED, job name, value) messages."""
 
 from __future__ import annotations
 
 import queue
+import socket
 import subprocess
+import sys
 import threading
 import time
-from contextlib import contextmanager
+from multiprocessing.connection import Connection
 from pathlib import Path
 
-from ..events import ERROR, FAILED, OK, TIMEOUT, JobResult
-from .groups import ProcessGroups, end_group
-from .inprocess import WorkerProcess, run_call
-from .jobfiles import Lookups, Scratch, job_result, prepare
+from ..events import ERROR, FAILED, TIMEOUT, JobResult
+from .groups import GroupLeader, ProcessGroups, end_group
+from .jobfiles import job_result
+from .workers import BOOT, FINISHED, STARTED
 
-# What a worker thread tells the runner about a job, with the job's name and a value.
-STARTED = "started"  # value: when it started
-FINISHED = "finished"  # value: its JobResult
+CANCELLED = "cancelled"  # value: None; queued when the run stopped, never started
 
-
-def _exit_detail(code: int) -> str:
-    if code < 0:
-        return f"killed by signal {-code}"
-    return f"exit code {code}"
+# The folder holding the incrun package, so a worker imports this very incrun.
+_HOME = str(Path(__file__).resolve().parent.parent.parent)
 
 
-def _wait(process: subprocess.Popen, timeout: float | None, grace: float) -> tuple[int, bool]:
-    """The exit code, and whether the job ran out of time and was ended."""
-    try:
-        return process.wait(timeout), False
-    except subprocess.TimeoutExpired:
-        end_group(process, grace)
-        return process.wait(), True
+class WorkerHandle:
+    """incrun's side of one worker process: started when first needed, sent jobs, its messages
+    read by a thread of its own and passed on; replaced when it dies, its running job failed and
+    its queued jobs sent to the new one."""
 
+    def __init__(self, executor: LocalExecutor):
+        self.executor = executor
+        self.process: subprocess.Popen | None = None
+        self.connection: Connection | None = None
+        self.outstanding: dict[str, tuple[dict, str]] = {}  # sent, not finished, in order
+        self.running: tuple[str, float, int] | None = None  # name, when it started, its pid
+        self._deadline: float | None = None  # when a running call times out
+        self._timed_out = False
+        self._heard = False  # from the current process: one that says nothing never started
+        self._closing = False
+        self._lock = threading.Lock()  # the runner's thread and the reader both send and count
 
-@contextmanager
-def _output_file(log_file: str, scratch: Scratch | None):
-    """Where the job's output goes: the worker's scratch file, or else the log itself."""
-    if scratch is not None:
-        yield scratch.start()
-    else:
-        with open(log_file, "wb") as log:
-            yield log.fileno()
+    @property
+    def load(self) -> int:
+        return len(self.outstanding)
 
+    def send(self, name: str, spec: dict, log_path: str) -> None:
+        with self._lock:
+            if self.process is None:
+                self._start()
+            self.outstanding[name] = (spec, log_path)
+            self.connection.send((name, spec, log_path))
 
-def run_job(spec: dict, root: Path | str, log_path: Path | str, clock=time.time,
-            groups: ProcessGroups | None = None, lookups: Lookups | None = None,
-            scratch: Scratch | None = None) -> JobResult:
-    """Run one job spec as a subprocess, to the end; a failure is a value, never an exception."""
-    started = clock()
-    lookups = lookups or Lookups()
-    log_file = prepare(spec["outputs"], root, log_path, lookups)
-    argv = spec["argv"]
-    grace = groups.grace if groups is not None else 5.0
-    try:
-        with _output_file(log_file, scratch) as output:
-            process = subprocess.Popen(argv, executable=lookups.program(argv[0]), cwd=root,
-                                       stdin=subprocess.DEVNULL, stdout=output,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
-            if groups is not None:
-                groups.add(process)
+    def _start(self) -> None:
+        executor = self.executor
+        ours, theirs = socket.socketpair()
+        boot = BOOT.format(home=_HOME, fd=theirs.fileno(), root=str(executor.root),
+                           logs=None if executor.logs is None else str(executor.logs),
+                           grace=executor.groups.grace)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", boot], pass_fds=[theirs.fileno()], cwd=executor.root,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True)
+        finally:
+            theirs.close()
+        self.connection = Connection(ours.detach())
+        self._heard = False
+        executor.groups.add(self.process)
+        threading.Thread(target=self._read, args=(self.process, self.connection),
+                         name="incrun-worker-reader", daemon=True).start()
+
+    def _read(self, process: subprocess.Popen, connection: Connection) -> None:
+        while True:
             try:
-                code, timed_out = _wait(process, spec.get("timeout"), grace)
-            finally:
-                if groups is not None:
-                    groups.discard(process)
-    except OSError as error:
-        return job_result(spec, root, log_path, started, clock(), ERROR,
-                          f"cannot start {argv[0]!r}: {error.strerror}", scratch=scratch)
-    status, detail = OK, ""
-    if timed_out:
-        status, detail = TIMEOUT, f"timed out after {spec['timeout']:g}s"
-    elif code != 0:
-        status, detail = FAILED, _exit_detail(code)
-    return job_result(spec, root, log_path, started, clock(), status, detail, code,
-                      scratch=scratch)
+                timeout = None if self._deadline is None else self._deadline - time.monotonic()
+                if timeout is not None and not connection.poll(max(timeout, 0)):
+                    self._timed_out = True
+                    end_group(process, self.executor.groups.grace)  # the call never returns
+                    continue
+                kind, name, value = connection.recv()
+            except (EOFError, OSError):
+                self._ended(process)
+                return
+            self._heard = True
+            if kind == STARTED:
+                self._started(name, *value)
+            elif kind == FINISHED:
+                self._finished(name, value)
+
+    def _started(self, name: str, at: float, pid: int) -> None:
+        self.running = (name, at, pid)
+        spec = self.outstanding[name][0]
+        if pid != self.process.pid:  # a command's own group, for Ctrl-C and kill -9
+            self.executor.groups.add(GroupLeader(pid))
+        elif spec.get("timeout") is not None:  # a call: only ending the worker stops it
+            self._deadline = time.monotonic() + spec["timeout"]
+        self.executor.tell(STARTED, name, at)
+
+    def _finished(self, name: str, result: JobResult) -> None:
+        with self._lock:
+            self.outstanding.pop(name, None)
+        if self.running is not None and self.running[2] != self.process.pid:
+            self.executor.groups.discard(GroupLeader(self.running[2]))
+        self.running, self._deadline = None, None
+        self.executor.tell(FINISHED, name, result)
+
+    def _ended(self, process: subprocess.Popen) -> None:
+        """The worker is gone: closed on purpose, or it died (a crash, a timeout, a stop)."""
+        code = process.wait()
+        self.executor.groups.discard(process)
+        with self._lock:
+            self.process = None
+            if self._closing:
+                return
+            if self.running is not None:
+                self._fail_running(code)
+            queued, self.outstanding = list(self.outstanding.items()), {}
+            self._timed_out = False
+            for name, (spec, log_path) in queued:
+                if self.executor.stopped:
+                    self.executor.tell(CANCELLED, name, None)
+                elif not self._heard:  # it could not even start: another would fail the same
+                    self.executor.tell(FINISHED, name, JobResult(
+                        name, ERROR, time.time(), time.time(),
+                        detail=f"the worker process could not start (exit code {code})"))
+                else:  # to a new worker, in the same order
+                    if self.process is None:
+                        self._start()
+                    self.outstanding[name] = (spec, log_path)
+                    self.connection.send((name, spec, log_path))
+
+    def _fail_running(self, code: int) -> None:
+        name, started, _ = self.running
+        spec, log_path = self.outstanding.pop(name)
+        self.running, self._deadline = None, None
+        if self._timed_out:
+            status, detail = TIMEOUT, f"timed out after {spec['timeout']:g}s"
+        elif code < 0:
+            status, detail = FAILED, f"the worker process was killed by signal {-code}"
+        else:
+            status, detail = FAILED, f"the worker process exited (code {code})"
+        result = job_result(spec, str(self.executor.root), log_path, started, time.time(),
+                            status, detail)
+        self.executor.tell(FINISHED, name, result)
+
+    def close(self) -> None:
+        """Tell the worker to stop (it ends a running job first); wait until it has."""
+        with self._lock:
+            self._closing = True
+            process = self.process
+            if process is None:
+                return
+            try:
+                self.connection.send(None)
+            except OSError:
+                pass
+        try:
+            process.wait(self.executor.groups.grace)
+        except subprocess.TimeoutExpired:
+            end_group(process, self.executor.groups.grace)
 
 
 class LocalExecutor:
-    """At most `workers` jobs at once. Each worker thread starts its next queued job the moment
-    its last one ends, so no job waits for the runner's bookkeeping; the runner hears of every
-    start and end through one queue of (STARTED or FINISHED, job name, value) messages."""
+    """At most `workers` jobs at once. Rule jobs (JSON-able specs) go to worker processes, each
+    kept one job ahead so that it starts its next job the moment its last one ends; hand-written
+    dodo.py tasks run in threads of this process."""
 
     def __init__(self, workers: int, root: Path, grace: float = 5.0, guard: bool = True,
                  logs: Path | None = None):
         self.workers = workers
         self.root = root
-        self.logs = logs  # where worker threads keep their scratch files (see jobfiles.Scratch)
+        self.logs = logs  # where workers keep their scratch files (see jobfiles.Scratch)
         self.groups = ProcessGroups(grace, guard)
-        self._lookups = Lookups()
+        self.stopped = False
+        self._handles = [WorkerHandle(self) for _ in range(workers)]
         self._todo: queue.SimpleQueue = queue.SimpleQueue()  # (name, function, args) or None
         self._messages: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._stopped = False
-        self._cancelled: list[str] = []  # queued jobs taken back, not yet told to the runner
-        self._cancel_lock = threading.Lock()
-        self._own = threading.local()  # each worker thread's scratch file and worker process
+
+    def tell(self, kind: str, name: str, value) -> None:
+        """A message for the runner (from any thread)."""
+        self._messages.put((kind, name, value))
 
     def submit(self, name: str, spec: dict, log_path: str) -> None:
-        """Queue a job spec; it starts when a worker is free."""
-        self.submit_call(name, self._run_call if spec.get("call") else self._run_job, spec,
-                         log_path)
-
-    def _run_job(self, spec: dict, log_path: str) -> JobResult:
-        """A subprocess job, its output into this worker thread's scratch file."""
-        if getattr(self._own, "scratch", None) is None:
-            self._own.scratch = Scratch(self.logs) if self.logs is not None else None
-        return run_job(spec, str(self.root), log_path, time.time, self.groups, self._lookups,
-                       self._own.scratch)
-
-    def _run_call(self, spec: dict, log_path: str) -> JobResult:
-        """An in-process job, in the worker process of this worker thread."""
-        if getattr(self._own, "worker", None) is None:
-            self._own.worker = WorkerProcess(str(self.root), self.groups, self.logs)
-        return run_call(spec, str(self.root), log_path, self._own.worker, time.time,
-                        self._lookups)
+        """Send a job spec to the least busy worker process; it starts when that one is free."""
+        min(self._handles, key=lambda handle: handle.load).send(name, spec, log_path)
 
     def submit_call(self, name: str, function, *args) -> None:
-        """Queue a call that returns the job's JobResult."""
-        if len(self._threads) < self.workers:  # started as needed: a no-op run starts none
-            thread = threading.Thread(target=self._work, name=f"incrun-job-{len(self._threads)}",
+        """Queue a call in this process (a dodo.py task) that returns the job's JobResult."""
+        if len(self._threads) < self.workers:  # started as needed: most runs need none
+            thread = threading.Thread(target=self._work, name=f"incrun-task-{len(self._threads)}",
                                       daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -128,32 +199,23 @@ class LocalExecutor:
 
     def report(self, result: JobResult) -> None:
         """A job run in the caller's thread: its start and end, as a worker would tell them."""
-        self._messages.put((STARTED, result.name, result.started))
-        self._messages.put((FINISHED, result.name, result))
+        self.tell(STARTED, result.name, result.started)
+        self.tell(FINISHED, result.name, result)
 
     def _work(self) -> None:
-        try:
-            self._serve()
-        finally:
-            for owned in (getattr(self._own, "worker", None), getattr(self._own, "scratch", None)):
-                if owned is not None:
-                    owned.close()
-
-    def _serve(self) -> None:
         while (item := self._todo.get()) is not None:
             name, function, args = item
-            if self._stopped:  # taken from the queue as the run stopped: never started
-                with self._cancel_lock:
-                    self._cancelled.append(name)
+            if self.stopped:  # taken from the queue as the run stopped: never started
+                self.tell(CANCELLED, name, None)
                 continue
             started = time.time()
-            self._messages.put((STARTED, name, started))
+            self.tell(STARTED, name, started)
             try:
                 result = function(*args)
             except Exception as error:  # a bug here must not leave the runner waiting
                 result = JobResult(name, ERROR, started, time.time(),
                                    detail=f"{type(error).__name__}: {error}")
-            self._messages.put((FINISHED, name, result))
+            self.tell(FINISHED, name, result)
 
     def messages(self) -> list[tuple[str, str, object]]:
         """Wait for the next message, then take every one already there."""
@@ -162,27 +224,28 @@ class LocalExecutor:
             found.append(self._messages.get())
         return found
 
-    def cancel_queued(self) -> list[str]:
-        """Take back the queued jobs no worker has started; their names."""
-        with self._cancel_lock:
-            cancelled, self._cancelled = self._cancelled, []
+    def _cancel_queued_calls(self) -> None:
         while not self._todo.empty():
             item = self._todo.get()
             if item is not None:
-                cancelled.append(item[0])
-        return cancelled
+                self.tell(CANCELLED, item[0], None)
 
     def stop(self) -> None:
-        """Start nothing more; end the running jobs (TERM, then KILL after the grace period)
-        in the background."""
-        self._stopped = True
+        """Start nothing more: queued jobs are cancelled (each a CANCELLED message), running
+        ones ended (TERM to their whole group, KILL after the grace period), in the
+        background."""
+        self.stopped = True
+        self._cancel_queued_calls()
         threading.Thread(target=self.groups.end_all, daemon=True).start()
 
     def shutdown(self, kill: bool = False) -> None:
-        """Drop queued jobs, wait for running ones; with `kill`, end their process groups first."""
-        self.cancel_queued()
+        """Wait for running jobs and close the workers; with `kill`, end the running jobs."""
+        self.stopped = True
+        self._cancel_queued_calls()
         if kill:
             self.groups.end_all()
+        for handle in self._handles:
+            handle.close()
         for _ in self._threads:
             self._todo.put(None)
         for thread in self._threads:

@@ -35,7 +35,7 @@ from ..loader import is_job, selected_tasks
 from ..rules import META_KEY
 from .doit_tasks import run_doit_task, run_doit_task_in_child
 from .jobfiles import remove_outputs
-from .local import STARTED
+from .local import CANCELLED, STARTED
 
 
 def _mtime(path: str, follow: bool = True) -> float | None:
@@ -146,8 +146,6 @@ class JobRunner(Runner):
             for node in chosen:
                 inflight[node.task.name] = node
                 self._submit(node.task)
-            if self._stopping():
-                self._unqueue(inflight)
             if not inflight:
                 if ended and not exhausted and not self._stopping():
                     continue
@@ -155,6 +153,9 @@ class JobRunner(Runner):
             for kind, name, value in self.ctx.executor.messages():
                 if kind == STARTED:
                     self.ctx.emit(JobStarted(name, value))
+                elif kind == CANCELLED:  # the run stopped before it started: as it was
+                    inflight.pop(name)
+                    self.store.jobs_not_started([name])
                 elif self._finish(inflight[name], value):
                     ended.append(inflight.pop(name))
         self.store.commit()
@@ -173,15 +174,6 @@ class JobRunner(Runner):
             return False
         self.store.job_started(task.name, self.ctx.clock())
         return True
-
-    def _unqueue(self, inflight: dict) -> None:
-        """The run stops: queued jobs never start, and their records go back to what they were;
-        the summary counts them as not run."""
-        cancelled = self.ctx.executor.cancel_queued()
-        for name in cancelled:
-            inflight.pop(name)
-        self.store.jobs_not_started(cancelled)
-        self.store.commit()
 
     def _submit(self, task) -> None:
         log_path = self._log_path(task.name)
