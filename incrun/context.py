@@ -34,7 +34,7 @@ class RunContext:
         """Announce the run: `for_doit` jobs doit will check or run, and those found up to date
         already, counted at once rather than one event each."""
         clean = self.up_to_date.count if self.up_to_date else 0
-        self.emit(RunStarted(for_doit + clean, self.executor.workers, self.started))
+        self.emit(RunStarted(for_doit + clean, self.executor.workers, self.started, for_doit))
         if clean:
             self.emit(JobSkipped("", UP_TO_DATE, count=clean))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import fields
@@ -183,6 +184,70 @@ class Display:
         self.close()
 
 
+_SGR = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33"}
+
+
+def _styled(text: str, style: str, no_color: bool) -> str:
+    """A line in the terminal's own colours (the few styles incrun uses), without rich."""
+    codes = ";".join(_SGR[word] for word in style.split())
+    return text if no_color or not codes else f"\x1b[{codes}m{text}\x1b[0m"
+
+
+class LiveDisplay(Display):
+    """The display for a terminal: a rich live area (see `live`) from the moment a run has
+    jobs to run. A run that finds everything up to date prints its summary line itself and never
+    loads rich."""
+
+    def __init__(self, file: TextIO, clock: Clock, no_color: bool = False,
+                 width: int | None = None):
+        self._file, self._clock, self._no_color, self._width = file, clock, no_color, width
+        self._tally, self._workers = Tally(), 1
+        self._lock = threading.Lock()  # the area's refresh thread reads the Tally we write
+        self._area = None  # live.LiveArea, once there is something to show
+
+    def _view(self) -> tuple[Tally, float, int]:
+        with self._lock:
+            return self._tally, self._clock(), self._workers
+
+    def _start_area(self) -> None:
+        if self._area is None:
+            from .live import LiveArea  # rich, only now
+
+            self._area = LiveArea(self._file, self._view, self._no_color, self._width)
+
+    def handle(self, event: Event) -> None:
+        with self._lock:
+            self._tally.add(event)
+        if isinstance(event, RunStarted):
+            self._workers = event.workers
+            if event.pending:
+                self._start_area()
+        elif isinstance(event, JobStarted):
+            self._start_area()
+        elif isinstance(event, JobFinished) and not event.result.ok:
+            headline, *rest = failure_lines(event.result)
+            self._say((headline, "bold red"), *((line, "dim") for line in rest))
+        elif isinstance(event, Notice):
+            self._say((notice_line(event), "yellow" if event.level == "warning" else ""))
+        elif isinstance(event, RunFinished):
+            self.close()
+            headline, *failures = summary_lines(event.summary)
+            self._say((headline, "bold green" if event.summary.ok else "bold red"),
+                      *((line, "red") for line in failures))
+
+    def _say(self, *lines: tuple[str, str]) -> None:
+        if self._area is not None:
+            self._area.print(list(lines))
+            return
+        self._file.write("".join(_styled(text, style, self._no_color) + "\n"
+                                 for text, style in lines))
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._area is not None:
+            self._area.stop()
+
+
 class PlainDisplay(Display):
     """Lines with no escape codes, a progress line at most every `interval` seconds."""
 
@@ -302,7 +367,5 @@ def make_display(
     if mode == "plain" or (mode == "live" and quiet):
         return PlainDisplay(out, clock, interval=plain_interval, quiet=quiet)
     if mode == "live":
-        from .live import LiveDisplay  # rich is imported only for a terminal
-
-        return LiveDisplay.on(out, clock, no_color=no_color, width=width)
+        return LiveDisplay(out, clock, no_color=no_color, width=width)
     raise ValueError(f"unknown display mode {mode!r}: expected live, plain or json")

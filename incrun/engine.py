@@ -107,6 +107,8 @@ def _run(config: Config) -> int:
                         context.start(0)  # every job is up to date: doit has nothing to do
                         doit_code = 0
                     else:
+                        if rule is not None:  # workers start while doit loads
+                            executor.prepare(len(rule.pending(context.up_to_date)))
                         doit_code = _invoke(config, store, context.up_to_date, rule,
                                             context=context)
             except BaseException:

@@ -46,6 +46,11 @@ class RunStarted:
     total: int  # jobs in the selection, up-to-date ones included
     workers: int
     at: float
+    pending: int | None = None  # jobs that may run (the others are up to date); default: total
+
+    def __post_init__(self):
+        if self.pending is None:
+            object.__setattr__(self, "pending", self.total)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,10 @@
-"""The live display on a terminal: a rich Live area (bar, counts, rate, ETA, running jobs)
-redrawn by rich's own thread at a bounded rate; events only update its Tally."""
+"""The live area on a terminal, with rich: a bar, counts, rate, ETA and the running jobs,
+redrawn by rich's own thread at a bounded rate; `render` is a pure function of the tally."""
 
 from __future__ import annotations
 
 import heapq
-import threading
-import time
+from collections.abc import Callable
 from typing import TextIO
 
 from rich.console import Console, Group, RenderableType
@@ -14,17 +13,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .display import (
-    Clock,
-    Display,
-    clean,
-    failure_lines,
-    format_seconds,
-    notice_line,
-    progress_parts,
-    summary_lines,
-)
-from .events import Event, JobFinished, JobResult, Notice, RunFinished, RunStarted, Summary, Tally
+from .display import clean, format_seconds, progress_parts
+from .events import Tally
 
 MAX_RUNNING_ROWS = 8
 
@@ -59,64 +49,31 @@ def render(tally: Tally, now: float, width: int, *, workers: int = 1) -> Rendera
     return Group(*parts)
 
 
-# ---- displays ----
+# ---- the area ----
 
 
-class LiveDisplay(Display):
-    """A rich Live area redrawn by rich's own thread; events only update the Tally."""
+class LiveArea:
+    """A rich Live area on a terminal, redrawn by rich's own thread (at most 4 times a second)
+    from `view()`, which returns what `render` needs: (tally, now, workers); lines printed
+    through it appear above the area."""
 
-    @classmethod
-    def on(cls, file: TextIO, clock: Clock, no_color: bool = False,
-           width: int | None = None) -> LiveDisplay:
-        console = Console(file=file, force_terminal=True, no_color=no_color, width=width,
-                          highlight=False)
-        return cls(console, clock)
+    def __init__(self, file: TextIO, view: Callable[[], tuple[Tally, float, int]],
+                 no_color: bool = False, width: int | None = None):
+        self._console = Console(file=file, force_terminal=True, no_color=no_color, width=width,
+                                highlight=False)
+        self._view = view
+        self._live = Live(console=self._console, get_renderable=self._renderable,
+                          refresh_per_second=4, transient=True, redirect_stdout=False,
+                          redirect_stderr=False)
+        self._live.start(refresh=True)
 
-    def __init__(self, console: Console, clock: Clock = time.monotonic):
-        self._console, self._clock = console, clock
-        self._tally, self._workers = Tally(), 1
-        self._lock = threading.Lock()  # the refresh thread reads the Tally the main thread writes
-        # Live renders once as it is built: everything _snapshot reads must exist by now.
-        self._live = Live(
-            console=console,
-            get_renderable=self._snapshot,
-            refresh_per_second=4,
-            transient=True,
-            redirect_stdout=False,
-            redirect_stderr=False,
-        )
+    def _renderable(self) -> RenderableType:
+        tally, now, workers = self._view()
+        return render(tally, now, self._console.width, workers=workers)
 
-    def _snapshot(self) -> RenderableType:
-        with self._lock:
-            return render(self._tally, self._clock(), self._console.width, workers=self._workers)
+    def print(self, lines: list[tuple[str, str]]) -> None:
+        """(text, style) pairs, one line each."""
+        self._console.print(*(Text(text, style) for text, style in lines), sep="\n")
 
-    def handle(self, event: Event) -> None:
-        with self._lock:
-            self._tally.add(event)
-        if isinstance(event, RunStarted):
-            self._workers = event.workers
-            self._live.start(refresh=True)  # Live's first frame predates RunStarted
-        elif isinstance(event, JobFinished) and not event.result.ok:
-            self._print_failure(event.result)
-        elif isinstance(event, Notice):
-            self._console.print(
-                Text(notice_line(event), "yellow" if event.level == "warning" else "")
-            )
-        elif isinstance(event, RunFinished):
-            self.close()
-            self._print_summary(event.summary)
-
-    def _print_failure(self, result: JobResult) -> None:
-        headline, *rest = failure_lines(result)
-        self._console.print(
-            Text(headline, "bold red"), *(Text(line, "dim") for line in rest), sep="\n"
-        )
-
-    def _print_summary(self, summary: Summary) -> None:
-        headline, *failures = summary_lines(summary)
-        self._console.print(Text(headline, "bold green" if summary.ok else "bold red"))
-        for line in failures:
-            self._console.print(Text(line, "red"))
-
-    def close(self) -> None:
+    def stop(self) -> None:
         self._live.stop()  # rich ignores a second stop

@@ -257,7 +257,7 @@ def test_json_writes_one_parseable_object_per_event_in_order():
         "run_started", "notice", "notice", "job_started", "job_finished",
         "job_started", "job_finished", "job_skipped", "run_finished",
     ]  # fmt: skip
-    assert records[0] == {"event": "run_started", "total": 3, "workers": 2}
+    assert records[0] == {"event": "run_started", "total": 3, "workers": 2, "pending": 3}
     assert records[6] == {
         "event": "job_finished", "name": "sweep/b.inp", "status": FAILED, "exit_code": 2,
         "duration": 1.0, "log": ".incrun/logs/b.log", "detail": "exit code 2",
@@ -289,6 +289,16 @@ def test_live_without_color_emits_no_color_codes():
     with make_display("live", file=out, no_color=True, clock=FakeClock()) as display:
         run_with_failure(display)
     assert not re.search(r"\x1b\[[0-9;]*3[0-9]m", out.getvalue())
+
+
+def test_live_up_to_date_run_prints_one_line_and_draws_no_area():
+    out = io.StringIO()
+    with make_display("live", file=out, clock=FakeClock()) as display:
+        display.handle(RunStarted(total=5, workers=2, at=0.0, pending=0))
+        display.handle(JobSkipped("", UP_TO_DATE, count=5))
+        display.handle(RunFinished(Summary(total=5, up_to_date=5, elapsed=1.0)))
+    assert visible(out.getvalue()) == "all 5 jobs up to date (1.0s)\n"
+    assert "\x1b[?25l" not in out.getvalue()  # a live area hides the cursor: none was drawn
 
 
 def test_live_draws_the_total_at_once_and_context_manager_stops_it():

@@ -63,8 +63,9 @@ class GroupLeader:
 class ProcessGroups:
     """The process groups of running jobs, so that a stopped run leaves nothing behind.
 
-    A guard process, started with the first job, is told of each group: if incrun itself is
-    killed (kill -9, out of memory), the guard ends the groups it was left with.
+    A guard process, started with the first group, is told of each one (but for those whose
+    parent ends them itself, `guarded=False`): if incrun itself is killed (kill -9, out of
+    memory), the guard ends the groups it was left with.
     """
 
     def __init__(self, grace: float = 5.0, guard: bool = True):
@@ -74,18 +75,20 @@ class ProcessGroups:
         self._wants_guard = guard
         self._guard: subprocess.Popen | None = None
 
-    def add(self, process: subprocess.Popen) -> None:
+    def add(self, process: subprocess.Popen, guarded: bool = True) -> None:
         with self._lock:
-            if self._wants_guard:
+            if self._wants_guard and guarded:
                 self._wants_guard = False
                 self._guard = _start_guard()
             self._processes[process.pid] = process
-            self._tell_guard(f"+{process.pid}")
+            if guarded:
+                self._tell_guard(f"+{process.pid}")
 
-    def discard(self, process: subprocess.Popen) -> None:
+    def discard(self, process: subprocess.Popen, guarded: bool = True) -> None:
         with self._lock:
             self._processes.pop(process.pid, None)
-            self._tell_guard(f"-{process.pid}")
+            if guarded:
+                self._tell_guard(f"-{process.pid}")
 
     def _tell_guard(self, line: str) -> None:
         if self._guard is not None:

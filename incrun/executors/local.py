@@ -46,6 +46,12 @@ class WorkerHandle:
     def load(self) -> int:
         return len(self.outstanding)
 
+    def start(self) -> None:
+        """Start the worker now, if it is not running, ahead of its first job."""
+        with self._lock:
+            if self.process is None:
+                self._start()
+
     def send(self, name: str, spec: dict, log_path: str) -> None:
         with self._lock:
             if self.process is None:
@@ -93,8 +99,9 @@ class WorkerHandle:
     def _started(self, name: str, at: float, pid: int) -> None:
         self.running = (name, at, pid)
         spec = self.outstanding[name][0]
-        if pid != self.process.pid:  # a command's own group, for Ctrl-C and kill -9
-            self.executor.groups.add(GroupLeader(pid))
+        if pid != self.process.pid:
+            # A command's own group, for Ctrl-C; were incrun killed, its worker would end it.
+            self.executor.groups.add(GroupLeader(pid), guarded=False)
         elif spec.get("timeout") is not None:  # a call: only ending the worker stops it
             self._deadline = time.monotonic() + spec["timeout"]
         self.executor.tell(STARTED, name, at)
@@ -103,7 +110,7 @@ class WorkerHandle:
         with self._lock:
             self.outstanding.pop(name, None)
         if self.running is not None and self.running[2] != self.process.pid:
-            self.executor.groups.discard(GroupLeader(self.running[2]))
+            self.executor.groups.discard(GroupLeader(self.running[2]), guarded=False)
         self.running, self._deadline = None, None
         self.executor.tell(FINISHED, name, result)
 
@@ -183,6 +190,12 @@ class LocalExecutor:
     def tell(self, kind: str, name: str, value) -> None:
         """A message for the runner (from any thread)."""
         self._messages.put((kind, name, value))
+
+    def prepare(self, jobs: int) -> None:
+        """Start the worker processes `jobs` jobs will need, so that their start overlaps the
+        rest of the run's set-up."""
+        for handle in self._handles[:jobs]:
+            handle.start()
 
     def submit(self, name: str, spec: dict, log_path: str) -> None:
         """Send a job spec to the least busy worker process; it starts when that one is free."""

@@ -27,7 +27,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from ..events import ERROR, FAILED, OK, TIMEOUT, JobResult
-from ..rules import find_function
 from .groups import ProcessGroups, end_group
 from .jobfiles import Lookups, Scratch, job_result, prepare
 
@@ -112,7 +111,11 @@ def call(functions: dict, target: str, args: list[str], output: int) -> tuple[bo
     os.dup2(output, 1)
     os.dup2(output, 2)
     try:
-        function = functions.get(target) or functions.setdefault(target, find_function(target))
+        if target not in functions:
+            from ..rules import find_function  # only workers that run calls need it
+
+            functions[target] = find_function(target)
+        function = functions[target]
         function(*args)
         ok, detail = True, ""
     except BaseException as error:  # noqa: B036 (SystemExit too: the job's failure)
