@@ -108,7 +108,8 @@ def _run(config: Config) -> int:
                         doit_code = 0
                     else:
                         if rule is not None:  # workers start while doit loads
-                            executor.prepare(len(rule.pending(context.up_to_date)))
+                            executor.prepare(len(rule.pending(context.up_to_date)),
+                                             calls=rule.sweep().calls)
                         doit_code = _invoke(config, store, context.up_to_date, rule,
                                             context=context)
             except BaseException:

@@ -259,7 +259,8 @@ class Sweep:
         _check_spec(spec)
         self.spec = spec
         # A call names no arguments: it gets the input path, as pool.map(function, inputs).
-        called_bare = is_call(spec.command) and len(spec.command) == 1
+        self.calls = is_call(spec.command)  # module:function, run in worker processes
+        called_bare = self.calls and len(spec.command) == 1
         self.command = (*spec.command, "{input}") if called_bare else spec.command
         self.shared = tuple(_deps(spec, root))  # files every job depends on
         self.digest = json.dumps([self.command, spec.outputs])

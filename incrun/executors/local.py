@@ -16,8 +16,8 @@ from pathlib import Path
 
 from ..events import ERROR, FAILED, TIMEOUT, JobResult
 from .groups import GroupLeader, ProcessGroups, end_group
-from .jobfiles import job_result
-from .workers import BOOT, FINISHED, STARTED
+from .jobfiles import Lookups, Scratch, job_result
+from .workers import BOOT, FINISHED, STARTED, run_job
 
 CANCELLED = "cancelled"  # value: None; queued when the run stopped, never started
 
@@ -182,7 +182,10 @@ class LocalExecutor:
         self.logs = logs  # where workers keep their scratch files (see jobfiles.Scratch)
         self.groups = ProcessGroups(grace, guard)
         self.stopped = False
+        self._direct = False  # commands run from threads here, not from worker processes
         self._handles = [WorkerHandle(self) for _ in range(workers)]
+        self._lookups = Lookups()
+        self._own = threading.local()  # each thread's scratch file
         self._todo: queue.SimpleQueue = queue.SimpleQueue()  # (name, function, args) or None
         self._messages: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -191,14 +194,20 @@ class LocalExecutor:
         """A message for the runner (from any thread)."""
         self._messages.put((kind, name, value))
 
-    def prepare(self, jobs: int) -> None:
-        """Start the worker processes `jobs` jobs will need, so that their start overlaps the
-        rest of the run's set-up."""
-        for handle in self._handles[:jobs]:
-            handle.start()
+    def prepare(self, jobs: int, calls: bool = False) -> None:
+        """Ready the executor for `jobs` jobs. No more commands than slots run from threads
+        here: a worker process costs a Python start-up, more than a few jobs gain from it.
+        Otherwise the worker processes start now, while the rest of the run is set up."""
+        self._direct = not calls and jobs <= self.workers
+        if not self._direct:
+            for handle in self._handles[:jobs]:
+                handle.start()
 
     def submit(self, name: str, spec: dict, log_path: str) -> None:
         """Send a job spec to the least busy worker process; it starts when that one is free."""
+        if self._direct and not spec.get("call"):
+            self.submit_call(name, self._run_here, spec, log_path)
+            return
         min(self._handles, key=lambda handle: handle.load).send(name, spec, log_path)
 
     def submit_call(self, name: str, function, *args) -> None:
@@ -215,7 +224,21 @@ class LocalExecutor:
         self.tell(STARTED, result.name, result.started)
         self.tell(FINISHED, result.name, result)
 
+    def _run_here(self, spec: dict, log_path: str) -> JobResult:
+        """A command run from this thread, its output into the thread's scratch file."""
+        if getattr(self._own, "scratch", None) is None and self.logs is not None:
+            self._own.scratch = Scratch(self.logs)
+        return run_job(spec, str(self.root), log_path, time.time, self.groups, self._lookups,
+                       getattr(self._own, "scratch", None))
+
     def _work(self) -> None:
+        try:
+            self._serve()
+        finally:
+            if getattr(self._own, "scratch", None) is not None:
+                self._own.scratch.close()
+
+    def _serve(self) -> None:
         while (item := self._todo.get()) is not None:
             name, function, args = item
             if self.stopped:  # taken from the queue as the run stopped: never started
