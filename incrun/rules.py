@@ -52,11 +52,8 @@ class Job:
     def values(self) -> dict[str, str]:
         """The value of each placeholder the command uses; made when needed: a job found up to
         date never is."""
-        values = {"python": sys.executable,
-                  "output": _safe_path(self.outputs[0]) if self.outputs else ""}
-        for key in _keys(self.command):
-            if key in PATH_VALUES:
-                values[key] = PATH_VALUES[key](self.input)
+        values = path_values(self.input, _keys(self.command))
+        values["output"] = _safe_path(self.outputs[0]) if self.outputs else ""
         return values
 
     @functools.cached_property
@@ -145,9 +142,9 @@ PATH_VALUES = {"input": _input, "stem": _stem, "name": _name, "dir": _dir,
                "": _input, ".": _stem, "/": _name, "//": _dir, "/.": _base}
 
 
-def path_values(rel_input: str) -> dict[str, str]:
-    """The value of each placeholder but {output}, for one input path."""
-    values = {key: value_of(rel_input) for key, value_of in PATH_VALUES.items()}
+def path_values(rel_input: str, keys=PATH_VALUES) -> dict[str, str]:
+    """The value of each placeholder but {output} (of those in `keys`), for one input path."""
+    values = {key: value_of(rel_input) for key, value_of in PATH_VALUES.items() if key in keys}
     values["python"] = sys.executable
     return values
 
