@@ -101,15 +101,15 @@ def _run(config: Config) -> int:
             if not config.always:
                 context.up_to_date = UpToDate(store, context.signatures)
             rule = _checked_rule(config, context.up_to_date)
+            pending = rule.pending(context.up_to_date) if rule is not None else None
             try:
                 with _signals_stop(context, display):
-                    if rule is not None and not rule.pending(context.up_to_date):
+                    if pending:  # workers start while doit loads
+                        executor.prepare(len(pending), calls=rule.sweep().calls)
+                    if pending == []:
                         context.start(0)  # every job is up to date: doit has nothing to do
                         doit_code = 0
                     else:
-                        if rule is not None:  # workers start while doit loads
-                            executor.prepare(len(rule.pending(context.up_to_date)),
-                                             calls=rule.sweep().calls)
                         doit_code = _invoke(config, store, context.up_to_date, rule,
                                             context=context)
             except BaseException:
@@ -138,7 +138,6 @@ def _checked_rule(config: Config, up_to_date: UpToDate | None) -> Rule | None:
         return None
     rule = Rule.from_spec(config.rule, config.root)
     require_jobs(rule.sweep(), config.rule)
-    rule.pending(up_to_date)
     return rule
 
 

@@ -116,8 +116,8 @@ class JobRunner(Runner):
     def run_tasks(self, task_dispatcher):
         """Keep the executor supplied with selected jobs (one queued for each worker, besides
         those running, so a worker starts its next job at once) and feed each result back to
-        doit. One commit per turn of the loop
-        records what ended and marks what is about to start, before it can start."""
+        doit. One commit per turn of the loop records what ended and marks what is about to
+        start, before it can start."""
         generator, tasks = task_dispatcher.generator, task_dispatcher.tasks
         workers = self.ctx.executor.workers
         # With --fail-fast no job may start after a failure: none waits queued, ready to start.
