@@ -280,6 +280,18 @@ def make_tree(tree: Path, n: int, prebuilt: bool) -> None:
             (tree / (name[:-4] + ".out")).write_text(f"input {i}\n".upper())
 
 
+def work_tree(tree: Path, n: int, loops: int, in_process: bool) -> None:
+    """n inputs whose job is ~1 ms of CPU: a `module:function` command, or a runner.py that
+    calls the same function."""
+    make_tree(tree, n, prebuilt=False)
+    (tree / "bench_jobs.py").write_text(BENCH_JOBS.format(loops=loops))
+    if in_process:
+        (tree / "runner.py").unlink()
+        (tree / "incrun.toml").write_text('command = "bench_jobs:work"\n')
+    else:
+        (tree / "runner.py").write_text(WORK_RUNNER)
+
+
 def check_built(tree: Path, n: int) -> list[str]:
     """Every output exists and holds its input upper-cased."""
     problems = []
@@ -601,23 +613,19 @@ class Bench:
                         f"| incrun in-process jobs | not supported yet | {reason} |"])
             return
         j = self.jobs
-        inproc, subproc = self.work / "inproc", self.work / "subproc"
-        for tree in (inproc, subproc):
-            make_tree(tree, n, prebuilt=False)
-            (tree / "bench_jobs.py").write_text(BENCH_JOBS.format(loops=loops))
-        (inproc / "incrun.toml").write_text('command = "bench_jobs:work"\n')
-        (subproc / "runner.py").write_text(WORK_RUNNER)
-        runs = [(f"incrun -n {j}, in-process", self.incrun(), inproc, self.reps),
-                ("incrun -n 1, in-process", self.incrun(jobs=1), inproc, self.reps),
+        runs = [(f"incrun -n {j}, in-process", self.incrun(), True, self.reps),
+                ("incrun -n 1, in-process", self.incrun(jobs=1), True, self.reps),
                 # the same work as subprocesses takes minutes: measured once
-                (f"incrun -n {j}, runner.py subprocess per job", self.incrun(), subproc, 1)]
+                (f"incrun -n {j}, runner.py subprocess per job", self.incrun(), False, 1)]
         rows = {name: Row(name) for name, *_ in runs}
+        tree = self.work / "inprocess"
         for rep in range(self.reps):
             log(f"inprocess: {n} jobs, repetition {rep + 1}/{self.reps}")
-            for name, argv, tree, reps in runs:
-                if rep < reps:
-                    remove_state(tree)
-                    self.timed(rows[name], argv, tree, check=lambda t=tree: check_built(t, n))
+            for name, argv, in_process, reps in runs:
+                if rep < reps:  # a fresh tree each time: a folder where 20,000 outputs were
+                    work_tree(tree, n, loops, in_process)  # deleted is slower to write in
+                    self.timed(rows[name], argv, tree, check=lambda: check_built(tree, n))
+        shutil.rmtree(tree)
         first = rows[runs[0][0]].wall
         serial, subprocesses = rows[runs[1][0]].wall, rows[runs[2][0]].wall
         self.target(f"in-process {n}: -n 1 ÷ -n {j} (speed-up)", "≥ 1.60", serial / first,
@@ -636,10 +644,7 @@ class Bench:
     def probe_inprocess(self, loops: int) -> tuple[bool, str]:
         """Whether incrun runs a `module:function` command in-process, on three inputs."""
         tree = self.work / "probe"
-        make_tree(tree, 3, prebuilt=False)
-        (tree / "runner.py").unlink()
-        (tree / "bench_jobs.py").write_text(BENCH_JOBS.format(loops=loops))
-        (tree / "incrun.toml").write_text('command = "bench_jobs:work"\n')
+        work_tree(tree, 3, loops, in_process=True)
         result = subprocess.run(self.incrun(), cwd=tree, env=self.env, capture_output=True,
                                 text=True, stdin=subprocess.DEVNULL, timeout=120)
         text = result.stdout + result.stderr

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
 
-from doit.dependency import MD5Checker, get_file_md5
+from doit.dependency import MD5Checker
 from doit.tools import config_changed
 
 
@@ -27,7 +28,7 @@ class ContentChecker(MD5Checker):
         key = (path, mtime, size)
         digest = self._hashes.get(key)
         if digest is None:
-            digest = self._hashes[key] = get_file_md5(path)
+            digest = self._hashes[key] = file_md5(path)
         return digest
 
     def check_modified(self, file_path, file_stat, state):
@@ -47,6 +48,19 @@ class ContentChecker(MD5Checker):
         if current_state and current_state[0] == stat.st_mtime:
             return None
         return stat.st_mtime, stat.st_size, self._md5(dep, stat.st_mtime, stat.st_size)
+
+
+def file_md5(path: str) -> str:
+    """doit's md5 of a file's content, read without a Python file object (half the cost of
+    doit's own for the small inputs of a sweep) and in large blocks (for the big ones)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        digest = hashlib.md5()
+        while block := os.read(fd, 1 << 20):
+            digest.update(block)
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
 
 
 class command_changed(config_changed):  # noqa: N801 (named as doit's own uptodate helpers)

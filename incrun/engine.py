@@ -106,6 +106,7 @@ def _run(config: Config) -> int:
                 with _signals_stop(context, display):
                     if pending:  # workers start while doit loads
                         executor.prepare(len(pending), calls=rule.sweep().calls)
+                        store.prefetch([job.task for job in pending])
                     if pending == []:
                         context.start(0)  # every job is up to date: doit has nothing to do
                         doit_code = 0

@@ -56,18 +56,36 @@ class DoitBackend:
             return None  # a damaged row: the task is simply stale
         return row[0] if row else None
 
+    def prefetch(self, task_ids: list[str]) -> None:
+        """Read the rows of many tasks at once (the stale jobs of a run), rather than one
+        query each when doit asks."""
+        if self._conn is None:
+            return
+        wanted = [t for t in task_ids if t not in self._cache and t not in self._absent]
+        try:
+            for chunk in _chunks(wanted):
+                found = dict(self._conn.execute(
+                    f"SELECT task, data FROM deps WHERE task IN ({_marks(chunk)})", chunk))
+                for task_id in chunk:
+                    self._remember(task_id, found.get(task_id))
+        except sqlite3.DatabaseError:
+            pass  # a damaged row is read, and found stale, one at a time
+
+    def _remember(self, task_id: str, text: str | None) -> dict | None:
+        try:
+            data = json.loads(text or "null")
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            self._cache[task_id] = data
+            return data
+        self._absent.add(task_id)
+        return None
+
     def _data(self, task_id: str) -> dict | None:
         data = self._cache.get(task_id)
         if data is None and task_id not in self._absent:
-            try:
-                data = json.loads(self._read(task_id) or "null")
-            except ValueError:
-                data = None
-            if isinstance(data, dict):
-                self._cache[task_id] = data
-            else:
-                data = None
-                self._absent.add(task_id)
+            data = self._remember(task_id, self._read(task_id))
         return data
 
     def get(self, task_id: str, dependency: str):
@@ -127,6 +145,7 @@ class Store:
         self._staged: list[tuple] = []  # job rows for the next commit
         self._unstaged: list[str] = []  # job rows to delete at the next commit
         self._before_start: dict[str, tuple | None] = {}  # rows replaced by a RUNNING mark
+        self._rows: dict[str, tuple | None] = {}  # job rows read ahead (prefetch)
         self._logs: dict[str, str] = {}
         self._lock_file = None
         self.backend = DoitBackend()
@@ -241,12 +260,28 @@ class Store:
         return dict(zip(keys, row))
 
     def _row(self, task: str) -> tuple | None:
+        if task in self._rows:
+            return self._rows.pop(task)
         if self._conn is None:
             return None
         try:
             return self._conn.execute("SELECT * FROM jobs WHERE task = ?", (task,)).fetchone()
         except sqlite3.DatabaseError:
             return None
+
+    def prefetch(self, tasks: list[str]) -> None:
+        """Read at once what the run will ask of these jobs (the stale ones): their doit rows,
+        and their job rows, kept in case a job marked running never starts."""
+        self.backend.prefetch(tasks)
+        if self._conn is None:
+            return
+        try:
+            for chunk in _chunks([task for task in tasks if task not in self._rows]):
+                self._rows.update({task: None for task in chunk})
+                self._rows.update((row[0], row) for row in self._conn.execute(
+                    f"SELECT * FROM jobs WHERE task IN ({_marks(chunk)})", chunk))
+        except sqlite3.DatabaseError:
+            pass  # read one at a time then
 
     def job_started(self, task: str, at: float) -> None:
         """Mark a job running, for the next `commit`, which must come before the job starts."""
@@ -396,6 +431,17 @@ class Store:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+
+_CHUNK = 500  # SQLite's limit on parameters in one statement was 999 before 3.32
+
+
+def _chunks(items: list[str]) -> list[list[str]]:
+    return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+def _marks(chunk: list[str]) -> str:
+    return ", ".join("?" * len(chunk))
 
 
 def hash_text(text: str) -> int:

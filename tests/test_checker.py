@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 
-from incrun.checker import ContentChecker
+from doit.dependency import get_file_md5
+
+from incrun.checker import ContentChecker, file_md5
 
 SECOND = 1_000_000_000  # in nanoseconds
 
@@ -90,3 +92,11 @@ def test_checker_hash_recomputed_when_mtime_changes(tmp_path):
     assert checker.get_state(dep, None)[2] == hashlib.md5(b"print(2)").hexdigest()
     state = (1000.0, 8, hashlib.md5(b"print(1)").hexdigest())
     assert checker.check_modified(dep, os.stat(dep), state) is True
+
+
+def test_file_hashes_match_doits_so_recorded_states_stay_valid(tmp_path):
+    sizes = {"empty": 0, "small": 12, "two_blocks": (1 << 20) + 7}
+    for name, size in sizes.items():
+        path = tmp_path / name
+        path.write_bytes(bytes(i % 251 for i in range(size)))
+        assert file_md5(str(path)) == get_file_md5(str(path)), name
