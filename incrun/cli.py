@@ -16,7 +16,9 @@ examples:
   incrun data/a.inp         only the job of this input (or output, or task name)
   incrun data/batch2/       only the jobs of inputs under this folder
   incrun -x                 stop launching jobs after the first failure
+  incrun --dry-run          what would run, and why; nothing is run or changed
   incrun status             what is up to date, stale or failed, and why
+  incrun explain data/a.out why this output's job is stale or up to date
   incrun list --all         every task, the jobs included
   incrun clean              delete the declared outputs
   incrun forget data/a.inp  forget that a job succeeded: it reruns next time
@@ -35,6 +37,7 @@ exit codes: 0 all succeeded, 1 a job failed, 2 usage, 3 nothing to run,
 SUBCOMMANDS = {
     "run": "run the stale jobs (the default)",
     "status": "counts of up-to-date, stale and failed jobs, and why each is stale",
+    "explain": "why the job of one input or output (or task) is stale or up to date",
     "list": "list the tasks (--all: the jobs too)",
     "info": "show one task: its command, dependencies, outputs and state",
     "clean": "delete the declared outputs of the selected jobs (all by default)",
@@ -60,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="try a failed or timed-out job up to N more times")
     parser.add_argument("-B", "--always", action="store_true",
                         help="run the selected jobs even if they are up to date")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the jobs that would run and why; run and change nothing")
     parser.add_argument("-C", "--directory", type=Path, default=Path("."), metavar="DIR",
                         help="the project folder (default: the current one)")
     parser.add_argument("-q", "--quiet", action="store_true",
@@ -102,9 +107,13 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
     command, targets = "run", args.targets
     if targets and targets[0] in SUBCOMMANDS:
         command, targets = targets[0], targets[1:]
-    if command == "info" and len(targets) != 1:
-        raise errors.IncrunError("info takes exactly one TASK or FILE", exit_code=errors.USAGE,
-                                 hint="for example: incrun info data/a.inp")
+    if command in ("info", "explain") and len(targets) != 1:
+        raise errors.IncrunError(f"{command} takes exactly one TASK or FILE",
+                                 exit_code=errors.USAGE,
+                                 hint=f"for example: incrun {command} data/a.inp")
+    if args.dry_run and command != "run":
+        raise errors.IncrunError(f"--dry-run is for running, not for {command}",
+                                 exit_code=errors.USAGE, hint="incrun --dry-run [TASK|FILE ...]")
     if command == "forget" and not (targets or args.all):
         raise errors.IncrunError("forget needs the jobs to forget", exit_code=errors.USAGE,
                                  hint="name tasks, inputs or folders, or pass --all")
@@ -116,7 +125,8 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
         fail_fast=args.fail_fast, always=args.always, quiet=args.quiet,
         timeout=args.timeout, retries=args.retries,
         display=config.choose_display(stdout, env, as_json=args.json and command == "run"),
-        no_color=bool(env.get("NO_COLOR")), as_json=args.json, list_all=args.all)
+        no_color=bool(env.get("NO_COLOR")), as_json=args.json, list_all=args.all,
+        dry_run=args.dry_run)
 
 
 def main(argv: list[str] | None = None) -> int:

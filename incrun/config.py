@@ -51,7 +51,7 @@ class FileSettings:
 @dataclass(frozen=True)
 class Config:
     root: Path
-    command: str = "run"  # run, list, status, clean, forget, info
+    command: str = "run"  # run, list, status, explain, clean, forget, info
     targets: tuple[str, ...] = ()
     rule: RuleSpec | None = None
     jobs: int = 1
@@ -64,6 +64,7 @@ class Config:
     no_color: bool = False
     as_json: bool = False  # `status --json`
     list_all: bool = False  # `list --all`
+    dry_run: bool = False  # `run --dry-run`: say what would run, and why; run nothing
     dodo: Path | None = None
     settings_source: str | None = None
 

@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 
 from . import errors
 from .config import Config
@@ -28,9 +29,9 @@ def run(config: Config) -> int:
                      "no [tool.incrun] in pyproject.toml and no dodo.py",
                      hint="add a runner.py that turns one X.inp into X.out, "
                           "or set 'command' in [tool.incrun]")
-    if config.command == "run":
+    if config.command == "run" and not config.dry_run:
         return _run(config)
-    if config.command == "status":
+    if config.command in ("run", "status", "explain"):
         return _status(config)
     return _doit_command(config)
 
@@ -64,18 +65,25 @@ def _warn(store: Store) -> None:
 
 
 def _status(config: Config) -> int:
+    """`status`, `explain` and `run --dry-run`: every selected job's state, nothing written."""
     from . import status
 
     store = Store(config.state_dir).open(writable=False)
     try:
         _warn(store)
-        states = _invoke(config, store, store=store)
+        found = _invoke(replace(config, command="status"), store, store=store,
+                        forced=config.always, explain=config.command == "explain")
     finally:
         store.close()
-    if config.as_json:
-        print(json.dumps(status.as_json(states), indent=2))
+    if config.command == "explain":
+        print("\n".join(found))
+    elif config.command == "run":
+        report = status.dry_run_json(found) if config.as_json else status.dry_run_lines(found)
+        print(json.dumps(report, indent=2) if config.as_json else "\n".join(report))
+    elif config.as_json:
+        print(json.dumps(status.as_json(found), indent=2))
     else:
-        print("\n".join(status.as_lines(states)))
+        print("\n".join(status.as_lines(found)))
     return errors.OK
 
 

@@ -1,16 +1,30 @@
-"""Why a job is up to date, stale or failed: the reasons `incrun status` gives, in plain words."""
+"""Why a job is up to date, stale or failed: the reasons `incrun status`, `explain` and
+`--dry-run` give, in plain words and as a kind for tools."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 from doit.cmd_base import DoitCmdBase
 from doit.control import TaskControl
 
 from .loader import is_job, selected_tasks
-from .store import FAILED, FORGOTTEN, RUNNING
+from .store import FAILED, FORGOTTEN, RUNNING, SUCCEEDED
 
 UP_TO_DATE, STALE, FAILED_STATE = "up-to-date", "stale", "failed"
+# Kinds of reason, for tools reading `--json`; the reason's text says the details.
+NEVER_RUN, OUTPUT_MISSING, INPUT_CHANGED, DEP_CHANGED, DEP_MISSING, COMMAND_CHANGED = (
+    "never-run", "output-missing", "input-changed", "dep-changed", "dep-missing",
+    "command-changed")
+FAILED_LAST_TIME, INTERRUPTED, FORGOTTEN_KIND, FORCED, OTHER = (
+    "failed-last-time", "interrupted", "forgotten", "forced", "other")
+
+
+class Why(NamedTuple):
+    kind: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -18,6 +32,15 @@ class JobState:
     task: str
     state: str  # up-to-date, stale or failed
     reason: str = ""
+    kind: str = ""  # of the reason; empty when up to date
+
+    @classmethod
+    def of(cls, task: str, state: str, why: Why) -> JobState:
+        return cls(task, state, why.text, why.kind)
+
+    @property
+    def would_run(self) -> bool:
+        return self.state != UP_TO_DATE or self.kind == FORCED
 
 
 def _files(paths) -> str:
@@ -26,44 +49,51 @@ def _files(paths) -> str:
     return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
-def _changed_deps(task, changed) -> str:
+def _changed_deps(task, changed) -> Why:
     if is_job(task) and task.meta["incrun"]["input"] in changed:
-        return "input changed"
-    return "dependency changed: " + _files(changed)
+        return Why(INPUT_CHANGED, "input changed")
+    return Why(DEP_CHANGED, "dependency changed: " + _files(changed))
 
 
-def reason_from_doit(task, reasons: dict) -> str:
+def why_from_doit(task, reasons: dict) -> Why:
     """The first reason doit found, phrased for the user."""
     if reasons.get("missing_file_dep"):
-        return "dependency missing: " + _files(reasons["missing_file_dep"])
+        return Why(DEP_MISSING, "dependency missing: " + _files(reasons["missing_file_dep"]))
     if reasons.get("missing_target"):
-        return "output missing: " + _files(reasons["missing_target"])
+        return Why(OUTPUT_MISSING, "output missing: " + _files(reasons["missing_target"]))
     if reasons.get("checker_changed"):
-        return "state recorded by another checker"
+        return Why(OTHER, "state recorded by another checker")
     if reasons.get("changed_file_dep"):
         return _changed_deps(task, reasons["changed_file_dep"])
     if reasons.get("added_file_dep") or reasons.get("removed_file_dep"):
-        return "list of dependencies changed"
+        return Why(DEP_CHANGED, "list of dependencies changed")
     if reasons.get("uptodate_false"):
-        return "command changed" if is_job(task) else "an uptodate check is false"
+        if is_job(task):
+            return Why(COMMAND_CHANGED, "command changed")
+        return Why(OTHER, "an uptodate check is false")
     if reasons.get("has_no_dependencies"):
-        return "always runs (no file_dep)"
-    return "stale"
+        return Why(OTHER, "always runs (no file_dep)")
+    return Why(OTHER, "stale")
 
 
-def job_state(task, tasks: dict, dep_manager, store) -> JobState:
+def job_state(task, tasks: dict, dep_manager, store, forced: bool = False) -> JobState:
+    """The job's state; `forced` (-B): an up-to-date job would run all the same."""
     recorded = store.job_row(task.name)
     if recorded and recorded["status"] == FAILED:
         detail = f" ({recorded['detail']})" if recorded.get("detail") else ""
-        return JobState(task.name, FAILED_STATE, "failed last time" + detail)
+        return JobState.of(task.name, FAILED_STATE,
+                           Why(FAILED_LAST_TIME, "failed last time" + detail))
     if not dep_manager._in(task.name) and task.file_dep:
         last = recorded["status"] if recorded else None
-        reason = {RUNNING: "interrupted last time", FORGOTTEN: "forgotten"}.get(last, "never run")
-        return JobState(task.name, STALE, reason)
+        why = {RUNNING: Why(INTERRUPTED, "interrupted last time"),
+               FORGOTTEN: Why(FORGOTTEN_KIND, "forgotten")}.get(last, Why(NEVER_RUN, "never run"))
+        return JobState.of(task.name, STALE, why)
     status = dep_manager.get_status(task, tasks, get_log=True)
-    if status.status == "up-to-date":
-        return JobState(task.name, UP_TO_DATE)
-    return JobState(task.name, STALE, reason_from_doit(task, status.reasons))
+    if status.status != "up-to-date":
+        return JobState.of(task.name, STALE, why_from_doit(task, status.reasons))
+    if forced:
+        return JobState.of(task.name, UP_TO_DATE, Why(FORCED, "forced (-B)"))
+    return JobState(task.name, UP_TO_DATE)
 
 
 def counts(states: list[JobState]) -> dict[str, int]:
@@ -80,6 +110,22 @@ def as_json(states: list[JobState]) -> dict:
     }
 
 
+def dry_run_lines(states: list[JobState]) -> list[str]:
+    """What `incrun --dry-run` prints: the jobs that would run, in order, and why."""
+    running = [state for state in states if state.would_run]
+    lines = [f"would run {len(running)} of {len(states)} jobs "
+             f"({len(states) - len(running)} up to date); nothing was run or changed"]
+    width = max((len(state.task) for state in running), default=0)
+    lines += [f"  {state.task:<{width}}  {state.reason}" for state in running]
+    return lines
+
+
+def dry_run_json(states: list[JobState]) -> dict:
+    report = as_json(states)
+    report["would_run"] = [asdict(state) for state in states if state.would_run]
+    return report
+
+
 def as_lines(states: list[JobState]) -> list[str]:
     tally = counts(states)
     lines = [f"{tally[UP_TO_DATE]} up to date, {tally[STALE]} stale, "
@@ -91,6 +137,40 @@ def as_lines(states: list[JobState]) -> list[str]:
     return lines
 
 
+def explain_lines(task, state: JobState, recorded: dict | None) -> list[str]:
+    """What `incrun explain PATH` says of one job: its state and why, what it reads and
+    writes, and how it last ran."""
+    if state.state == UP_TO_DATE:
+        verdict = "up to date: its files and command are unchanged since it succeeded, and " \
+                  "its outputs are there"
+    else:
+        verdict = f"{state.state}: {state.reason}"
+    lines = [f"{task.name}: {verdict}"]
+    if task.file_dep:
+        lines.append(f"  reads   {_files(sorted(task.file_dep))}")
+    if task.targets:
+        lines.append(f"  writes  {_files(task.targets)}")
+    if recorded and recorded.get("started"):
+        lines.append(f"  last run  {_last_run(recorded)}")
+    elif not recorded:
+        lines.append("  last run  never")
+    return lines
+
+
+def _last_run(recorded: dict) -> str:
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(recorded["started"]))
+    outcome = {SUCCEEDED: "succeeded", FAILED: "failed", RUNNING: "did not finish",
+               FORGOTTEN: "forgotten"}.get(recorded["status"], recorded["status"])
+    text = f"{started}, {outcome}"
+    if recorded.get("ended"):
+        text += f" after {recorded['ended'] - recorded['started']:.2f}s"
+    if recorded.get("detail"):
+        text += f" ({recorded['detail']})"
+    if recorded.get("log"):
+        text += f"; log {recorded['log']}"
+    return text
+
+
 class Status(DoitCmdBase):
     """`incrun status`: the state of every selected job, computed, nothing run or written."""
 
@@ -100,10 +180,17 @@ class Status(DoitCmdBase):
     doc_description = None
     cmd_options = ()
     store = None  # set by the engine
+    forced = False  # -B: up-to-date jobs would run too
+    explain = False  # return each job's explanation, as lines
 
     def _execute(self, pos_args=None):
         control = TaskControl(self.task_list)
         control.process(self.sel_tasks)
         tasks = control.tasks
         chosen = sorted(selected_tasks(tasks, control.selected_tasks), key=lambda t: t.name)
-        return [job_state(task, tasks, self.dep_manager, self.store) for task in chosen]
+        states = [(task, job_state(task, tasks, self.dep_manager, self.store, self.forced))
+                  for task in chosen]
+        if self.explain:
+            return [line for task, state in states
+                    for line in explain_lines(task, state, self.store.job_row(task.name))]
+        return [state for _, state in states]

@@ -8,7 +8,17 @@ from doit.dependency import Dependency, JsonDB
 from doit.task import Task
 
 from incrun.checker import ContentChecker
-from incrun.status import JobState, as_json, as_lines, reason_from_doit
+from incrun.status import (
+    COMMAND_CHANGED,
+    DEP_CHANGED,
+    INPUT_CHANGED,
+    OUTPUT_MISSING,
+    JobState,
+    as_json,
+    as_lines,
+    dry_run_lines,
+    why_from_doit,
+)
 
 
 def job(input_path: str = "a.inp", deps=("runner.py",), targets=("a.out",)) -> Task:
@@ -21,41 +31,47 @@ def hand_written() -> Task:
     return Task("gather", [["true"]], file_dep=["a.out"])
 
 
-# -- reason_from_doit -----------------------------------------------------------------
+# -- why_from_doit -----------------------------------------------------------------
 
 
 def test_status_reason_missing_target_names_output():
-    reason = reason_from_doit(job(), {"missing_target": ["a.out"]})
+    why = why_from_doit(job(), {"missing_target": ["a.out"]})
+    assert why.kind == OUTPUT_MISSING
+    reason = why.text
     assert "missing" in reason and "a.out" in reason
 
 
 def test_status_reason_changed_input():
-    assert reason_from_doit(job(), {"changed_file_dep": ["a.inp"]}) == "input changed"
+    assert why_from_doit(job(), {"changed_file_dep": ["a.inp"]}) == \
+        (INPUT_CHANGED, "input changed")
 
 
 def test_status_reason_changed_other_file_names_it():
-    reason = reason_from_doit(job(), {"changed_file_dep": ["runner.py"]})
+    why = why_from_doit(job(), {"changed_file_dep": ["runner.py"]})
+    assert why.kind == DEP_CHANGED
+    reason = why.text
     assert "runner.py" in reason
     assert "input" not in reason
 
 
 def test_status_reason_uptodate_false_on_job_is_command_changed():
-    assert reason_from_doit(job(), {"uptodate_false": [(False, [], {})]}) == "command changed"
+    assert why_from_doit(job(), {"uptodate_false": [(False, [], {})]}) == \
+        (COMMAND_CHANGED, "command changed")
 
 
 def test_status_reason_uptodate_false_on_hand_written_task():
-    reason = reason_from_doit(hand_written(), {"uptodate_false": [(False, [], {})]})
+    reason = why_from_doit(hand_written(), {"uptodate_false": [(False, [], {})]}).text
     assert reason and reason != "command changed"
 
 
 def test_status_reason_missing_dependency_names_it():
-    reason = reason_from_doit(job(), {"missing_file_dep": ["runner.py"]})
+    reason = why_from_doit(job(), {"missing_file_dep": ["runner.py"]}).text
     assert "runner.py" in reason
 
 
 def test_status_reason_many_changed_files_shortened():
     files = [f"lib/module_{i}.py" for i in range(10)]
-    reason = reason_from_doit(hand_written(), {"changed_file_dep": files})
+    reason = why_from_doit(hand_written(), {"changed_file_dep": files}).text
     assert files[0] in reason
     assert files[-1] not in reason
     assert "more" in reason
@@ -73,7 +89,7 @@ def test_status_reason_from_real_doit_status(tmp_path):
     with open(inp, "w", encoding="utf-8") as stream:
         stream.write("two, longer")
     status = deps.get_status(task, {task.name: task}, get_log=True)
-    assert reason_from_doit(task, status.reasons) == "input changed"
+    assert why_from_doit(task, status.reasons) == (INPUT_CHANGED, "input changed")
 
 
 # -- as_lines / as_json ---------------------------------------------------------------
@@ -113,3 +129,11 @@ def test_status_as_json_counts_and_jobs():
     jobs = {entry["task"]: entry for entry in report["jobs"]}
     assert jobs["sweep:c.inp"]["state"] == "failed"
     assert jobs["sweep:b.inp"]["reason"] == "input changed"
+
+
+def test_dry_run_lines_list_what_would_run_forced_included():
+    states = [*STATES, JobState("sweep:f.inp", "up-to-date", "forced (-B)", "forced")]
+    lines = dry_run_lines(states)
+    assert lines[0].startswith("would run 4 of 6 jobs (2 up to date)")
+    assert [line.split()[0] for line in lines[1:]] == \
+        ["sweep:b.inp", "sweep:c.inp", "sweep:e.inp", "sweep:f.inp"]

@@ -1,0 +1,114 @@
+"""End to end: before running, `--dry-run` and `explain` say what would run and why, and change
+nothing."""
+
+from __future__ import annotations
+
+import json
+
+from incrun.status import (
+    COMMAND_CHANGED,
+    DEP_CHANGED,
+    FAILED_LAST_TIME,
+    FORCED,
+    INPUT_CHANGED,
+    NEVER_RUN,
+    OUTPUT_MISSING,
+)
+
+
+def snapshot(root) -> dict[str, tuple[int, bytes]]:
+    """Every file under the project, with its mtime and content: what "changes nothing" means."""
+    return {str(path.relative_to(root)): (path.stat().st_mtime_ns, path.read_bytes())
+            for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def stale_project(project):
+    """a: input changed; b: output missing; c: up to date; d: failed last time; e: never run."""
+    project.inputs("a.inp", "b.inp", "c.inp", "d.inp")
+    project.write("d.inp", "FAIL\n")
+    project.run()
+    project.ran()
+    project.write("a.inp", "x = 9\n")
+    (project.root / "b.out").unlink()
+    project.write("e.inp", "x = 5\n")
+
+
+def dry_run(project, *args: str) -> dict:
+    before = snapshot(project.root)
+    result = project.run("--dry-run", "--json", *args)
+    assert result.returncode == 0, result.stderr
+    assert snapshot(project.root) == before, "a dry run changed files"
+    assert project.ran() == []
+    return {job["task"]: (job["kind"], job["reason"]) for job in
+            json.loads(result.stdout)["would_run"]}
+
+
+def test_dry_run_lists_each_stale_job_with_its_reason_and_changes_nothing(project):
+    stale_project(project)
+    before = snapshot(project.root)
+    result = project.run("--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert snapshot(project.root) == before and project.ran() == []
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("would run 4 of 5 jobs (1 up to date)")
+    listed = dict(line.split(None, 1) for line in lines[1:])
+    assert listed == {"sweep:a.inp": "input changed", "sweep:b.inp": "output missing: b.out",
+                      "sweep:d.inp": "failed last time (exit code 3)",
+                      "sweep:e.inp": "never run"}
+    # ... and the real run then runs exactly those
+    project.run()
+    assert project.ran() == ["a.inp", "b.inp", "e.inp"]  # d fails before it records a run
+
+
+def test_dry_run_json_gives_a_kind_for_every_reason(project):
+    stale_project(project)
+    assert dry_run(project) == {
+        "sweep:a.inp": (INPUT_CHANGED, "input changed"),
+        "sweep:b.inp": (OUTPUT_MISSING, "output missing: b.out"),
+        "sweep:d.inp": (FAILED_LAST_TIME, "failed last time (exit code 3)"),
+        "sweep:e.inp": (NEVER_RUN, "never run")}
+    forced = dry_run(project, "-B")
+    assert forced["sweep:c.inp"] == (FORCED, "forced (-B)")
+    assert forced["sweep:a.inp"][0] == INPUT_CHANGED  # its own reason comes first
+    assert dry_run(project, "c.inp") == {}  # a selection: only its job, up to date
+
+
+def test_dry_run_names_a_changed_runner_or_command(project):
+    project.inputs("a.inp", "b.inp")
+    project.run()
+    project.ran()
+    project.write("runner.py", (project.root / "runner.py").read_text() + "\n# tuned\n")
+    assert {kind for kind, _ in dry_run(project).values()} == {DEP_CHANGED}
+    assert "runner.py" in dry_run(project)["sweep:a.inp"][1]
+    project.run()
+    project.ran()
+    project.write("incrun.toml", 'command = "{python} runner.py {input} --fast"\n')
+    assert dry_run(project) == {"sweep:a.inp": (COMMAND_CHANGED, "command changed"),
+                                "sweep:b.inp": (COMMAND_CHANGED, "command changed")}
+
+
+def test_explain_says_why_one_input_or_output_is_stale_or_up_to_date(project):
+    stale_project(project)
+    before = snapshot(project.root)
+    changed = project.run("explain", "a.out")
+    assert changed.returncode == 0, changed.stderr
+    lines = changed.stdout.splitlines()
+    assert lines[0] == "sweep:a.inp: stale: input changed"
+    assert any(line.split() == ["writes", "a.out"] for line in lines)
+    assert any("last run" in line and "succeeded" in line for line in lines)
+    fresh = project.run("explain", "c.inp").stdout
+    assert fresh.startswith("sweep:c.inp: up to date")
+    failed = project.run("explain", "d.inp").stdout
+    assert "failed last time (exit code 3)" in failed and "log .incrun/logs/" in failed
+    assert "last run  never" in project.run("explain", "e.inp").stdout
+    assert snapshot(project.root) == before and project.ran() == []
+
+
+def test_explain_takes_one_known_path(project):
+    project.inputs("a.inp")
+    project.run()
+    unknown = project.run("explain", "nope.inp")
+    assert unknown.returncode == 8 and "nope.inp" in unknown.stderr
+    several = project.run("explain", "a.inp", "a.out")
+    assert several.returncode == 2 and "exactly one" in several.stderr
+    assert project.run("status", "--dry-run").returncode == 2
