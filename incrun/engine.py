@@ -96,6 +96,7 @@ def _run(config: Config) -> int:
     display = make_display(config.display, quiet=config.quiet, no_color=config.no_color,
                            clock=time.time)
     executor = LocalExecutor(config.jobs, config.root, logs=store.logs_dir)
+    store.begin_run(started, config.jobs)
     try:
         with display:
             def emit(event) -> None:
@@ -126,6 +127,7 @@ def _run(config: Config) -> int:
                 raise
             executor.shutdown()
             summary = tally.summary(time.time())
+            store.end_run(time.time(), summary.succeeded + summary.failed, summary.failed)
             if summary.adopted:
                 emit(Notice(f"adopted {summary.adopted} outputs made before incrun "
                             "(newer than their inputs): recorded as done, not rerun"))

@@ -31,6 +31,7 @@ class JobResult:
     detail: str = ""  # one line saying why it failed
     log_tail: tuple[str, ...] = ()
     attempts: int = 1
+    worker: str | None = None  # the slot that ran it: "w0", "w1"... (processes), "t0"... (threads)
 
     @property
     def ok(self) -> bool:

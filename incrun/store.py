@@ -24,7 +24,21 @@ CREATE TABLE IF NOT EXISTS jobs (
     task TEXT PRIMARY KEY, status TEXT NOT NULL, exit_code INTEGER,
     started REAL, ended REAL, log TEXT, detail TEXT, attempts INTEGER, sig TEXT
 );
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY, started REAL NOT NULL, ended REAL, workers INTEGER,
+    ran INTEGER, failed INTEGER
+);
+CREATE TABLE IF NOT EXISTS history (
+    run INTEGER NOT NULL, task TEXT NOT NULL, status TEXT NOT NULL, started REAL, ended REAL,
+    exit_code INTEGER, signal INTEGER, attempts INTEGER, worker TEXT, detail TEXT, log TEXT
+);
+CREATE INDEX IF NOT EXISTS history_of_run ON history (run);
 """
+# The run history keeps the last runs that ran jobs, as many as fit both bounds (the last one
+# always): a few runs of a 100,000-job sweep, or many of a small one.
+KEEP_RUNS, KEEP_ROWS = 100, 1_000_000
+HISTORY_KEYS = ("task", "status", "started", "ended", "exit_code", "signal", "attempts",
+                "worker", "detail", "log")
 # Job states in the `jobs` table; RUNNING is written, committed, before the job starts.
 RUNNING, SUCCEEDED, FAILED, FORGOTTEN = "running", "ok", "failed", "forgotten"
 MAX_NAME = 200  # bytes of a log file name, well below the usual 255
@@ -146,6 +160,9 @@ class Store:
         self._unstaged: list[str] = []  # job rows to delete at the next commit
         self._before_start: dict[str, tuple | None] = {}  # rows replaced by a RUNNING mark
         self._rows: dict[str, tuple | None] = {}  # job rows read ahead (prefetch)
+        self._run: tuple | None = None  # this run's row: id, started, workers
+        self._run_recorded = False  # its row is staged or written
+        self._history: list[tuple] = []  # rows for the next commit
         self._logs: dict[str, str] = {}
         self._lock_file = None
         self.backend = DoitBackend()
@@ -307,6 +324,75 @@ class Store:
                 else:
                     self._stage([row])
 
+    # -- run history ---------------------------------------------------------
+
+    def begin_run(self, at: float, workers: int) -> None:
+        """A run begins; it enters the history with its first job."""
+        self._run = (None, at, workers)
+
+    def job_ran(self, result: JobResult) -> None:
+        """Keep how a job that ran ended (after retries) in the run history."""
+        if self._run is None or self._conn is None:
+            return
+        if self._run[0] is None:
+            last = self._conn.execute("SELECT MAX(id) FROM runs").fetchone()[0]
+            self._run = ((last or 0) + 1, *self._run[1:])
+        code = result.exit_code
+        signal = -code if code is not None and code < 0 else None
+        self._history.append((self._run[0], result.name, result.status, result.started,
+                              result.ended, None if signal else code, signal, result.attempts,
+                              result.worker, result.detail, result.log_path))
+
+    def end_run(self, at: float, ran: int, failed: int) -> None:
+        """The run is over: its totals, and older runs beyond the bounds dropped."""
+        if self._run is None or self._run[0] is None or self._conn is None:
+            return
+        self.commit()
+        conn = self._conn
+        try:
+            conn.execute("BEGIN")
+            conn.execute("UPDATE runs SET ended = ?, ran = ?, failed = ? WHERE id = ?",
+                         (at, ran, failed, self._run[0]))
+            self._prune_history()
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")  # the jobs' records are committed: the history is
+                # only a convenience
+
+    def _prune_history(self) -> None:
+        kept_rows, dropped = 0, []
+        sizes = self._conn.execute("SELECT run, COUNT(*) FROM history GROUP BY run "
+                                   "ORDER BY run DESC").fetchall()
+        for index, (run, rows) in enumerate(sizes):
+            kept_rows += rows
+            if index and (index >= KEEP_RUNS or kept_rows > KEEP_ROWS):
+                dropped.append((run,))
+        self._conn.executemany("DELETE FROM history WHERE run = ?", dropped)
+        self._conn.executemany("DELETE FROM runs WHERE id = ?", dropped)
+
+    def runs(self) -> list[dict]:
+        """The runs in the history, newest first."""
+        if self._conn is None:
+            return []
+        keys = ("id", "started", "ended", "workers", "ran", "failed")
+        try:
+            rows = self._conn.execute(f"SELECT {', '.join(keys)} FROM runs ORDER BY id DESC")
+            return [dict(zip(keys, row)) for row in rows]
+        except sqlite3.DatabaseError:
+            return []
+
+    def history(self, run: int) -> list[dict]:
+        """The jobs one run ran, in the order they started."""
+        if self._conn is None:
+            return []
+        try:
+            rows = self._conn.execute(f"SELECT {', '.join(HISTORY_KEYS)} FROM history "
+                                      "WHERE run = ? ORDER BY started", (run,))
+            return [dict(zip(HISTORY_KEYS, row)) for row in rows]
+        except sqlite3.DatabaseError:
+            return []
+
     def signatures(self) -> dict[str, str]:
         """The signature recorded with each success (see `uptodate`), by task; do not modify."""
         return self._signatures
@@ -355,7 +441,7 @@ class Store:
             return
         writes, removals = self.backend.pending()
         sigs = [(sig, task) for task, sig in self._new_signatures.items()]
-        if not (writes or removals or sigs or self._staged or self._unstaged):
+        if not (writes or removals or sigs or self._staged or self._unstaged or self._history):
             return
         conn = self._conn
         try:
@@ -365,7 +451,12 @@ class Store:
                           ("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            self._staged),
                           ("DELETE FROM jobs WHERE task = ?", [(t,) for t in self._unstaged]),
-                          ("UPDATE jobs SET sig = ? WHERE task = ?", sigs))
+                          ("UPDATE jobs SET sig = ? WHERE task = ?", sigs),
+                          ("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           self._history))
+            if self._history and not self._run_recorded:
+                conn.execute("INSERT INTO runs (id, started, workers) VALUES (?, ?, ?)",
+                             self._run)
             for statement, rows in statements:
                 if rows:
                     conn.executemany(statement, rows)
@@ -376,6 +467,8 @@ class Store:
             raise StateError(f"cannot record the run's state in {self.db_path}: {error}",
                              hint="free some disk space or fix the permissions; "
                                   "jobs recorded so far stay recorded") from None
+        self._run_recorded = self._run_recorded or bool(self._history)
+        self._history.clear()
         self.backend.clear_pending()
         self._new_signatures.clear()
         self._staged.clear()

@@ -14,6 +14,7 @@ from incrun.status import (
     NEVER_RUN,
     OUTPUT_MISSING,
 )
+from incrun.store import Store
 
 
 def snapshot(root) -> dict[str, tuple[int, bytes]]:
@@ -112,3 +113,48 @@ def test_explain_takes_one_known_path(project):
     several = project.run("explain", "a.inp", "a.out")
     assert several.returncode == 2 and "exactly one" in several.stderr
     assert project.run("status", "--dry-run").returncode == 2
+
+
+HISTORY_RUNNER = '''
+import os, signal, sys
+inp = sys.argv[1]
+text = open(inp).read()
+if "KILL" in text:
+    os.kill(os.getpid(), signal.SIGKILL)
+if "FAIL" in text:
+    sys.exit(3)
+if "FLAKY" in text and not os.path.exists(inp + ".tried"):
+    open(inp + ".tried", "w").close()
+    sys.exit(1)
+open(inp[:-4] + ".out", "w").write(text.upper())
+'''
+
+
+def test_each_run_keeps_a_record_of_every_job_it_ran(project):
+    project.write("runner.py", HISTORY_RUNNER)
+    project.inputs("a.inp", "b.inp", "c.inp")
+    project.write("fail.inp", "FAIL\n")
+    project.write("kill.inp", "KILL\n")
+    project.write("flaky.inp", "FLAKY\n")
+    first = project.run("-n", "2", "--retries", "1")
+    assert first.returncode == 1
+    project.write("a.inp", "x = 2\n")
+    project.run("-n", "2")
+    store = Store(project.root / ".incrun").open(writable=False)
+    try:
+        runs = store.runs()
+        assert [run["ran"] for run in runs] == [3, 6]  # newest first: a, fail, kill; all six
+        assert runs[1]["failed"] == 2 and runs[1]["workers"] == 2
+        jobs = {job["task"]: job for job in store.history(runs[1]["id"])}
+        latest = {job["task"] for job in store.history(runs[0]["id"])}
+    finally:
+        store.close()
+    assert latest == {"sweep:a.inp", "sweep:fail.inp", "sweep:kill.inp"}
+    assert set(jobs) == {f"sweep:{name}.inp" for name in ("a", "b", "c", "fail", "kill", "flaky")}
+    assert (jobs["sweep:fail.inp"]["exit_code"], jobs["sweep:fail.inp"]["signal"]) == (3, None)
+    assert (jobs["sweep:kill.inp"]["exit_code"], jobs["sweep:kill.inp"]["signal"]) == (None, 9)
+    assert jobs["sweep:flaky.inp"]["attempts"] == 2 and jobs["sweep:flaky.inp"]["status"] == "ok"
+    assert jobs["sweep:a.inp"]["exit_code"] == 0
+    assert {job["worker"] for job in jobs.values()} == {"w0", "w1"}
+    for job in jobs.values():
+        assert runs[1]["started"] <= job["started"] <= job["ended"] <= runs[1]["ended"]

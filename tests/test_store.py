@@ -326,3 +326,36 @@ def test_store_log_path_long_names_differing_at_end_distinct(tmp_path):
     first, second = (Path(store.log_path(f"sweep:{stem}{i}.inp")) for i in (1, 2))
     assert first != second
     assert all(len(os.fsencode(part)) <= 255 for part in first.parts + second.parts)
+
+
+def test_run_history_keeps_the_newest_runs_within_its_bounds(tmp_path, monkeypatch):
+    import incrun.store as store_module
+
+    monkeypatch.setattr(store_module, "KEEP_RUNS", 3)
+    monkeypatch.setattr(store_module, "KEEP_ROWS", 25)
+    sizes = [10, 10, 10, 10, 30]  # jobs run by each of five runs
+    for number, size in enumerate(sizes):
+        store = reopen(tmp_path / ".incrun")
+        store.begin_run(100.0 * number, 2)
+        for job in range(size):
+            store.job_ran(JobResult(f"sweep:{job}.inp", OK, 100.0 * number + job,
+                                    100.0 * number + job + 0.5, 0, worker=f"w{job % 2}"))
+            store.commit()
+        store.end_run(100.0 * number + 99, size, 0)
+        kept = [run["started"] for run in store.runs()]
+        if number == 3:  # runs 1-3: 30 rows, over 25: the oldest of them goes too
+            assert kept == [300.0, 200.0]
+        store.close()
+    store = reopen(tmp_path / ".incrun")
+    runs = store.runs()
+    assert [run["started"] for run in runs] == [400.0]  # alone over the bound, but the last
+    history = store.history(runs[0]["id"])
+    assert len(history) == 30 and history[0]["worker"] == "w0"
+    assert history[1]["ended"] - history[1]["started"] == 0.5
+
+
+def test_a_run_that_ran_nothing_leaves_no_history(tmp_path):
+    store = reopen(tmp_path / ".incrun")
+    store.begin_run(1.0, 2)
+    store.end_run(2.0, 0, 0)
+    assert store.runs() == []

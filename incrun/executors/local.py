@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -30,8 +31,9 @@ class WorkerHandle:
     read by a thread of its own and passed on; replaced when it dies, its running job failed and
     its queued jobs sent to the new one."""
 
-    def __init__(self, executor: LocalExecutor):
+    def __init__(self, executor: LocalExecutor, label: str):
         self.executor = executor
+        self.label = label  # the slot's name in the run history: its lane in the report
         self.process: subprocess.Popen | None = None
         self.connection: Connection | None = None
         self.outstanding: dict[str, tuple[dict, str]] = {}  # sent, not finished, in order
@@ -112,7 +114,7 @@ class WorkerHandle:
         if self.running is not None and self.running[2] != self.process.pid:
             self.executor.groups.discard(GroupLeader(self.running[2]), guarded=False)
         self.running, self._deadline = None, None
-        self.executor.tell(FINISHED, name, result)
+        self.executor.tell(FINISHED, name, replace(result, worker=self.label))
 
     def _ended(self, process: subprocess.Popen) -> None:
         """The worker is gone: closed on purpose, or it died (a crash, a timeout, a stop)."""
@@ -151,7 +153,7 @@ class WorkerHandle:
             status, detail = FAILED, f"the worker process exited (code {code})"
         result = job_result(spec, str(self.executor.root), log_path, started, time.time(),
                             status, detail)
-        self.executor.tell(FINISHED, name, result)
+        self.executor.tell(FINISHED, name, replace(result, worker=self.label))
 
     def close(self) -> None:
         """Tell the worker to stop (it ends a running job first); wait until it has."""
@@ -183,7 +185,7 @@ class LocalExecutor:
         self.groups = ProcessGroups(grace, guard)
         self.stopped = False
         self._direct = False  # commands run from threads here, not from worker processes
-        self._handles = [WorkerHandle(self) for _ in range(workers)]
+        self._handles = [WorkerHandle(self, f"w{slot}") for slot in range(workers)]
         self._lookups = Lookups()
         self._own = threading.local()  # each thread's scratch file
         self._todo: queue.SimpleQueue = queue.SimpleQueue()  # (name, function, args) or None
@@ -213,8 +215,9 @@ class LocalExecutor:
     def submit_call(self, name: str, function, *args) -> None:
         """Queue a call in this process (a dodo.py task) that returns the job's JobResult."""
         if len(self._threads) < self.workers:  # started as needed: most runs need none
-            thread = threading.Thread(target=self._work, name=f"incrun-task-{len(self._threads)}",
-                                      daemon=True)
+            label = f"t{len(self._threads)}"
+            thread = threading.Thread(target=self._work, args=(label,),
+                                      name=f"incrun-task-{label}", daemon=True)
             self._threads.append(thread)
             thread.start()
         self._todo.put((name, function, args))
@@ -222,7 +225,7 @@ class LocalExecutor:
     def report(self, result: JobResult) -> None:
         """A job run in the caller's thread: its start and end, as a worker would tell them."""
         self.tell(STARTED, result.name, result.started)
-        self.tell(FINISHED, result.name, result)
+        self.tell(FINISHED, result.name, replace(result, worker="main"))
 
     def _run_here(self, spec: dict, log_path: str) -> JobResult:
         """A command run from this thread, its output into the thread's scratch file."""
@@ -231,14 +234,14 @@ class LocalExecutor:
         return run_job(spec, str(self.root), log_path, time.time, self.groups, self._lookups,
                        getattr(self._own, "scratch", None))
 
-    def _work(self) -> None:
+    def _work(self, label: str) -> None:
         try:
-            self._serve()
+            self._serve(label)
         finally:
             if getattr(self._own, "scratch", None) is not None:
                 self._own.scratch.close()
 
-    def _serve(self) -> None:
+    def _serve(self, label: str) -> None:
         while (item := self._todo.get()) is not None:
             name, function, args = item
             if self.stopped:  # taken from the queue as the run stopped: never started
@@ -251,7 +254,7 @@ class LocalExecutor:
             except Exception as error:  # a bug here must not leave the runner waiting
                 result = JobResult(name, ERROR, started, time.time(),
                                    detail=f"{type(error).__name__}: {error}")
-            self.tell(FINISHED, name, result)
+            self.tell(FINISHED, name, replace(result, worker=label))
 
     def messages(self) -> list[tuple[str, str, object]]:
         """Wait for the next message, then take every one already there."""

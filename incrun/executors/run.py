@@ -201,7 +201,7 @@ class JobRunner(Runner):
         """Record a finished job; False if it was submitted again, to retry."""
         task = node.task
         if not result.ok and self.ctx.interrupted is not None:
-            self._interrupted(node)
+            self._interrupted(node, result)
             return True
         if result.ok:
             result = self._save_success(task, result)
@@ -217,6 +217,7 @@ class JobRunner(Runner):
         else:
             self._record_failure(node, result)
         self.store.job_finished(result, self._signature(task) if result.ok else None)
+        self.store.job_ran(result)
         self.ctx.emit(JobFinished(result))
         return True
 
@@ -232,8 +233,9 @@ class JobRunner(Runner):
             return replace(result, attempts=attempts)
         return replace(result, attempts=attempts, detail=f"{result.detail}, {attempts} attempts")
 
-    def _interrupted(self, node) -> None:
+    def _interrupted(self, node, result: JobResult) -> None:
         """Stopped by a signal: neither done nor failed; its RUNNING mark makes it rerun."""
+        self.store.job_ran(replace(result, status=INTERRUPTED))
         node.run_status = "failure"
         self.dep_manager.remove_success(node.task)
         self.ctx.emit(JobSkipped(node.task.name, NOT_RUN, INTERRUPTED))
