@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="run the selected jobs even if they are up to date")
     parser.add_argument("--dry-run", action="store_true",
                         help="list the jobs that would run and why; run and change nothing")
+    parser.add_argument("--junit", type=Path, metavar="PATH",
+                        help="write a JUnit XML report there: a testcase per job, for CI")
     parser.add_argument("-C", "--directory", type=Path, default=Path("."), metavar="DIR",
                         help="the project folder (default: the current one)")
     parser.add_argument("-q", "--quiet", action="store_true",
@@ -117,6 +119,9 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
     if command == "forget" and not (targets or args.all):
         raise errors.IncrunError("forget needs the jobs to forget", exit_code=errors.USAGE,
                                  hint="name tasks, inputs or folders, or pass --all")
+    if args.junit is not None and not args.junit.absolute().parent.is_dir():
+        raise errors.IncrunError(f"no such folder for the JUnit report: {args.junit.parent}",
+                                 exit_code=errors.USAGE, hint="create it first")
     if not args.directory.is_dir():
         raise errors.IncrunError(f"no such folder: {args.directory}", exit_code=errors.USAGE,
                                  hint="-C takes the project folder")
@@ -126,7 +131,14 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
         timeout=args.timeout, retries=args.retries,
         display=config.choose_display(stdout, env, as_json=args.json and command == "run"),
         no_color=bool(env.get("NO_COLOR")), as_json=args.json, list_all=args.all,
-        dry_run=args.dry_run)
+        dry_run=args.dry_run, junit=_absolute(args.junit),
+        step_summary=_absolute(env.get("GITHUB_STEP_SUMMARY")),
+        annotations=env.get("GITHUB_ACTIONS") == "true")
+
+
+def _absolute(path) -> Path | None:
+    """A path given from the folder incrun was started in, which -C does not change."""
+    return Path(path).absolute() if path else None
 
 
 def main(argv: list[str] | None = None) -> int:

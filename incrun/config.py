@@ -65,6 +65,9 @@ class Config:
     as_json: bool = False  # `status --json`
     list_all: bool = False  # `list --all`
     dry_run: bool = False  # `run --dry-run`: say what would run, and why; run nothing
+    junit: Path | None = None  # write JUnit XML there
+    step_summary: Path | None = None  # append a markdown summary (GITHUB_STEP_SUMMARY)
+    annotations: bool = False  # print `::error` workflow commands (in GitHub Actions)
     dodo: Path | None = None
     settings_source: str | None = None
 

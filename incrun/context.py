@@ -36,7 +36,8 @@ class RunContext:
         clean = self.up_to_date.count if self.up_to_date else 0
         self.emit(RunStarted(for_doit + clean, self.executor.workers, self.started, for_doit))
         if clean:
-            self.emit(JobSkipped("", UP_TO_DATE, count=clean))
+            names = tuple(self.up_to_date.names or ())
+            self.emit(JobSkipped("", UP_TO_DATE, count=clean, names=names))
 
     def interrupt(self, signum: int) -> None:
         """First Ctrl-C or SIGTERM: launch nothing more, end the running jobs."""

@@ -330,7 +330,7 @@ def event_json(event: Event) -> dict[str, Any] | None:
     if isinstance(event, RunFinished):
         return {"event": name, **_fields(event.summary, leave_out=("failures",))}
     # Timestamps are monotonic-clock readings, meaningless outside this process.
-    return {"event": name, **_fields(event, leave_out=("at",))}
+    return {"event": name, **_fields(event, leave_out=("at", "names"))}
 
 
 class JsonDisplay(Display):

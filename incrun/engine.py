@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from . import errors
+from .artifacts import make_artifacts
 from .config import Config
 from .context import RunContext
 from .display import make_display
@@ -95,6 +96,8 @@ def _run(config: Config) -> int:
     tally = Tally()
     display = make_display(config.display, quiet=config.quiet, no_color=config.no_color,
                            clock=time.time)
+    artifacts = make_artifacts(config.junit, config.step_summary, config.annotations,
+                               sys.stdout)
     executor = LocalExecutor(config.jobs, config.root, logs=store.logs_dir)
     store.begin_run(started, config.jobs)
     try:
@@ -102,13 +105,16 @@ def _run(config: Config) -> int:
             def emit(event) -> None:
                 tally.add(event)
                 display.handle(event)
+                for artifact in artifacts:
+                    artifact.handle(event)
 
             for warning in store.warnings:
                 emit(Notice(warning, "warning"))
             context = RunContext(store, executor, emit, config.fail_fast, config.always,
                                  config.retries, config.timeout, started=started)
             if not config.always:
-                context.up_to_date = UpToDate(store, context.signatures)
+                context.up_to_date = UpToDate(store, context.signatures,
+                                              keep_names=config.junit is not None)
             rule = _checked_rule(config, context.up_to_date)
             pending = rule.pending(context.up_to_date) if rule is not None else None
             try:

@@ -71,6 +71,7 @@ class JobSkipped:
     reason: str  # UP_TO_DATE, ADOPTED, IGNORED or NOT_RUN
     detail: str = ""
     count: int = 1
+    names: tuple[str, ...] = ()  # of the `count` jobs, when a consumer asked for them
 
 
 @dataclass(frozen=True)

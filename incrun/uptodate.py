@@ -53,10 +53,11 @@ class Signatures:
 class UpToDate:
     """Which jobs of a sweep are up to date by signature; only the others are handed to doit."""
 
-    def __init__(self, store, signatures: Signatures):
+    def __init__(self, store, signatures: Signatures, keep_names: bool = False):
         self.store = store
         self.signatures = signatures
         self.count = 0  # jobs found up to date so far
+        self.names: list[str] | None = [] if keep_names else None  # their task names
 
     def stale(self, sweep) -> list[int]:
         """The indices of the sweep's jobs whose signature is not the recorded one.
@@ -88,4 +89,8 @@ class UpToDate:
             if "|".join(texts) != expected:
                 stale.append(index)
         self.count += len(sweep) - len(stale)
+        if self.names is not None:
+            stale_set = set(stale)
+            self.names += [prefix + rel for index, rel in enumerate(sweep.inputs)
+                           if index not in stale_set]
         return stale

@@ -1,0 +1,114 @@
+"""End to end: what CI gets from a run. A JUnit file its test-report viewers accept, a GitHub
+step summary and annotations, and a cached `.incrun/` that makes the next pipeline rerun nothing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tarfile
+import xml.etree.ElementTree as ET
+
+import pytest
+
+# The JUnit schema CI tools agree on (junit-10.xsd, from Jenkins' xunit plugin): pytest checks
+# its own JUnit files against it and ships it in its source distribution, whence it is taken.
+SCHEMA_SOURCE = "pytest==9.2.0"
+SCHEMA_MEMBER = "pytest-9.2.0/testing/example_scripts/junit-10.xsd"
+
+
+@pytest.fixture(scope="session")
+def junit_schema(request):
+    etree = pytest.importorskip("lxml.etree")
+    folder = request.config.cache.mkdir("junit-schema")
+    schema = folder / "junit-10.xsd"
+    if not schema.exists():
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                        "--no-binary", ":all:", SCHEMA_SOURCE, "-d", str(folder)], check=True,
+                       capture_output=True)
+        with tarfile.open(next(folder.glob("pytest-*.tar.gz"))) as archive:
+            schema.write_bytes(archive.extractfile(SCHEMA_MEMBER).read())
+    return etree.XMLSchema(etree.parse(str(schema)))
+
+
+def ci_project(project):
+    """a, b, c up to date; d changed since; e fails; f never ran."""
+    project.inputs("a.inp", "b.inp", "c.inp", "d.inp")
+    project.run()
+    project.ran()
+    project.write("d.inp", "x = 4\n")
+    project.write("e.inp", "FAIL\n")
+    project.write("f.inp", "x = 6\n")
+
+
+def test_junit_has_a_testcase_per_job_and_passes_the_schema(project, junit_schema):
+    from lxml import etree
+
+    ci_project(project)
+    result = project.run("--junit", "report.xml")
+    assert result.returncode == 1
+    report = project.root / "report.xml"
+    junit_schema.assertValid(etree.parse(str(report)))
+    suite = ET.parse(report).getroot().find("testsuite")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"),
+            suite.get("skipped")) == ("6", "1", "0", "3")
+    cases = {case.get("name"): case for case in suite.iter("testcase")}
+    assert set(cases) == {"a.inp", "b.inp", "c.inp", "d.inp", "e.inp", "f.inp"}
+    assert all(case.get("classname") == "sweep" for case in cases.values())
+    failure = cases["e.inp"].find("failure")
+    assert failure.get("message") == "exit code 3"
+    assert "bad input: cannot simulate" in failure.text  # the log's tail
+    assert "log: .incrun/logs/" in failure.text
+    assert cases["a.inp"].find("skipped").get("message") == "up to date"
+    assert list(cases["d.inp"]) == [] and float(cases["d.inp"].get("time")) > 0
+
+
+def test_a_no_op_run_lists_every_job_as_skipped(project, junit_schema):
+    from lxml import etree
+
+    project.inputs("a.inp", "b.inp")
+    project.run()
+    assert project.run("--junit", "out/report.xml").returncode == 2  # its folder is missing
+    (project.root / "out").mkdir()
+    assert project.run("--junit", "out/report.xml").returncode == 0
+    tree = etree.parse(str(project.root / "out" / "report.xml"))
+    junit_schema.assertValid(tree)
+    assert [case.find("skipped").get("message") for case in tree.iter("testcase")] == \
+        ["up to date", "up to date"]
+
+
+def test_in_github_actions_a_step_summary_and_annotations(project):
+    ci_project(project)
+    summary = project.root.parent / "summary.md"
+    summary.write_text("earlier step\n")
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
+    result = project.run(env=env)
+    assert result.returncode == 1
+    text = summary.read_text()
+    assert text.startswith("earlier step\n### incrun: done in")  # appended, not replaced
+    assert "| `sweep:e.inp` | exit code 3 | `.incrun/logs/sweep/e.inp.log` |" in text
+    assert "| slowest jobs | seconds |" in text
+    errors = [line for line in result.stdout.splitlines() if line.startswith("::error ")]
+    assert len(errors) == 1
+    assert errors[0].startswith("::error file=e.inp,title=incrun%3A sweep%3Ae.inp::exit code 3%0A")
+    assert "bad input: cannot simulate" in errors[0]
+    quiet = project.run()  # outside GitHub Actions: neither
+    assert "::error" not in quiet.stdout
+
+
+def test_a_cached_state_dir_in_a_fresh_clone_reruns_nothing(project, tmp_path):
+    # CI restores .incrun/ from its cache into a fresh checkout: same content, new mtimes.
+    project.inputs("a.inp", "b.inp", "sub/c.inp")
+    assert project.run("-n", "2").returncode == 0
+    project.ran()
+    clone = tmp_path / "clone"
+    shutil.copytree(project.root, clone, copy_function=shutil.copyfile)  # no times kept
+    assert (clone / "a.inp").stat().st_mtime_ns != (project.root / "a.inp").stat().st_mtime_ns
+    project.root = clone
+    again = project.run("-n", "2")
+    assert again.returncode == 0, again.stderr
+    assert "all 3 jobs up to date" in again.stdout
+    assert project.ran() == []
+    project.write("b.inp", "x = 2\n")  # ... and what did change still reruns
+    project.run()
+    assert project.ran() == ["b.inp"]
