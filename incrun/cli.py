@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="run the selected jobs even if they are up to date")
     parser.add_argument("--dry-run", action="store_true",
                         help="list the jobs that would run and why; run and change nothing")
+    parser.add_argument("--shard", type=_shard, metavar="I/N",
+                        help="only the jobs of shard I of N (for a CI matrix); a job's "
+                             "shard depends on its name alone")
+    parser.add_argument("--limit", type=_positive, metavar="K",
+                        help="run at most K stale jobs (a smoke run); the rest wait")
     parser.add_argument("--junit", type=Path, metavar="PATH",
                         help="write a JUnit XML report there: a testcase per job, for CI")
     parser.add_argument("-C", "--directory", type=Path, default=Path("."), metavar="DIR",
@@ -92,6 +97,14 @@ def _count(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
     return int(text)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count)):
+        raise argparse.ArgumentTypeError(f"expected I/N with 1 <= I <= N, such as 2/4, "
+                                         f"got {text!r}")
+    return int(index), int(count)
 
 
 def _positive(text: str) -> int:
@@ -131,7 +144,7 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
         timeout=args.timeout, retries=args.retries,
         display=config.choose_display(stdout, env, as_json=args.json and command == "run"),
         no_color=bool(env.get("NO_COLOR")), as_json=args.json, list_all=args.all,
-        dry_run=args.dry_run, junit=_absolute(args.junit),
+        dry_run=args.dry_run, junit=_absolute(args.junit), shard=args.shard, limit=args.limit,
         step_summary=_absolute(env.get("GITHUB_STEP_SUMMARY")),
         annotations=env.get("GITHUB_ACTIONS") == "true")
 

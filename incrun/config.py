@@ -68,6 +68,8 @@ class Config:
     junit: Path | None = None  # write JUnit XML there
     step_summary: Path | None = None  # append a markdown summary (GITHUB_STEP_SUMMARY)
     annotations: bool = False  # print `::error` workflow commands (in GitHub Actions)
+    shard: tuple[int, int] | None = None  # --shard I/N: only the jobs of shard I of N
+    limit: int | None = None  # --limit K: at most K jobs run; the other stale ones wait
     dodo: Path | None = None
     settings_source: str | None = None
 

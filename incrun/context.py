@@ -21,6 +21,7 @@ class RunContext:
     always: bool = False
     retries: int = 0
     timeout: float | None = None  # from the command line: wins over every rule's own
+    limit: int | None = None  # --limit: at most this many jobs start
     clock: Callable[[], float] = time.time
     interrupted: int | None = None  # the signal that stopped the run
     signatures: Signatures = field(default_factory=Signatures)

@@ -140,6 +140,8 @@ def _summary_counts(summary: Summary) -> str:
         parts.append(f"{summary.failed} failed")
     if summary.not_run:
         parts.append(f"{summary.not_run} not run")
+    if summary.deferred:
+        parts.append(f"{summary.deferred} left for later (--limit)")
     return ", ".join(parts)
 
 

@@ -16,15 +16,20 @@ from .config import Config
 from .context import RunContext
 from .display import make_display
 from .errors import NoRule
-from .events import Notice, RunFinished, Tally
+from .events import DEFERRED, JobSkipped, Notice, RunFinished, Tally
 from .executors.local import LocalExecutor
-from .rules import Rule, require_jobs
+from .rules import Rule, require_jobs, sharded
 from .store import Store
 from .uptodate import UpToDate
 
 
 def run(config: Config) -> int:
     os.chdir(config.root)
+    with sharded(config.shard):
+        return _command(config)
+
+
+def _command(config: Config) -> int:
     if config.rule is None and config.dodo is None:
         raise NoRule(f"nothing to run in {config.root}: no runner.py, no incrun.toml, "
                      "no [tool.incrun] in pyproject.toml and no dodo.py",
@@ -111,7 +116,7 @@ def _run(config: Config) -> int:
             for warning in store.warnings:
                 emit(Notice(warning, "warning"))
             context = RunContext(store, executor, emit, config.fail_fast, config.always,
-                                 config.retries, config.timeout, started=started)
+                                 config.retries, config.timeout, config.limit, started=started)
             if not config.always:
                 context.up_to_date = UpToDate(store, context.signatures,
                                               keep_names=config.junit is not None)
@@ -132,6 +137,8 @@ def _run(config: Config) -> int:
                 executor.shutdown(kill=True)
                 raise
             executor.shutdown()
+            if config.limit is not None and tally.total > tally.done:
+                emit(JobSkipped("", DEFERRED, count=tally.total - tally.done))
             summary = tally.summary(time.time())
             store.end_run(time.time(), summary.succeeded + summary.failed, summary.failed)
             if summary.adopted:

@@ -16,6 +16,7 @@ UP_TO_DATE = "up-to-date"
 ADOPTED = "adopted"  # outputs from before incrun, newer than their inputs
 IGNORED = "ignored"
 NOT_RUN = "not-run"  # a dependency failed, or the run stopped early
+DEFERRED = "deferred"  # left for a later run by --limit: not a failure
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class Summary:
     up_to_date: int = 0
     adopted: int = 0
     not_run: int = 0
+    deferred: int = 0
     elapsed: float = 0.0
     failures: tuple[JobResult, ...] = field(default=())
 
@@ -113,7 +115,7 @@ class Tally:
         self.total = total
         self.started_at = started_at
         self.running: dict[str, float] = {}
-        self.counts = {OK: 0, FAILED: 0, UP_TO_DATE: 0, ADOPTED: 0, NOT_RUN: 0}
+        self.counts = {OK: 0, FAILED: 0, UP_TO_DATE: 0, ADOPTED: 0, NOT_RUN: 0, DEFERRED: 0}
         self.failures: list[JobResult] = []
         self.run_durations: list[float] = []
 
@@ -147,6 +149,7 @@ class Tally:
             up_to_date=self.counts[UP_TO_DATE],
             adopted=self.counts[ADOPTED],
             not_run=self.counts[NOT_RUN] + max(0, self.total - self.done),
+            deferred=self.counts[DEFERRED],
             elapsed=now - self.started_at,
             failures=tuple(self.failures),
         )

@@ -14,7 +14,7 @@ from doit.loader import generate_tasks, load_doit_config, load_tasks
 
 from .config import Config
 from .errors import BadDodo, UnknownTask
-from .rules import META_KEY, Rule, declared_rules, inside, job_filter, require_jobs
+from .rules import META_KEY, Rule, declared_rules, inside, job_filter, require_jobs, shard
 
 
 def import_dodo(path: Path):
@@ -101,6 +101,8 @@ class IncrunLoader(TaskLoader2):
             tasks = self._dodo_tasks(cmd, pos_args)
             if not declared_rules:
                 tasks = self._rule_tasks() + tasks
+            if shard:
+                tasks = _jobs_only(tasks, self.config_obj.rule)
         finally:
             job_filter.clear()
         _refuse_outside_targets(tasks, self.config_obj.root)
@@ -128,6 +130,13 @@ class IncrunLoader(TaskLoader2):
             require_jobs(rule.sweep(), spec)
         doc = f"run {' '.join(spec.command)} for each {' '.join(spec.inputs)}"
         return generate_tasks(spec.name, rule.tasks(), doc)
+
+
+def _jobs_only(tasks: list, own_rule) -> list:
+    """A shard runs its share of the sweeps' jobs, not the hand-written tasks: those may need
+    the outputs of every shard."""
+    rules = {rule.spec.name for rule in declared_rules} or {own_rule.name if own_rule else ""}
+    return [task for task in tasks if is_job(task) or task.name in rules]
 
 
 def _refuse_outside_targets(tasks: list, root: Path) -> None:

@@ -9,7 +9,9 @@ import os
 import posixpath
 import re
 import sys
+import zlib
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,24 @@ META_KEY = "incrun"  # the key under a task's `meta` that marks it as a job incr
 declared_rules: list[Rule] = []
 # Set by incrun's loader for a run: the check whose up-to-date jobs are left out of the tasks.
 job_filter: list = []
+# Set by incrun for a run with --shard I/N: (I, N); every sweep keeps the jobs of shard I.
+shard: list[tuple[int, int]] = []
+
+
+def in_shard(task: str, index: int, count: int) -> bool:
+    """Whether a job belongs to shard `index` (1-based) of `count`: by a hash of its own name,
+    so a job never moves to another shard when inputs are added or removed."""
+    return zlib.crc32(task.encode("utf-8", "surrogateescape")) % count == index - 1
+
+
+@contextmanager
+def sharded(selection: tuple[int, int] | None):
+    """Sweeps made meanwhile keep only the jobs of this shard."""
+    shard[:] = [selection] if selection else []
+    try:
+        yield
+    finally:
+        shard.clear()
 
 
 @dataclass(frozen=True)
@@ -265,9 +285,15 @@ class Sweep:
         self.outputs = _output_paths(spec, self.inputs, root)
         made = {output for outputs in self.outputs for output in outputs}
         if not made.isdisjoint(self.inputs):  # one job's output is never another's input
-            kept = [i for i, rel in enumerate(self.inputs) if rel not in made]
-            self.inputs = [self.inputs[i] for i in kept]
-            self.outputs = [self.outputs[i] for i in kept]
+            self._keep([i for i, rel in enumerate(self.inputs) if rel not in made])
+        self.found = len(self.inputs)  # before the shard is taken
+        if shard:
+            self._keep([i for i, rel in enumerate(self.inputs)
+                        if in_shard(self.task_name(rel), *shard[0])])
+
+    def _keep(self, kept: list[int]) -> None:
+        self.inputs = [self.inputs[i] for i in kept]
+        self.outputs = [self.outputs[i] for i in kept]
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -389,7 +415,7 @@ def make_jobs(spec: RuleSpec, root: Path) -> list[Job]:
 
 def require_jobs(jobs, spec: RuleSpec):
     """The jobs (or the sweep) of a project's own rule; none is a mistake to report."""
-    if not jobs:
+    if not getattr(jobs, "found", jobs):  # a shard may be empty, the sweep may not
         patterns = " ".join(spec.inputs)
         raise NoInputs(f"no input file matches {patterns}",
                        hint="set 'inputs' in [tool.incrun] or incrun.toml, "

@@ -3,6 +3,7 @@ step summary and annotations, and a cached `.incrun/` that makes the next pipeli
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -112,3 +113,58 @@ def test_a_cached_state_dir_in_a_fresh_clone_reruns_nothing(project, tmp_path):
     project.write("b.inp", "x = 2\n")  # ... and what did change still reruns
     project.run()
     assert project.ran() == ["b.inp"]
+
+
+def shard_lists(project, count: int) -> list[set[str]]:
+    """The jobs each shard would run, from a dry run."""
+    found = []
+    for index in range(1, count + 1):
+        result = project.run("--dry-run", "--json", "--shard", f"{index}/{count}")
+        assert result.returncode == 0, result.stderr
+        found.append({job["task"] for job in json.loads(result.stdout)["would_run"]})
+    return found
+
+
+def test_shards_split_the_jobs_and_keep_them_where_they_were(project):
+    names = [f"in{i:03d}.inp" for i in range(60)]
+    project.inputs(*names)
+    before = shard_lists(project, 3)
+    assert set().union(*before) == {f"sweep:{name}" for name in names}
+    assert sum(len(shard) for shard in before) == 60 and all(len(s) >= 10 for s in before)
+    project.inputs(*(f"new{i:02d}.inp" for i in range(20)))
+    after = shard_lists(project, 3)
+    assert all(old <= new for old, new in zip(before, after))  # nobody moved
+    ran = []
+    for index in (1, 2, 3):
+        result = project.run("-n", "2", "--shard", f"{index}/3")
+        assert result.returncode == 0, result.stderr
+        ran.append(set(project.ran()))
+    assert [{f"sweep:{name}" for name in shard} for shard in ran] == after
+    assert "all 80 jobs up to date" in project.run().stdout
+
+
+def test_an_empty_shard_is_no_error_and_hand_written_tasks_wait(project):
+    project.write("dodo.py", "from incrun import Rule\n\nsweep = Rule()\n\n\n"
+                             "def task_sweep():\n    yield from sweep.tasks()\n\n\n"
+                             "def task_gather():\n    return {'actions': ['touch gathered'],\n"
+                             "            'file_dep': sweep.outputs()}\n")
+    project.inputs("only.inp")
+    results = [project.run("--shard", f"{index}/2") for index in (1, 2)]
+    assert [result.returncode for result in results] == [0, 0]
+    assert project.ran() == ["only.inp"]  # by exactly one of the two shards
+    assert not (project.root / "gathered").exists()
+    assert project.run().returncode == 0 and (project.root / "gathered").exists()
+    bad = project.run("--shard", "3/2")
+    assert bad.returncode == 2 and "I/N" in bad.stderr
+
+
+def test_limit_runs_at_most_k_stale_jobs_and_the_rest_later(project):
+    project.inputs(*(f"in{i}.inp" for i in range(10)))
+    first = project.run("--limit", "3", "-n", "2")
+    assert first.returncode == 0, first.stdout
+    assert len(project.ran()) == 3
+    assert "7 left for later (--limit)" in first.stdout
+    assert project.run("--limit", "3").returncode == 0
+    assert len(project.ran()) == 3
+    assert project.run().returncode == 0
+    assert len(project.ran()) == 4

@@ -58,6 +58,7 @@ class JobRunner(Runner):
         self.store = context.store
         self.root = context.executor.root
         self._attempts: dict[str, int] = {}
+        self._started = 0  # jobs started (retries not counted)
 
     # -- selection -----------------------------------------------------------
 
@@ -127,7 +128,7 @@ class JobRunner(Runner):
         exhausted = False
         while True:
             chosen = []
-            while not exhausted and not self._stopping() and (
+            while not exhausted and not self._stopping() and not self.limit_reached and (
                     ended or len(inflight) + len(chosen) < capacity):
                 try:
                     node = generator.send(ended.pop() if ended else None)
@@ -147,7 +148,7 @@ class JobRunner(Runner):
                 inflight[node.task.name] = node
                 self._submit(node.task)
             if not inflight:
-                if ended and not exhausted and not self._stopping():
+                if ended and not exhausted and not self._stopping() and not self.limit_reached:
                     continue
                 break
             for kind, name, value in self.ctx.executor.messages():
@@ -159,6 +160,11 @@ class JobRunner(Runner):
                 elif self._finish(inflight[name], value):
                     ended.append(inflight.pop(name))
         self.store.commit()
+
+    @property
+    def limit_reached(self) -> bool:
+        """--limit K: K jobs have started; the others wait for a later run."""
+        return self.ctx.limit is not None and self._started >= self.ctx.limit
 
     def _stopping(self) -> bool:
         return self._stop_running or self.ctx.interrupted is not None
@@ -173,6 +179,7 @@ class JobRunner(Runner):
             node.run_status = "successful"
             return False
         self.store.job_started(task.name, self.ctx.clock())
+        self._started += 1
         return True
 
     def _submit(self, task) -> None:
