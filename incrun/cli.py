@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
                              "shard depends on its name alone")
     parser.add_argument("--limit", type=_positive, metavar="K",
                         help="run at most K stale jobs (a smoke run); the rest wait")
+    parser.add_argument("--in-order", action="store_true",
+                        help="start the jobs in input order (default: longest expected "
+                             "first, from the last run of each)")
     parser.add_argument("--junit", type=Path, metavar="PATH",
                         help="write a JUnit XML report there: a testcase per job, for CI")
     parser.add_argument("-C", "--directory", type=Path, default=Path("."), metavar="DIR",
@@ -145,6 +148,7 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
         display=config.choose_display(stdout, env, as_json=args.json and command == "run"),
         no_color=bool(env.get("NO_COLOR")), as_json=args.json, list_all=args.all,
         dry_run=args.dry_run, junit=_absolute(args.junit), shard=args.shard, limit=args.limit,
+        in_order=args.in_order,
         step_summary=_absolute(env.get("GITHUB_STEP_SUMMARY")),
         annotations=env.get("GITHUB_ACTIONS") == "true")
 

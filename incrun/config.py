@@ -70,6 +70,7 @@ class Config:
     annotations: bool = False  # print `::error` workflow commands (in GitHub Actions)
     shard: tuple[int, int] | None = None  # --shard I/N: only the jobs of shard I of N
     limit: int | None = None  # --limit K: at most K jobs run; the other stale ones wait
+    in_order: bool = False  # --in-order: start jobs in input order, not longest first
     dodo: Path | None = None
     settings_source: str | None = None
 

@@ -27,6 +27,7 @@ class RunContext:
     signatures: Signatures = field(default_factory=Signatures)
     up_to_date: UpToDate | None = None  # finds the jobs up to date before doit sees them
     started: float = 0.0  # when the run began, before any job was checked
+    expected: object = None  # schedule.Expected: the stale jobs' last known durations
 
     def __post_init__(self):
         self.started = self.started or self.clock()
@@ -35,7 +36,9 @@ class RunContext:
         """Announce the run: `for_doit` jobs doit will check or run, and those found up to date
         already, counted at once rather than one event each."""
         clean = self.up_to_date.count if self.up_to_date else 0
-        self.emit(RunStarted(for_doit + clean, self.executor.workers, self.started, for_doit))
+        durations = dict(self.expected.durations) if self.expected is not None else {}
+        self.emit(RunStarted(for_doit + clean, self.executor.workers, self.started, for_doit,
+                             durations))
         if clean:
             names = tuple(self.up_to_date.names or ())
             self.emit(JobSkipped("", UP_TO_DATE, count=clean, names=names))

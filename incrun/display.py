@@ -62,8 +62,18 @@ def jobs_per_second(tally: Tally, now: float) -> float | None:
     return ran / elapsed if ran and elapsed > 0 else None
 
 
-def eta_seconds(tally: Tally, workers: int) -> float | None:
-    # Jobs not yet checked may turn out up to date, so this is an upper bound.
+def eta_seconds(tally: Tally, workers: int, now: float | None = None) -> float | None:
+    """The work left, divided among the workers: each job's last known duration, this run's
+    mean for a job with no history; less what the running jobs have done already. Jobs not
+    yet checked may turn out up to date, so this is an upper bound."""
+    if tally.expected:
+        durations = tally.run_durations or list(tally.expected.values())
+        mean = sum(durations) / len(durations)
+        left = max(tally.expected_left, 0.0) + tally.unknown_left * mean
+        if now is not None:
+            left -= sum(min(now - started, tally.expected.get(name, mean))
+                        for name, started in tally.running.items())
+        return max(left, 0.0) / max(workers, 1)
     if not tally.run_durations:
         return None
     remaining = max(tally.total - tally.done, 0)
@@ -71,8 +81,8 @@ def eta_seconds(tally: Tally, workers: int) -> float | None:
     return remaining * mean / max(workers, 1)
 
 
-def _eta_text(tally: Tally, workers: int) -> str:
-    eta = eta_seconds(tally, workers)
+def _eta_text(tally: Tally, workers: int, now: float | None = None) -> str:
+    eta = eta_seconds(tally, workers, now)
     return "ETA —" if eta is None else f"ETA {format_seconds(eta, precise=False)}"
 
 
@@ -90,7 +100,7 @@ def progress_parts(tally: Tally, now: float, workers: int) -> list[tuple[str, st
     rate = jobs_per_second(tally, now)
     if rate is not None:
         parts.append((f"{rate:.1f} jobs/s", ""))
-    parts.append((_eta_text(tally, workers), ""))
+    parts.append((_eta_text(tally, workers, now), ""))
     return parts
 
 
@@ -332,7 +342,7 @@ def event_json(event: Event) -> dict[str, Any] | None:
     if isinstance(event, RunFinished):
         return {"event": name, **_fields(event.summary, leave_out=("failures",))}
     # Timestamps are monotonic-clock readings, meaningless outside this process.
-    return {"event": name, **_fields(event, leave_out=("at", "names"))}
+    return {"event": name, **_fields(event, leave_out=("at", "names", "expected"))}
 
 
 class JsonDisplay(Display):

@@ -18,14 +18,15 @@ from .display import make_display
 from .errors import NoRule
 from .events import DEFERRED, JobSkipped, Notice, RunFinished, Tally
 from .executors.local import LocalExecutor
-from .rules import Rule, require_jobs, sharded
+from .rules import Rule, job_order, require_jobs, run_settings
+from .schedule import Expected
 from .store import Store
 from .uptodate import UpToDate
 
 
 def run(config: Config) -> int:
     os.chdir(config.root)
-    with sharded(config.shard):
+    with run_settings(config.shard):
         return _command(config)
 
 
@@ -120,6 +121,8 @@ def _run(config: Config) -> int:
             if not config.always:
                 context.up_to_date = UpToDate(store, context.signatures,
                                               keep_names=config.junit is not None)
+            context.expected = Expected(store, longest_first=not config.in_order)
+            job_order[:] = [context.expected]
             rule = _checked_rule(config, context.up_to_date)
             pending = rule.pending(context.up_to_date) if rule is not None else None
             try:

@@ -49,6 +49,7 @@ class RunStarted:
     workers: int
     at: float
     pending: int | None = None  # jobs that may run (the others are up to date); default: total
+    expected: dict[str, float] = field(default_factory=dict)  # last known durations, by job
 
     def __post_init__(self):
         if self.pending is None:
@@ -118,14 +119,21 @@ class Tally:
         self.counts = {OK: 0, FAILED: 0, UP_TO_DATE: 0, ADOPTED: 0, NOT_RUN: 0, DEFERRED: 0}
         self.failures: list[JobResult] = []
         self.run_durations: list[float] = []
+        self.expected: dict[str, float] = {}  # of the jobs that may run, those with a history
+        self.expected_left = 0.0  # their sum, for those not finished
+        self.unknown_left = 0  # jobs that may run, not finished, with no history
 
     def add(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self.total, self.started_at = event.total, event.at
+            self.expected = event.expected
+            self.expected_left = sum(event.expected.values())
+            self.unknown_left = max(event.pending - len(event.expected), 0)
         elif isinstance(event, JobStarted):
             self.running[event.name] = event.at
         elif isinstance(event, JobFinished):
             result = event.result
+            self._left(result.name)
             self.running.pop(result.name, None)
             self.run_durations.append(result.duration)
             if result.ok:
@@ -134,8 +142,17 @@ class Tally:
                 self.counts[FAILED] += 1
                 self.failures.append(result)
         elif isinstance(event, JobSkipped):
+            if event.name:
+                self._left(event.name)
             reason = UP_TO_DATE if event.reason == IGNORED else event.reason
             self.counts[reason] += event.count
+
+    def _left(self, name: str) -> None:
+        """A job that may have run is done with: its expected time is no longer to come."""
+        if name in self.expected:
+            self.expected_left -= self.expected[name]
+        elif self.unknown_left:
+            self.unknown_left -= 1
 
     @property
     def done(self) -> int:

@@ -38,6 +38,8 @@ declared_rules: list[Rule] = []
 job_filter: list = []
 # Set by incrun for a run with --shard I/N: (I, N); every sweep keeps the jobs of shard I.
 shard: list[tuple[int, int]] = []
+# Set by incrun for a run: the schedule.Expected that orders each rule's stale jobs.
+job_order: list = []
 
 
 def in_shard(task: str, index: int, count: int) -> bool:
@@ -47,13 +49,15 @@ def in_shard(task: str, index: int, count: int) -> bool:
 
 
 @contextmanager
-def sharded(selection: tuple[int, int] | None):
-    """Sweeps made meanwhile keep only the jobs of this shard."""
+def run_settings(selection: tuple[int, int] | None):
+    """Meanwhile, sweeps keep only the jobs of shard `selection` (and the run may set
+    `job_order`); both are cleared after."""
     shard[:] = [selection] if selection else []
     try:
         yield
     finally:
         shard.clear()
+        job_order.clear()
 
 
 @dataclass(frozen=True)
@@ -253,6 +257,8 @@ class Rule:
                 jobs = sweep.jobs()
             else:
                 jobs = [sweep.job(index) for index in up_to_date.stale(sweep)]
+            if jobs and job_order:
+                jobs = job_order[0].order(jobs)
             self._pending = (up_to_date, jobs)
         return self._pending[1]
 

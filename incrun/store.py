@@ -286,6 +286,31 @@ class Store:
         except sqlite3.DatabaseError:
             return None
 
+    def durations(self, tasks: list[str]) -> dict[str, float]:
+        """How long each of these jobs took the last time it ran, if it did."""
+        found: dict[str, float] = {}
+        if self._conn is None:
+            return found
+        try:
+            for chunk in _chunks(tasks):
+                found.update(self._conn.execute(
+                    f"SELECT task, ended - started FROM jobs WHERE task IN ({_marks(chunk)}) "
+                    "AND ended IS NOT NULL AND started IS NOT NULL AND ended > started", chunk))
+        except sqlite3.DatabaseError:
+            pass  # no history: input order, and an ETA from this run's mean
+        return found
+
+    def mean_duration(self) -> float | None:
+        """The mean of every job's last known duration."""
+        if self._conn is None:
+            return None
+        try:
+            return self._conn.execute(
+                "SELECT AVG(ended - started) FROM jobs WHERE ended IS NOT NULL "
+                "AND started IS NOT NULL AND ended > started").fetchone()[0]
+        except sqlite3.DatabaseError:
+            return None
+
     def prefetch(self, tasks: list[str]) -> None:
         """Read at once what the run will ask of these jobs (the stale ones): their doit rows,
         and their job rows, kept in case a job marked running never starts."""

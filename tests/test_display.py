@@ -10,7 +10,7 @@ import sys
 import pytest
 from rich.console import Console
 
-from incrun.display import make_display, summary_lines
+from incrun.display import eta_seconds, make_display, summary_lines
 from incrun.events import (
     ADOPTED,
     ERROR,
@@ -125,6 +125,19 @@ def test_render_eta_uses_mean_duration_and_workers():
     # 8 jobs left, 4 s each on average, 2 workers: 16 s.
     tally = tally_of(finished("a", ended=4.0), finished("b", ended=4.0), workers=2)
     assert "ETA 16s" in visible(rendered(render(tally, now=4.0, width=100, workers=2)))
+
+
+def test_eta_from_history_uses_each_jobs_last_duration_then_this_runs_mean():
+    # a took 10 s last time, b 2 s, c never ran; 2 workers.
+    tally = Tally()
+    tally.add(RunStarted(3, 2, at=0.0, pending=3, expected={"a": 10.0, "b": 2.0}))
+    assert eta_seconds(tally, 2) == (10 + 2 + 6) / 2  # c: the mean of the known ones
+    tally.add(JobStarted("a", 0.0))
+    tally.add(JobFinished(JobResult("a", OK, 0.0, 8.0)))
+    assert eta_seconds(tally, 2) == (2 + 8) / 2  # c: this run's mean now
+    tally.add(JobStarted("b", 8.0))
+    assert eta_seconds(tally, 2, now=9.5) == (2 - 1.5 + 8) / 2  # b is 1.5 s in
+    assert eta_seconds(tally, 2, now=30.0) == (0 + 8) / 2  # b overdue: none of it left
 
 
 def test_render_counts_adopted_with_up_to_date_and_names_them():

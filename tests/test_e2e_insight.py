@@ -158,3 +158,43 @@ def test_each_run_keeps_a_record_of_every_job_it_ran(project):
     assert {job["worker"] for job in jobs.values()} == {"w0", "w1"}
     for job in jobs.values():
         assert runs[1]["started"] <= job["started"] <= job["ended"] <= runs[1]["ended"]
+
+
+SLEEPER = '''
+import sys, time
+inp = sys.argv[1]
+time.sleep(float(open(inp).read()))
+open(inp[:-4] + ".out", "w").write("done")
+'''
+
+
+def start_order(project) -> list[str]:
+    return [record["input"] for record in sorted(project.records(), key=lambda r: r["start"])]
+
+
+def test_with_history_the_longest_jobs_start_first(project):
+    project.write("runner.py", SLEEPER.replace('open(inp[:-4]', RECORDING + 'open(inp[:-4]'))
+    durations = {"a.inp": "0.05", "b.inp": "0.05", "c.inp": "0.6", "d.inp": "0.05",
+                 "e.inp": "0.3"}
+    for name, seconds in durations.items():
+        project.write(name, seconds)
+    project.run("-n", "1")
+    assert start_order(project) == list(durations)  # no history: input order
+    project.ran()
+    project.run("-n", "1", "-B")
+    assert start_order(project)[:2] == ["c.inp", "e.inp"]
+    project.ran()
+    project.write("f.inp", "0.05")  # never ran: counts as the mean of all, 0.21 s
+    project.write("a.inp", "0.06")
+    project.run("-n", "1")
+    assert start_order(project) == ["f.inp", "a.inp"]
+    project.ran()
+    project.run("-n", "1", "-B", "--in-order")
+    assert start_order(project) == sorted(durations) + ["f.inp"]
+
+
+RECORDING = '''import json, os, uuid
+os.makedirs("records", exist_ok=True)
+json.dump({"input": inp, "start": time.time()},
+          open(os.path.join("records", uuid.uuid4().hex + ".json"), "w"))
+'''
