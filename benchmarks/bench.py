@@ -44,9 +44,9 @@ def installed(name: str) -> list[str]:
     script = Path(PY).parent / name
     return [str(script)] if script.exists() else [PY, "-m", name]
 
-CASES = ("dispatch", "noop20k", "noop100k", "changed1", "display", "inprocess")
+CASES = ("dispatch", "noop20k", "noop100k", "changed1", "display", "inprocess", "longest")
 # display runs before changed1: it then measures a tree that no tool but incrun last touched
-ORDER = ("dispatch", "noop20k", "noop100k", "display", "changed1", "inprocess")
+ORDER = ("dispatch", "noop20k", "noop100k", "display", "changed1", "inprocess", "longest")
 SIZES = {"dispatch": 2_000, "noop20k": 20_000, "noop100k": 100_000, "inprocess": 20_000}
 QUICK_DIVISOR = 10
 
@@ -109,6 +109,19 @@ def work(input_path):
         data = f.read()
     with open(input_path[:-4] + ".out", "w") as f:
         f.write(data.upper())
+"""
+
+# Mixed durations, the long jobs last in input order: a sweep whose slowest jobs have the
+# highest parameter values. Seconds per job; sleeps, so the machine's load does not matter.
+MIXED = [0.1] * 38 + [1.5, 3.0]
+SLEEP_RUNNER = """\
+import sys
+import time
+
+src = sys.argv[1]
+time.sleep(float(open(src).read()))
+with open(src[:-4] + ".out", "w") as f:
+    f.write("done")
 """
 
 WORK_RUNNER = """\
@@ -290,6 +303,11 @@ def work_tree(tree: Path, n: int, loops: int, in_process: bool) -> None:
         (tree / "incrun.toml").write_text('command = "bench_jobs:work"\n')
     else:
         (tree / "runner.py").write_text(WORK_RUNNER)
+
+
+def check_slept(tree: Path, n: int) -> list[str]:
+    missing = [i for i in range(n) if not (tree / (input_name(i)[:-4] + ".out")).exists()]
+    return [f"{len(missing)} outputs missing"] if missing else []
 
 
 def check_built(tree: Path, n: int) -> list[str]:
@@ -640,6 +658,38 @@ class Bench:
             lines.append(f"| {row.tool} | {fmt(row.wall)} | {row.spread()} | {fmt(row.cpu)} | "
                          f"{ratio(first, row.wall)} |{self.flag(row)}")
         self.table(lines)
+
+    def case_longest(self) -> None:
+        """The makespan of a sweep with mixed durations, its long jobs last: in input order,
+        and longest first (from the history of an earlier run)."""
+        tree = self.work / "longest"
+        make_tree(tree, len(MIXED), prebuilt=False)
+        (tree / "runner.py").write_text(SLEEP_RUNNER)
+        for i, seconds in enumerate(MIXED):
+            (tree / input_name(i)).write_text(f"{seconds}\n")
+        self.untimed("incrun, the run that makes the history", self.incrun("--in-order"), tree)
+        modes = [("input order (--in-order)", self.incrun("-B", "--in-order")),
+                 ("longest first (the default, with history)", self.incrun("-B"))]
+        rows = {name: Row(name) for name, _ in modes}
+        for rep in range(self.reps):
+            log(f"longest: {len(MIXED)} jobs of mixed durations, repetition {rep + 1}/{self.reps}")
+            for name, argv in modes:
+                self.timed(rows[name], argv, tree, check=lambda: check_slept(tree, len(MIXED)))
+        work = sum(MIXED)
+        ideal = max(work / self.jobs, max(MIXED))
+        plain, longest = (rows[name].wall for name, _ in modes)
+        lines = [f"### longest: {len(MIXED)} jobs of mixed durations at -n {self.jobs}, the "
+                 f"long ones ({', '.join(f'{s:g}s' for s in sorted(set(MIXED))[1:])}) last by "
+                 "name", "",
+                 f"{work:g} s of work: at best {ideal:.2f} s on {self.jobs} workers. Ratio: the "
+                 "row's median makespan ÷ input order's.", "",
+                 "| incrun order | median s | min–max s | ÷ input order |", "|---|---:|---:|---:|"]
+        for row in rows.values():
+            lines.append(f"| {row.tool} | {fmt(row.wall)} | {row.spread()} | "
+                         f"{ratio(row.wall, plain)} |{self.flag(row)}")
+        self.table(lines)
+        self.target(f"longest {len(MIXED)}: longest first ÷ input order (makespan)", "< 1.00",
+                    longest / plain, longest < plain)
 
     def probe_inprocess(self, loops: int) -> tuple[bool, str]:
         """Whether incrun runs a `module:function` command in-process, on three inputs."""
