@@ -19,6 +19,7 @@ examples:
   incrun --dry-run          what would run, and why; nothing is run or changed
   incrun status             what is up to date, stale or failed, and why
   incrun explain data/a.out why this output's job is stale or up to date
+  incrun report             an HTML page of the last run: timeline, slowest, failures
   incrun list --all         every task, the jobs included
   incrun clean              delete the declared outputs
   incrun forget data/a.inp  forget that a job succeeded: it reruns next time
@@ -38,6 +39,7 @@ SUBCOMMANDS = {
     "run": "run the stale jobs (the default)",
     "status": "counts of up-to-date, stale and failed jobs, and why each is stale",
     "explain": "why the job of one input or output (or task) is stale or up to date",
+    "report": "an HTML page of the last run: timeline, slowest jobs, failures (--out PATH)",
     "list": "list the tasks (--all: the jobs too)",
     "info": "show one task: its command, dependencies, outputs and state",
     "clean": "delete the declared outputs of the selected jobs (all by default)",
@@ -75,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
                              "first, from the last run of each)")
     parser.add_argument("--junit", type=Path, metavar="PATH",
                         help="write a JUnit XML report there: a testcase per job, for CI")
+    parser.add_argument("--out", type=Path, metavar="PATH",
+                        help="with `report`: where to write the page "
+                             "(default: .incrun/report.html)")
     parser.add_argument("-C", "--directory", type=Path, default=Path("."), metavar="DIR",
                         help="the project folder (default: the current one)")
     parser.add_argument("-q", "--quiet", action="store_true",
@@ -148,7 +153,7 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
         display=config.choose_display(stdout, env, as_json=args.json and command == "run"),
         no_color=bool(env.get("NO_COLOR")), as_json=args.json, list_all=args.all,
         dry_run=args.dry_run, junit=_absolute(args.junit), shard=args.shard, limit=args.limit,
-        in_order=args.in_order,
+        in_order=args.in_order, out=_absolute(args.out),
         step_summary=_absolute(env.get("GITHUB_STEP_SUMMARY")),
         annotations=env.get("GITHUB_ACTIONS") == "true")
 

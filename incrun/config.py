@@ -51,7 +51,7 @@ class FileSettings:
 @dataclass(frozen=True)
 class Config:
     root: Path
-    command: str = "run"  # run, list, status, explain, clean, forget, info
+    command: str = "run"  # run, list, status, explain, report, clean, forget, info
     targets: tuple[str, ...] = ()
     rule: RuleSpec | None = None
     jobs: int = 1
@@ -71,6 +71,7 @@ class Config:
     shard: tuple[int, int] | None = None  # --shard I/N: only the jobs of shard I of N
     limit: int | None = None  # --limit K: at most K jobs run; the other stale ones wait
     in_order: bool = False  # --in-order: start jobs in input order, not longest first
+    out: Path | None = None  # `report --out`: where the page goes
     dodo: Path | None = None
     settings_source: str | None = None
 

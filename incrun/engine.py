@@ -40,6 +40,8 @@ def _command(config: Config) -> int:
         return _run(config)
     if config.command in ("run", "status", "explain"):
         return _status(config)
+    if config.command == "report":
+        return _report(config)
     return _doit_command(config)
 
 
@@ -69,6 +71,36 @@ def _doit_command(config: Config) -> int:
 def _warn(store: Store) -> None:
     for warning in store.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+
+
+def _report(config: Config) -> int:
+    """`report`: the last run of the history as an HTML page."""
+    from . import report
+    from .executors.jobfiles import log_tail
+
+    store = Store(config.state_dir).open(writable=False)
+    try:
+        runs = store.runs()
+        jobs = store.history(runs[0]["id"]) if runs else []
+    finally:
+        store.close()
+    if not jobs:
+        raise errors.IncrunError("no run in the history yet: nothing to report",
+                                 hint="run incrun first", exit_code=errors.NO_RULE)
+    last = runs[0]
+    tails = {job["task"]: log_tail(config.root / job["log"])
+             for job in jobs if job["status"] != "ok" and job["log"]}
+    page = report.render(report.RunRecord(last["id"], last["started"], last["ended"],
+                                          last["workers"], jobs, tails), config.root.name)
+    path = config.out or config.state_dir / "report.html"
+    try:
+        temporary = path.with_name(path.name + ".incomplete")
+        temporary.write_text(page, encoding="utf-8")
+        temporary.replace(path)
+    except OSError as error:
+        raise errors.StateError(f"cannot write the report {path}: {error.strerror}") from None
+    print(f"report of run {last['id']} ({len(jobs)} jobs): {path}")
+    return errors.OK
 
 
 def _status(config: Config) -> int:

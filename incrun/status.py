@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
@@ -166,7 +167,7 @@ def _last_run(recorded: dict) -> str:
         text += f" after {recorded['ended'] - recorded['started']:.2f}s"
     if recorded.get("detail"):
         text += f" ({recorded['detail']})"
-    if recorded.get("log"):
+    if recorded.get("log") and os.path.exists(recorded["log"]):  # silent successes keep none
         text += f"; log {recorded['log']}"
     return text
 

@@ -4,6 +4,10 @@ nothing."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+
+import pytest
 
 from incrun.status import (
     COMMAND_CHANGED,
@@ -198,3 +202,56 @@ os.makedirs("records", exist_ok=True)
 json.dump({"input": inp, "start": time.time()},
           open(os.path.join("records", uuid.uuid4().hex + ".json"), "w"))
 '''
+
+
+REPORT_RUNNER = '''
+import sys, time
+inp = sys.argv[1]
+text = open(inp).read()
+time.sleep(float(text.split()[0]))
+if "FAIL" in text:
+    print("diverged at step 12", file=sys.stderr)
+    sys.exit(3)
+open(inp[:-4] + ".out", "w").write(text)
+'''
+OK_GREEN, FAILED_RED = (0x2E, 0x9E, 0x44), (0xD6, 0x27, 0x28)
+
+
+def chromium(*args: str) -> subprocess.CompletedProcess:
+    program = shutil.which("chromium") or shutil.which("chromium-browser")
+    if program is None:
+        pytest.skip("no chromium here (.ci/run installs Debian's)")
+    return subprocess.run([program, "--headless", "--no-sandbox", "--disable-gpu",
+                           "--hide-scrollbars", *args], capture_output=True, text=True,
+                          timeout=120, check=True)
+
+
+def bands(image, color, tolerance: int = 8) -> list[int]:
+    """The rows of the image where the color is, grouped into bands: their count and xs."""
+    pixels, (width, height) = image.load(), image.size
+    rows = [y for y in range(height) if any(
+        all(abs(a - b) <= tolerance for a, b in zip(pixels[x, y][:3], color))
+        for x in range(0, width, 2))]
+    return [row for index, row in enumerate(rows) if index == 0 or row != rows[index - 1] + 1]
+
+
+def test_report_draws_the_last_run_in_a_browser(project):
+    from PIL import Image
+
+    project.write("runner.py", REPORT_RUNNER)
+    for i in range(12):
+        project.write(f"p{i:02d}.inp", f"0.{i % 4 + 1}\n")
+    project.write("p12.inp", "0.3 FAIL\n")
+    assert project.run("report").returncode == 3  # no history yet: a clear error
+    assert project.run("-n", "3").returncode == 1
+    made = project.run("report", "--out", "report.html")
+    assert made.returncode == 0, made.stderr
+    page = project.root / "report.html"
+    dom = chromium("--dump-dom", page.as_uri()).stdout
+    assert dom.count('<rect class="job ok"') == 12 and dom.count('<rect class="job failed"') == 1
+    assert "diverged at step 12" in dom and "Slowest jobs" in dom
+    shot = project.root / "shot.png"
+    chromium("--window-size=1100,900", f"--screenshot={shot}", page.as_uri())
+    image = Image.open(shot).convert("RGB")
+    assert len(bands(image, OK_GREEN)) >= 3 + 1  # a lane per worker, and the legend's swatch
+    assert len(bands(image, FAILED_RED)) == 2  # the failed job's bar, the legend's swatch
