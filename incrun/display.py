@@ -341,6 +341,10 @@ def event_json(event: Event) -> dict[str, Any] | None:
         return {"event": name, **_result_json(event.result)}
     if isinstance(event, RunFinished):
         return {"event": name, **_fields(event.summary, leave_out=("failures",))}
+    if isinstance(event, RunStarted):  # the history's sum rather than every job's duration
+        return {"event": name, **_fields(event, leave_out=("at", "expected")),
+                "expected_jobs": len(event.expected),
+                "expected_seconds": round(sum(event.expected.values()), 3)}
     # Timestamps are monotonic-clock readings, meaningless outside this process.
     return {"event": name, **_fields(event, leave_out=("at", "names", "expected"))}
 

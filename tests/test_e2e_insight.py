@@ -255,3 +255,16 @@ def test_report_draws_the_last_run_in_a_browser(project):
     image = Image.open(shot).convert("RGB")
     assert len(bands(image, OK_GREEN)) >= 3 + 1  # a lane per worker, and the legend's swatch
     assert len(bands(image, FAILED_RED)) == 2  # the failed job's bar, the legend's swatch
+
+
+def test_the_second_run_knows_how_long_its_jobs_took_last_time(project):
+    project.write("runner.py", SLEEPER)
+    for name, seconds in {"a.inp": "0.3", "b.inp": "0.1", "c.inp": "0.2"}.items():
+        project.write(name, seconds)
+    first = [json.loads(line) for line in project.run("--json").stdout.splitlines()]
+    assert first[0]["event"] == "run_started" and first[0]["expected_jobs"] == 0
+    took = sum(event["duration"] for event in first if event["event"] == "job_finished")
+    project.write("d.inp", "0.1")
+    second = json.loads(project.run("-B", "--json").stdout.splitlines()[0])
+    assert second["pending"] == 4 and second["expected_jobs"] == 3
+    assert second["expected_seconds"] == pytest.approx(took, abs=0.01)
