@@ -19,7 +19,7 @@ class Expected:
         self.durations.update(known)
         if not self.longest_first or not known:
             return jobs
-        mean = self.store.mean_duration()
-        if mean is None:
-            return jobs
+        mean = 0.0
+        if len(known) < len(jobs):  # a scan of every job's record: only when needed
+            mean = self.store.mean_duration() or 0.0
         return sorted(jobs, key=lambda job: -known.get(job.task, mean))
