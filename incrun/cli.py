@@ -155,7 +155,7 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
         dry_run=args.dry_run, junit=_absolute(args.junit), shard=args.shard, limit=args.limit,
         in_order=args.in_order, out=_absolute(args.out),
         step_summary=_absolute(env.get("GITHUB_STEP_SUMMARY")),
-        annotations=env.get("GITHUB_ACTIONS") == "true")
+        annotations=env.get("GITHUB_ACTIONS") == "true" and not args.json)  # JSON stays JSON
 
 
 def _absolute(path) -> Path | None:

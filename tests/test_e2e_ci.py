@@ -168,3 +168,11 @@ def test_limit_runs_at_most_k_stale_jobs_and_the_rest_later(project):
     assert len(project.ran()) == 3
     assert project.run().returncode == 0
     assert len(project.ran()) == 4
+
+
+def test_json_output_stays_json_in_github_actions(project):
+    ci_project(project)
+    result = project.run("--json", env={"GITHUB_ACTIONS": "true"})
+    assert result.returncode == 1
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events[-1]["event"] == "run_finished" and events[-1]["failed"] == 1
