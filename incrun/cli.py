@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="print only failures and, if any, the summary")
     parser.add_argument("--json", action="store_true",
-                        help="one JSON object per event (for `status`: one JSON document)")
+                        help="one JSON object per event (for status, explain and "
+                             "--dry-run: one JSON document)")
     parser.add_argument("-a", "--all", action="store_true", help="with `list`: the jobs too")
     parser.add_argument("--version", action="version", version=f"incrun {__version__}")
     return parser

@@ -115,7 +115,10 @@ def _status(config: Config) -> int:
     finally:
         store.close()
     if config.command == "explain":
-        print("\n".join(found))
+        if config.as_json:
+            print(json.dumps({"jobs": found}, indent=2))
+        else:
+            print("\n".join(line for job in found for line in status.explain_lines(job)))
     elif config.command == "run":
         report = status.dry_run_json(found) if config.as_json else status.dry_run_lines(found)
         print(json.dumps(report, indent=2) if config.as_json else "\n".join(report))

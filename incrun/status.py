@@ -138,23 +138,35 @@ def as_lines(states: list[JobState]) -> list[str]:
     return lines
 
 
-def explain_lines(task, state: JobState, recorded: dict | None) -> list[str]:
+def explanation(task, state: JobState, recorded: dict | None) -> dict:
     """What `incrun explain PATH` says of one job: its state and why, what it reads and
-    writes, and how it last ran."""
-    if state.state == UP_TO_DATE:
+    writes, and how it last ran (None if never; empty if its record keeps no times)."""
+    last_run = None if recorded is None else {}
+    if recorded and recorded.get("started"):
+        last_run = {key: recorded.get(key) for key in
+                    ("status", "started", "ended", "exit_code", "detail", "attempts")}
+        if recorded.get("log") and os.path.exists(recorded["log"]):  # silent successes keep none
+            last_run["log"] = recorded["log"]
+    return {**asdict(state), "reads": sorted(task.file_dep), "writes": list(task.targets),
+            "last_run": last_run}
+
+
+def explain_lines(job: dict) -> list[str]:
+    """An explanation, as `incrun explain` prints it."""
+    if job["state"] == UP_TO_DATE:
         verdict = "up to date: its files and command are unchanged since it succeeded, and " \
                   "its outputs are there"
     else:
-        verdict = f"{state.state}: {state.reason}"
-    lines = [f"{task.name}: {verdict}"]
-    if task.file_dep:
-        lines.append(f"  reads   {_files(sorted(task.file_dep))}")
-    if task.targets:
-        lines.append(f"  writes  {_files(task.targets)}")
-    if recorded and recorded.get("started"):
-        lines.append(f"  last run  {_last_run(recorded)}")
-    elif not recorded:
+        verdict = f"{job['state']}: {job['reason']}"
+    lines = [f"{job['task']}: {verdict}"]
+    if job["reads"]:
+        lines.append(f"  reads   {_files(job['reads'])}")
+    if job["writes"]:
+        lines.append(f"  writes  {_files(job['writes'])}")
+    if job["last_run"] is None:
         lines.append("  last run  never")
+    elif job["last_run"]:
+        lines.append(f"  last run  {_last_run(job['last_run'])}")
     return lines
 
 
@@ -167,7 +179,7 @@ def _last_run(recorded: dict) -> str:
         text += f" after {recorded['ended'] - recorded['started']:.2f}s"
     if recorded.get("detail"):
         text += f" ({recorded['detail']})"
-    if recorded.get("log") and os.path.exists(recorded["log"]):  # silent successes keep none
+    if recorded.get("log"):
         text += f"; log {recorded['log']}"
     return text
 
@@ -182,7 +194,7 @@ class Status(DoitCmdBase):
     cmd_options = ()
     store = None  # set by the engine
     forced = False  # -B: up-to-date jobs would run too
-    explain = False  # return each job's explanation, as lines
+    explain = False  # return each job's explanation (a dict) rather than its state
 
     def _execute(self, pos_args=None):
         control = TaskControl(self.task_list)
@@ -192,6 +204,6 @@ class Status(DoitCmdBase):
         states = [(task, job_state(task, tasks, self.dep_manager, self.store, self.forced))
                   for task in chosen]
         if self.explain:
-            return [line for task, state in states
-                    for line in explain_lines(task, state, self.store.job_row(task.name))]
+            return [explanation(task, state, self.store.job_row(task.name))
+                    for task, state in states]
         return [state for _, state in states]

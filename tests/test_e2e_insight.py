@@ -268,3 +268,17 @@ def test_the_second_run_knows_how_long_its_jobs_took_last_time(project):
     second = json.loads(project.run("-B", "--json").stdout.splitlines()[0])
     assert second["pending"] == 4 and second["expected_jobs"] == 3
     assert second["expected_seconds"] == pytest.approx(took, abs=0.01)
+
+
+def test_explain_json_gives_the_same_facts_for_tools(project):
+    stale_project(project)
+    jobs = json.loads(project.run("explain", "d.out", "--json").stdout)["jobs"]
+    assert len(jobs) == 1
+    job = jobs[0]
+    assert (job["task"], job["state"], job["kind"]) == ("sweep:d.inp", "failed",
+                                                        "failed-last-time")
+    assert job["reads"] == ["d.inp", "runner.py"] and job["writes"] == ["d.out"]
+    assert job["last_run"]["exit_code"] == 3 and job["last_run"]["status"] == "failed"
+    assert job["last_run"]["log"].startswith(".incrun/logs/")
+    never = json.loads(project.run("explain", "e.inp", "--json").stdout)["jobs"][0]
+    assert never["kind"] == "never-run" and never["last_run"] is None
