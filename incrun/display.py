@@ -346,7 +346,7 @@ def event_json(event: Event) -> dict[str, Any] | None:
                 "expected_jobs": len(event.expected),
                 "expected_seconds": round(sum(event.expected.values()), 3)}
     # Timestamps are monotonic-clock readings, meaningless outside this process.
-    return {"event": name, **_fields(event, leave_out=("at", "names", "expected"))}
+    return {"event": name, **_fields(event, leave_out=("at", "names"))}
 
 
 class JsonDisplay(Display):

@@ -9,7 +9,6 @@ import os
 import posixpath
 import re
 import sys
-import zlib
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from .config import (
 )
 from .discover import find_inputs
 from .errors import BadConfig, BadPlaceholder, NoInputs
+from .store import hash_text
 
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 # A command whose first word is `module:function` is a call, run in a long-lived worker process.
@@ -45,7 +45,7 @@ job_order: list = []
 def in_shard(task: str, index: int, count: int) -> bool:
     """Whether a job belongs to shard `index` (1-based) of `count`: by a hash of its own name,
     so a job never moves to another shard when inputs are added or removed."""
-    return zlib.crc32(task.encode("utf-8", "surrogateescape")) % count == index - 1
+    return hash_text(task) % count == index - 1
 
 
 @contextmanager
