@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="stop launching jobs after the first failure")
     parser.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                         help="end a job (and everything it started) after this long")
+    parser.add_argument("--grace", type=_seconds, metavar="SECONDS",
+                        help="how long a job being stopped (Ctrl-C, --timeout) has to exit "
+                             "after SIGTERM before it gets SIGKILL (default 5)")
     parser.add_argument("--retries", type=_count, metavar="N",
                         help="try a failed or timed-out job up to N more times")
     parser.add_argument("-B", "--always", action="store_true",
@@ -150,7 +153,7 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
     return config.build(
         args.directory, command=command, targets=tuple(targets), jobs=args.jobs,
         fail_fast=args.fail_fast, always=args.always, quiet=args.quiet,
-        timeout=args.timeout, retries=args.retries,
+        timeout=args.timeout, retries=args.retries, grace=args.grace,
         display=config.choose_display(stdout, env, as_json=args.json and command == "run"),
         no_color=bool(env.get("NO_COLOR")), as_json=args.json, list_all=args.all,
         dry_run=args.dry_run, junit=_absolute(args.junit), shard=args.shard, limit=args.limit,

@@ -22,7 +22,8 @@ DEFAULT_INPUTS = ("*.inp",)
 DEFAULT_COMMAND = ("{python}", RUNNER, "{input}")
 DEFAULT_OUTPUTS = ("{stem}.out",)
 RULE_KEYS = ("inputs", "exclude", "command", "outputs", "deps", "timeout")
-KNOWN_KEYS = (*RULE_KEYS, "jobs", "retries")
+KNOWN_KEYS = (*RULE_KEYS, "jobs", "retries", "grace")
+DEFAULT_GRACE = 5.0  # seconds a job that is ended has between SIGTERM and SIGKILL
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class FileSettings:
     rule: RuleSpec | None = None
     jobs: int | None = None
     retries: int | None = None
+    grace: float | None = None
     source: str | None = None  # "incrun.toml" or "pyproject.toml [tool.incrun]"
 
 
@@ -59,6 +61,7 @@ class Config:
     always: bool = False  # run every selected job, up to date or not
     timeout: float | None = None  # from the command line: for every job
     retries: int = 0
+    grace: float = DEFAULT_GRACE  # a stopped or timed-out job's time between TERM and KILL
     display: str = "plain"  # live, plain or json
     quiet: bool = False
     no_color: bool = False
@@ -122,6 +125,7 @@ def _settings_from(table: dict, source: str) -> FileSettings:
     )
     return FileSettings(rule=rule, jobs=_count(table.get("jobs"), "jobs", source, minimum=1),
                         retries=_count(table.get("retries"), "retries", source, minimum=0),
+                        grace=positive_seconds(table.get("grace"), f"{source}: 'grace'"),
                         source=source)
 
 
@@ -205,12 +209,14 @@ def build(root: Path, **options) -> Config:
     jobs = options.pop("jobs", None) or settings.jobs or default_jobs()
     retries = options.pop("retries", None)
     retries = retries if retries is not None else settings.retries or 0
+    grace = options.pop("grace", None) or settings.grace or DEFAULT_GRACE
     dodo = root / DODO
     config = Config(
         root=root,
         rule=project_rule(root, settings),
         jobs=jobs,
         retries=retries,
+        grace=grace,
         dodo=dodo if dodo.is_file() else None,
         settings_source=settings.source,
     )

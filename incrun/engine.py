@@ -139,7 +139,7 @@ def _run(config: Config) -> int:
                            clock=time.time)
     artifacts = make_artifacts(config.junit, config.step_summary, config.annotations,
                                sys.stdout)
-    executor = LocalExecutor(config.jobs, config.root, logs=store.logs_dir)
+    executor = LocalExecutor(config.jobs, config.root, grace=config.grace, logs=store.logs_dir)
     store.begin_run(started, config.jobs)
     try:
         with display:

@@ -2,7 +2,8 @@
 
 incrun tells it, one line each, which process groups are running ("+PGID", "-PGID") through a
 pipe. When the pipe closes while groups are still listed, incrun died without cleaning up: the
-guard sends them SIGTERM, then SIGKILL after a grace period, so no job outlives its run.
+guard sends them SIGTERM, then SIGKILL after the run's grace period (its one argument), so no job
+outlives its run.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import signal
 import sys
 import time
 
-GRACE = 2.0
+GRACE = 5.0  # when no grace period is given
 
 
 def _alive(pgid: int) -> bool:
@@ -47,9 +48,10 @@ def watch(stream) -> set[int]:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is incrun's to handle, not ours
+    grace = float(sys.argv[1]) if len(sys.argv) > 1 else GRACE
     left = watch(sys.stdin)
     if left:
-        end_groups(left)
+        end_groups(left, grace)
 
 
 if __name__ == "__main__":

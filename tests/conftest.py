@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -40,6 +42,23 @@ with open(os.path.join("records", uuid.uuid4().hex + ".json"), "w") as f:
 '''
 
 
+# What the caller's environment would change in incrun's behaviour: the tests' own CI (GitHub
+# Actions annotations and step summary), colours, the terminal's size, import timing.
+CALLERS_SETTINGS = ("CI", "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "NO_COLOR", "FORCE_COLOR",
+                    "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS", "LINES",
+                    "PYTHONPROFILEIMPORTTIME")
+
+
+def incrun_env(env: dict | None = None, ci: bool = True) -> dict:
+    """The environment a test's incrun runs in: the caller's, without what would change what
+    incrun does (as in CI, unless `ci` is False), with the test's own settings."""
+    clean = {key: value for key, value in os.environ.items() if key not in CALLERS_SETTINGS}
+    if ci:
+        clean["CI"] = "true"  # plain lines, whatever the caller's terminal
+    clean.update(env or {})
+    return clean
+
+
 def incrun_command() -> list[str]:
     script = Path(sys.executable).parent / "incrun"
     if script.exists():
@@ -65,10 +84,7 @@ class Project:
             self.write(name, text)
 
     def run(self, *args: str, env: dict | None = None, timeout: float = 120):
-        full_env = {**os.environ, "CI": "true"}
-        full_env.pop("NO_COLOR", None)
-        full_env.update(env or {})
-        return subprocess.run([*incrun_command(), *args], cwd=self.root, env=full_env,
+        return subprocess.run([*incrun_command(), *args], cwd=self.root, env=incrun_env(env),
                               capture_output=True, text=True, timeout=timeout)
 
     def records(self) -> list[dict]:
@@ -85,12 +101,18 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Project:
+def project(tmp_path: Path):
+    """A project with the test runner; no process the test started in it may outlive the test."""
     root = tmp_path / "project"
     root.mkdir()
     proj = Project(root)
     proj.write("runner.py", RUNNER)
-    return proj
+    yield proj
+    leftovers = [pid for folder in {root, proj.root} for pid in processes_in(folder, settle=5.0)]
+    for pid in leftovers:  # jobs of this test's incrun, working in its folder: ours to end
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not leftovers, f"processes left running in the project: {leftovers}"
 
 
 # -- processes the tests start and watch --------------------------------------------
@@ -119,8 +141,12 @@ def alive(pid: int) -> bool:
         return False
 
 
-def processes_in(folder: Path) -> list[int]:
-    """Processes working in the folder: jobs, and anything they left running."""
+def processes_in(folder: Path, settle: float = 0.0) -> list[int]:
+    """Processes working in the folder: jobs, and anything they left running. With `settle`,
+    those still there after waiting up to that long for them to go."""
+    if settle:
+        with contextlib.suppress(AssertionError):
+            poll(lambda: not processes_in(folder), timeout=settle, what="processes to end")
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != os.getpid():
@@ -134,7 +160,6 @@ def processes_in(folder: Path) -> list[int]:
 
 def start(project, *args: str, env: dict | None = None) -> subprocess.Popen:
     """incrun in a session (and process group) of its own, as a shell would start it."""
-    full_env = {**os.environ, "CI": "true", **(env or {})}
-    return subprocess.Popen([*incrun_command(), *args], cwd=project.root, env=full_env,
+    return subprocess.Popen([*incrun_command(), *args], cwd=project.root, env=incrun_env(env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)

@@ -5,7 +5,9 @@ Every process signalled here was started by the test itself (incrun in a session
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 
@@ -13,14 +15,18 @@ from conftest import alive, poll, processes_in, start
 
 from incrun.store import Store
 
-# Writes its output in two halves with a pause between, so a kill can land mid-write.
+# Writes its output in two halves. The job of the input named by VICTIM stops between them,
+# says so with a file in midwrite/, and waits there (bounded) for the kill the test sends then.
 SLOW_WRITER = r'''
 import json, os, sys, time, uuid
 inp = sys.argv[1]
 with open(inp[:-4] + ".out", "w") as out:
     out.write("first half|")
     out.flush()
-    time.sleep(0.04)
+    if inp == os.environ.get("VICTIM"):
+        os.makedirs("midwrite", exist_ok=True)
+        open(os.path.join("midwrite", inp[:-4]), "w").close()
+        time.sleep(60)
     out.write("second half\n")
 os.makedirs("records", exist_ok=True)
 name = os.path.join("records", uuid.uuid4().hex)
@@ -42,10 +48,12 @@ child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
 open(inp[:-4] + ".out", "w").write("half")
 os.makedirs("pids", exist_ok=True)
 with open(os.path.join("pids", os.path.basename(inp) + ".pid"), "w") as f:
-    f.write(f"{os.getpid()} {child.pid}")
+    f.write(f"{os.getpid()} {child.pid} {os.getppid()}")
 deadline = time.time() + 120
 while not os.path.exists("release") and time.time() < deadline:
     time.sleep(0.02)
+child.kill()  # released: nothing of the job outlives it
+child.wait()
 open(inp[:-4] + ".out", "w").write("done\n")
 '''
 
@@ -57,45 +65,52 @@ def recorded_ok(project) -> set[str]:
     return done
 
 
-def test_kill_9_at_any_moment_loses_only_the_running_jobs(project):
+def test_kill_9_mid_write_loses_only_the_running_jobs(project):
     project.write("runner.py", SLOW_WRITER)
-    names = [f"in{i:03d}.inp" for i in range(300)]
+    names = [f"in{i:02d}.inp" for i in range(60)]
     project.inputs(*names)
-    everything, done, figures = set(names), set(), []
-    for kill_after in (20, 90, 160):
-        run = start(project, "-n", "4")
-        poll(lambda n=kill_after: len(project.records()) >= n, what=f"{kill_after} jobs")
+    done, victims = set(), ("in05.inp", "in30.inp", "in55.inp")
+    for victim in victims:  # each run is killed while this job is half-way through its output
+        run = start(project, "-n", "4", env={"VICTIM": victim})
+        poll(lambda v=victim[:-4]: (project.root / "midwrite" / v).exists(),
+             what=f"{victim} mid-write")
         os.killpg(run.pid, signal.SIGKILL)
         run.wait(30)
         poll(lambda: not processes_in(project.root), what="the guard to end the jobs")
+        assert (project.root / victim.replace(".inp", ".out")).read_text() == "first half|"
         executed = {record["input"] for record in project.records()}
         assert not executed & done, "a job recorded as done ran again"
         now_done = recorded_ok(project)
-        assert done <= now_done
+        assert victim not in now_done  # cut off mid-write: never counted as done
+        assert done <= now_done and now_done <= executed | done  # only jobs that finished
         for name in now_done:  # nothing half-written is counted as done
             assert (project.root / name.replace(".inp", ".out")).read_text() == \
                 "first half|second half\n"
-        figures.append((len(now_done - done), len(everything - now_done)))
         done = now_done
         project.ran()
     final = project.run("-n", "4")
     assert final.returncode == 0, final.stdout
     assert not list((project.root / ".incrun" / "logs").glob(".scratch-*"))  # cleaned up
     rerun = set(project.ran())
-    assert rerun == everything - done  # exactly the jobs not finished before the kills
-    assert all((project.root / n.replace(".inp", ".out")).read_text().endswith("second half\n")
-               for n in names)
-    print("jobs finished and recorded per killed run, jobs left to run:", figures)
+    assert rerun == set(names) - done  # exactly the jobs not finished before the kills
+    assert victims[-1] in rerun  # the last one cut off runs again, whole this time
+    assert all((project.root / n.replace(".inp", ".out")).read_text() ==
+               "first half|second half\n" for n in names)
+
+
+def hanging_pids(project, count: int) -> list[int]:
+    """Once `count` hanging jobs have started: the pids of each and of its grandchild."""
+    folder = project.root / "pids"
+    poll(lambda: folder.exists() and len(list(folder.glob("*"))) == count,
+         what=f"{count} hanging jobs")
+    return [int(p) for f in folder.iterdir() for p in f.read_text().split()[:2]]
 
 
 def start_hanging_jobs(project, *args, env=None):
     project.write("runner.py", HANGER)
     project.inputs("fast1.inp", "fast2.inp", "slow1.inp", "slow2.inp")
     run = start(project, "-n", "2", *args, env=env)
-    poll(lambda: len(list((project.root / "pids").glob("*"))) == 2
-         if (project.root / "pids").exists() else False, what="two hanging jobs")
-    pids = [int(p) for f in (project.root / "pids").iterdir() for p in f.read_text().split()]
-    return run, pids
+    return run, hanging_pids(project, 2)
 
 
 def test_ctrl_c_stops_cleanly_and_leaves_nothing_behind(project):
@@ -112,6 +127,80 @@ def test_ctrl_c_stops_cleanly_and_leaves_nothing_behind(project):
     assert "sweep:slow1.inp  interrupted last time" in status
 
 
+def job_states(project) -> dict[str, tuple[str, str]]:
+    """Each job's state and kind of reason, as `incrun status --json` tells them."""
+    status = project.run("status", "--json")
+    assert status.returncode == 0, status.stderr
+    return {job["task"].removeprefix("sweep:"): (job["state"], job["kind"])
+            for job in json.loads(status.stdout)["jobs"]}
+
+
+QUEUED = ["a-slow.inp", "b-fast.inp", "c-fast.inp", "d-fast.inp"]  # at -n 1: one runs, 3 wait
+
+
+def stop_with_three_queued(project, *args: str) -> str:
+    """Ctrl-C while the first of four jobs hangs at -n 1 and the other three wait."""
+    run = start(project, "-n", "1", "--in-order", *args)
+    hanging_pids(project, 1)
+    os.kill(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=30)
+    assert run.returncode == 130, out + err
+    assert "0 ran, 4 not run" in out, out  # the one stopped and the three never started
+    return out
+
+
+def test_ctrl_c_with_jobs_queued_leaves_their_state_as_it_was(project):
+    project.write("runner.py", HANGER)
+    project.inputs(*QUEUED)
+    stop_with_three_queued(project)
+    assert recorded_ok(project) == set()
+    assert job_states(project) == {"a-slow.inp": ("stale", "interrupted"),
+                                   "b-fast.inp": ("stale", "never-run"),
+                                   "c-fast.inp": ("stale", "never-run"),
+                                   "d-fast.inp": ("stale", "never-run")}
+
+
+def test_ctrl_c_of_a_forced_run_keeps_the_queued_jobs_up_to_date(project):
+    project.write("runner.py", HANGER)
+    project.inputs(*QUEUED)
+    (project.root / "release").write_text("")
+    assert project.run("-n", "1").returncode == 0
+    (project.root / "release").unlink()
+    shutil.rmtree(project.root / "pids")
+    stop_with_three_queued(project, "-B")
+    assert job_states(project) == {"a-slow.inp": ("stale", "interrupted"),
+                                   "b-fast.inp": ("up-to-date", ""),
+                                   "c-fast.inp": ("up-to-date", ""),
+                                   "d-fast.inp": ("up-to-date", "")}
+    (project.root / "release").write_text("")
+    again = project.run("-n", "1", "--json")
+    assert again.returncode == 0, again.stdout
+    ran = [json.loads(line)["name"] for line in again.stdout.splitlines()
+           if json.loads(line)["event"] == "job_finished"]
+    assert ran == ["sweep:a-slow.inp"]  # the three that never started were not redone
+
+
+def test_kill_9_ends_the_jobs_it_ran_from_its_own_threads(project):
+    # No more jobs than slots: incrun starts them from threads, without worker processes that
+    # would end them, so after a kill -9 only the guard is left to.
+    project.write("runner.py", HANGER)
+    project.inputs("slow1.inp", "slow2.inp")
+    run = start(project, "-n", "2")
+    pids = hanging_pids(project, 2)
+    parents = {int(f.read_text().split()[2]) for f in (project.root / "pids").iterdir()}
+    assert parents == {run.pid}, "the jobs were not started by incrun itself"
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait(30)
+    poll(lambda: not [pid for pid in pids if alive(pid)], what="the guard to end the jobs")
+    poll(lambda: not processes_in(project.root), what="the guard to exit")
+    assert not (project.root / "slow1.out").exists() or \
+        (project.root / "slow1.out").read_text() == "half"  # cut off, and not recorded
+    assert recorded_ok(project) == set()
+    (project.root / "release").write_text("")
+    assert project.run("-n", "2").returncode == 0
+    assert recorded_ok(project) == {"slow1.inp", "slow2.inp"}
+
+
 def test_sigterm_stops_cleanly_with_its_own_exit_code(project):
     run, pids = start_hanging_jobs(project)
     os.kill(run.pid, signal.SIGTERM)
@@ -123,14 +212,15 @@ def test_sigterm_stops_cleanly_with_its_own_exit_code(project):
 
 
 def test_a_second_ctrl_c_kills_at_once(project):
-    run, pids = start_hanging_jobs(project, env={"IGNORE_TERM": "1"})
+    run, pids = start_hanging_jobs(project, "--grace", "600", env={"IGNORE_TERM": "1"})
     os.kill(run.pid, signal.SIGINT)  # jobs ignore the TERM that follows: a grace period starts
-    poll(lambda: list(project.root.glob("*.got-term")), what="the first signal handled")
+    poll(lambda: len(list(project.root.glob("*.got-term"))) == 2,
+         what="the first signal handled")
     os.kill(run.pid, signal.SIGINT)
-    out, err = run.communicate(timeout=4)  # well inside the 5 s grace period
+    out, err = run.communicate(timeout=30)  # far inside the grace period the jobs were given
     assert run.returncode == 130
     assert "Traceback" not in err
-    poll(lambda: not [pid for pid in pids if alive(pid)], timeout=5, what="jobs killed")
+    poll(lambda: not [pid for pid in pids if alive(pid)], timeout=30, what="jobs killed")
     assert recorded_ok(project) == {"fast1.inp", "fast2.inp"}
 
 
@@ -150,11 +240,20 @@ def test_timeout_from_config_and_from_a_dodo_rule(project):
     project.write("runner.py", HANGER)
     project.inputs("slow1.inp")
     project.write("incrun.toml", "timeout = 0.5\n")
-    assert "timed out after 0.5s" in project.run().stdout
-    (project.root / "incrun.toml").unlink()
-    project.write("dodo.py", "from incrun import Rule\n"
-                  "def task_sim():\n    yield from Rule(timeout=0.5).tasks()\n")
-    assert "FAILED sim:slow1.inp (timed out after 0.5s)" in project.run().stdout
+    for setting, task in (("incrun.toml", "sweep:slow1.inp"), ("dodo.py", "sim:slow1.inp")):
+        if setting == "dodo.py":
+            (project.root / "incrun.toml").unlink()
+            project.write("dodo.py", "from incrun import Rule\n"
+                          "def task_sim():\n    yield from Rule(timeout=0.5).tasks()\n")
+        result = project.run()
+        assert result.returncode == 1, result.stdout
+        assert f"FAILED {task} (timed out after 0.5s)" in result.stdout
+        pids = [int(p) for p in (project.root / "pids" / "slow1.inp.pid").read_text().split()]
+        poll(lambda p=pids: not [pid for pid in p[:2] if alive(pid)], what="the job's tree ended")
+        assert not (project.root / "slow1.out").exists()  # its half-written output is gone
+        status = json.loads(project.run("status", "--json").stdout)
+        assert [(job["task"], job["state"]) for job in status["jobs"]] == [(task, "failed")]
+        assert "timed out" in status["jobs"][0]["reason"]
 
 
 FLAKY = r'''

@@ -79,7 +79,7 @@ class ProcessGroups:
         with self._lock:
             if self._wants_guard and guarded:
                 self._wants_guard = False
-                self._guard = _start_guard()
+                self._guard = _start_guard(self.grace)
             self._processes[process.pid] = process
             if guarded:
                 self._tell_guard(f"+{process.pid}")
@@ -127,10 +127,11 @@ class ProcessGroups:
             self._guard = None
 
 
-def _start_guard() -> subprocess.Popen | None:
+def _start_guard(grace: float) -> subprocess.Popen | None:
     script = Path(__file__).resolve().parent.parent / "guard.py"  # run alone: no imports to pay
     try:
-        return subprocess.Popen([sys.executable, "-I", str(script)], stdin=subprocess.PIPE,
+        return subprocess.Popen([sys.executable, "-I", str(script), repr(grace)],
+                                stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, text=True, start_new_session=True)
     except OSError:
         return None

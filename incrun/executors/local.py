@@ -256,9 +256,13 @@ class LocalExecutor:
                                    detail=f"{type(error).__name__}: {error}")
             self.tell(FINISHED, name, replace(result, worker=label))
 
-    def messages(self) -> list[tuple[str, str, object]]:
-        """Wait for the next message, then take every one already there."""
-        found = [self._messages.get()]
+    def messages(self, timeout: float | None = None) -> list[tuple[str, str, object]]:
+        """Wait for the next message (at most `timeout` seconds: none is then an empty list),
+        then take every one already there."""
+        try:
+            found = [self._messages.get(timeout=timeout)]
+        except queue.Empty:
+            return []
         while not self._messages.empty():
             found.append(self._messages.get())
         return found
