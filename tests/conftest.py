@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
+import select
 import shutil
 import signal
 import subprocess
@@ -86,6 +88,36 @@ class Project:
     def run(self, *args: str, env: dict | None = None, timeout: float = 120):
         return subprocess.run([*incrun_command(), *args], cwd=self.root, env=incrun_env(env),
                               capture_output=True, text=True, timeout=timeout)
+
+    def on_terminal(self, *args: str, env: dict | None = None,
+                    timeout: float = 60) -> tuple[int, str]:
+        """Run incrun in a pseudo-terminal, as a user at a shell would: its exit code and all it
+        drew. Bounded: past `timeout` it is killed and the test fails."""
+        main, secondary = pty.openpty()
+        terminal = {"TERM": "xterm-256color", "COLUMNS": "100", **(env or {})}
+        process = subprocess.Popen([*incrun_command(), *args], cwd=self.root, stdin=secondary,
+                                   stdout=secondary, stderr=secondary, start_new_session=True,
+                                   env=incrun_env(terminal, ci=False))
+        os.close(secondary)
+        chunks, deadline = [], time.monotonic() + timeout
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                if not select.select([main], [], [], left)[0]:
+                    continue
+                try:
+                    chunk = os.read(main, 4096)
+                except OSError:  # the terminal closed: incrun exited
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            else:
+                os.killpg(process.pid, signal.SIGKILL)
+                raise AssertionError(f"incrun on a terminal still drawing after {timeout}s")
+            code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+        finally:
+            os.close(main)
+        return code, b"".join(chunks).decode("utf-8", "replace")
 
     def records(self) -> list[dict]:
         folder = self.root / "records"

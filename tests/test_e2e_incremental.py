@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 
@@ -201,3 +202,28 @@ def test_naming_an_up_to_date_job_runs_nothing(project):
     assert result.returncode == 0
     assert project.ran() == []
     assert "up to date" in result.stdout
+
+
+# An import module's line in `python -X importtime` output, for doit's and rich's own modules.
+HEAVY_IMPORT = re.compile(r"^import time:.*\|\s+(doit|rich)(\.\S+)?\s*$", re.MULTILINE)
+
+
+def test_a_no_op_run_never_loads_doit_or_rich(project):
+    # The fast path vouches for every job by one stat per file; if it let any job through,
+    # doit would be imported to check it, and on a terminal rich to draw it.
+    project.inputs(*(f"in{i}.inp" for i in range(20)))
+    assert project.run("-n", "4").returncode == 0
+    project.ran()
+    timing = {"PYTHONPROFILEIMPORTTIME": "1"}
+    plain = project.run("-n", "4", env=timing)
+    assert plain.returncode == 0 and "all 20 jobs up to date" in plain.stdout
+    assert "import time:" in plain.stderr  # the timing was on: an empty list means something
+    assert HEAVY_IMPORT.findall(plain.stderr) == []
+    code, screen = project.on_terminal("-n", "4", env=timing)
+    assert code == 0 and "all 20 jobs up to date" in screen and "import time:" in screen
+    assert HEAVY_IMPORT.findall(screen.replace("\r\n", "\n")) == []
+    assert project.ran() == []
+    project.write("in7.inp", "x = 7\n")  # and the check can see the difference: one changed
+    changed = project.run("-n", "4", env=timing)
+    assert changed.returncode == 0 and project.ran() == ["in7.inp"]
+    assert {module for module, _ in HEAVY_IMPORT.findall(changed.stderr)} == {"doit"}

@@ -168,6 +168,8 @@ def test_ctrl_c_of_a_forced_run_keeps_the_queued_jobs_up_to_date(project):
     (project.root / "release").unlink()
     shutil.rmtree(project.root / "pids")
     stop_with_three_queued(project, "-B")
+    # The three that never started keep their record of success, signature and all.
+    assert recorded_ok(project) == {"b-fast.inp", "c-fast.inp", "d-fast.inp"}
     assert job_states(project) == {"a-slow.inp": ("stale", "interrupted"),
                                    "b-fast.inp": ("up-to-date", ""),
                                    "c-fast.inp": ("up-to-date", ""),

@@ -110,32 +110,11 @@ def test_quiet_prints_nothing_when_all_is_well(project):
     assert result.stdout == ""
 
 
-def run_on_terminal(project, **env_changes) -> str:
-    """Run incrun in a pseudo-terminal, as a user at a shell would; return all it drew."""
-    import os
-    import pty
-    import subprocess
-
-    from conftest import incrun_command
-
-    main, secondary = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR")}
-    env.update(TERM="xterm-256color", COLUMNS="100", **env_changes)
-    process = subprocess.Popen(incrun_command(), cwd=project.root, stdin=secondary,
-                               stdout=secondary, stderr=secondary, env=env)
-    os.close(secondary)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(main, 4096)
-        except OSError:  # the terminal closed: incrun exited
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    assert process.wait(timeout=60) == 1
-    os.close(main)
-    return b"".join(chunks).decode("utf-8", "replace")
+def run_on_terminal(project, **env) -> str:
+    """All a failing run drew on a terminal."""
+    code, screen = project.on_terminal(env=env)
+    assert code == 1, screen
+    return screen
 
 
 def test_live_display_on_a_terminal(project):
