@@ -30,6 +30,7 @@ from incrun.events import (
 )
 from incrun.live import render
 
+HIDE_CURSOR, SHOW_CURSOR = "\x1b[?25l", "\x1b[?25h"
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
 
 
@@ -321,7 +322,14 @@ def test_live_draws_the_total_at_once_and_context_manager_stops_it():
         display.handle(RunStarted(total=5, workers=2, at=0.0))
         assert "0/5" in visible(out.getvalue())  # not a stale frame from before the run
         display.handle(JobStarted("a", at=0.0))
-    display.close()  # already closed by the with block: no error
+        drawn = out.getvalue()
+        assert drawn.count(HIDE_CURSOR) == 1 and SHOW_CURSOR not in drawn
+    closed = out.getvalue()
+    assert closed.count(SHOW_CURSOR) == 1 and closed.rindex(SHOW_CURSOR) > closed.index(HIDE_CURSOR)
+    # The area is transient: its three lines (bar, tally, running job) are erased at the end.
+    assert re.fullmatch(r"\r(\x1b\[1A\x1b\[2K){3}", closed.split(SHOW_CURSOR)[-1])
+    display.close()  # already closed by the with block: no error, and nothing drawn
+    assert out.getvalue() == closed
 
 
 # ---- the factory

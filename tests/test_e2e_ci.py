@@ -5,31 +5,21 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-import tarfile
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
-# The JUnit schema CI tools agree on (junit-10.xsd, from Jenkins' xunit plugin): pytest checks
-# its own JUnit files against it and ships it in its source distribution, whence it is taken.
-SCHEMA_SOURCE = "pytest==9.2.0"
-SCHEMA_MEMBER = "pytest-9.2.0/testing/example_scripts/junit-10.xsd"
+# The JUnit schema CI tools agree on (junit-10.xsd, from Jenkins' xunit plugin, MIT licence),
+# as pytest checks its own JUnit files against it: a copy of pytest 9.2.0's
+# testing/example_scripts/junit-10.xsd, kept here so no test fetches anything.
+SCHEMA = Path(__file__).parent / "schemas" / "junit-10.xsd"
 
 
 @pytest.fixture(scope="session")
-def junit_schema(request):
+def junit_schema():
     etree = pytest.importorskip("lxml.etree")
-    folder = request.config.cache.mkdir("junit-schema")
-    schema = folder / "junit-10.xsd"
-    if not schema.exists():
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                        "--no-binary", ":all:", SCHEMA_SOURCE, "-d", str(folder)], check=True,
-                       capture_output=True)
-        with tarfile.open(next(folder.glob("pytest-*.tar.gz"))) as archive:
-            schema.write_bytes(archive.extractfile(SCHEMA_MEMBER).read())
-    return etree.XMLSchema(etree.parse(str(schema)))
+    return etree.XMLSchema(etree.parse(str(SCHEMA)))
 
 
 def ci_project(project):
@@ -95,6 +85,22 @@ def test_in_github_actions_a_step_summary_and_annotations(project):
     assert "bad input: cannot simulate" in errors[0]
     quiet = project.run()  # outside GitHub Actions: neither
     assert "::error" not in quiet.stdout
+
+
+def test_the_suite_run_in_github_actions_keeps_its_settings_from_the_tests(project,
+                                                                           monkeypatch):
+    # A contributor's own CI: its settings must not reach the incrun a test starts, which
+    # would print annotations the test does not expect and write to that CI's real summary.
+    summary = project.root.parent / "the callers-summary.md"
+    summary.write_text("the caller's step\n")
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    ci_project(project)
+    result = project.run()
+    assert result.returncode == 1
+    assert "FAILED sweep:e.inp" in result.stdout
+    assert "::error" not in result.stdout
+    assert summary.read_text() == "the caller's step\n"
 
 
 def test_a_cached_state_dir_in_a_fresh_clone_reruns_nothing(project, tmp_path):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import incrun_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,7 +39,7 @@ def task_summary():
 
 def plain_doit(project, *args):
     return subprocess.run([sys.executable, "-m", "doit", *args], cwd=project.root,
-                          capture_output=True, text=True, timeout=120)
+                          env=incrun_env(), capture_output=True, text=True, timeout=120)
 
 
 def test_config_in_pyproject_sets_inputs_command_outputs(project):
@@ -48,7 +50,8 @@ def test_config_in_pyproject_sets_inputs_command_outputs(project):
     result = project.run()
     assert result.returncode == 0, result.stdout + result.stderr
     assert sorted(p.name for p in (project.root / "out").iterdir()) == ["a.txt", "b c.txt"]
-    assert project.run().stdout.count("up to date") == 1
+    again = project.run()
+    assert again.returncode == 0 and "all 2 jobs up to date" in again.stdout, again.stdout
 
 
 def test_gitignore_and_exclude_keep_files_out(project):
@@ -142,16 +145,18 @@ def test_user_mistakes_give_one_line_a_hint_and_an_exit_code(tmp_path, setup, ar
     assert len(lines) == 1 and words in lines[0] and "hint:" in lines[0]
 
 
-def test_the_repository_demo_loads(tmp_path):
+def test_the_repository_demo_loads():
     result = subprocess.run([sys.executable, "-m", "incrun", "list", "--all"], cwd=REPO,
-                            capture_output=True, text=True, timeout=60)
+                            env=incrun_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("sweep:data/") >= 24
+    listed = re.findall(r"sweep:(data/\S+\.inp)", result.stdout)
+    inputs = sorted(str(path.relative_to(REPO)) for path in (REPO / "data").glob("*.inp"))
+    assert len(inputs) == 32 and sorted(listed) == inputs  # each of the demo's inputs, once
     assert "summary" in result.stdout
 
 
 def test_python_dash_m_and_help_with_examples():
-    result = subprocess.run([sys.executable, "-m", "incrun", "--help"], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "incrun", "--help"], env=incrun_env(),
+                            capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "examples:" in result.stdout and "exit codes:" in result.stdout

@@ -278,6 +278,28 @@ def test_output_symlinked_to_a_file_outside_is_replaced_never_written_through(pr
     assert victim.read_text() == "precious\n"
 
 
+def test_output_symlinked_to_a_newer_file_is_never_adopted(project, tmp_path):
+    # Both the link and its target are newer than the input and the runner: a regular file
+    # would be adopted as the output of an earlier build (b.out shows it is); a link never is.
+    past = time.time() - 1000
+    project.inputs("a.inp", "b.inp")
+    for name in ("a.inp", "b.inp", "runner.py"):
+        os.utime(project.root / name, (past, past))
+    victim = tmp_path / "elsewhere" / "a.out"
+    victim.parent.mkdir()
+    victim.write_text("precious\n")
+    link = project.root / "a.out"
+    link.symlink_to(victim)
+    project.write("b.out", "X = 1\n")
+
+    result = project.run("-n", "2")
+    assert result.returncode == 0, output_of(result)
+    assert "adopted 1" in result.stdout, result.stdout
+    assert project.ran() == ["a.inp"]
+    assert not link.is_symlink() and link.read_text() == "X = 1\n"
+    assert victim.read_text() == "precious\n"
+
+
 # -- 9. misbehaving dodo.py tasks --------------------------------------------------------
 
 
