@@ -61,6 +61,13 @@ def incrun_env(env: dict | None = None, ci: bool = True) -> dict:
     return clean
 
 
+@pytest.fixture(autouse=True)
+def _callers_settings_cleared(monkeypatch):
+    """The same for incrun code run in the tests' own process (displays, parsers)."""
+    for key in CALLERS_SETTINGS:
+        monkeypatch.delenv(key, raising=False)
+
+
 def incrun_command() -> list[str]:
     script = Path(sys.executable).parent / "incrun"
     if script.exists():

@@ -40,7 +40,15 @@ def test_jobs_from_config_file_unless_given(tmp_path):
     assert cli.parse(["-C", str(tmp_path), "-n", "2"], env={}).jobs == 2
 
 
-@pytest.mark.parametrize("argv", [["-n", "0"], ["-n", "many"], ["--bogus"]])
+def test_grace_from_the_option_else_the_config_file_else_five_seconds(tmp_path):
+    assert cli.parse(["-C", str(tmp_path)], env={}).grace == 5.0
+    (tmp_path / "incrun.toml").write_text("grace = 30\n")
+    assert cli.parse(["-C", str(tmp_path)], env={}).grace == 30.0
+    assert cli.parse(["-C", str(tmp_path), "--grace", "0.5"], env={}).grace == 0.5
+
+
+@pytest.mark.parametrize("argv", [["-n", "0"], ["-n", "many"], ["--bogus"], ["--grace", "0"],
+                                  ["--grace", "soon"]])
 def test_bad_options_exit_with_the_usage_code(argv, capsys):
     with pytest.raises(SystemExit) as stop:
         cli.parse(argv, env={})

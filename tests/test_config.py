@@ -94,6 +94,19 @@ def test_config_read_settings_positive_jobs_accepted(tmp_path):
     assert read_settings(tmp_path).jobs == 4
 
 
+@pytest.mark.parametrize("value", ["0", '"30"', "true", "-1"])
+def test_config_read_settings_bad_grace_rejected(tmp_path, value):
+    write(tmp_path / "incrun.toml", f"grace = {value}\n")
+    with pytest.raises(BadConfig, match="grace") as raised:
+        read_settings(tmp_path)
+    assert raised.value.exit_code == BAD_CONFIG
+
+
+def test_config_read_settings_grace_in_seconds(tmp_path):
+    write(tmp_path / "incrun.toml", "grace = 0.5\n")
+    assert read_settings(tmp_path).grace == 0.5
+
+
 # -- project_rule ------------------------------------------------------------------
 
 

@@ -318,7 +318,7 @@ def test_live_up_to_date_run_prints_one_line_and_draws_no_area():
 
 def test_live_draws_the_total_at_once_and_context_manager_stops_it():
     out = io.StringIO()
-    with make_display("live", file=out, clock=FakeClock()) as display:
+    with make_display("live", file=out, clock=FakeClock(), width=100) as display:
         display.handle(RunStarted(total=5, workers=2, at=0.0))
         assert "0/5" in visible(out.getvalue())  # not a stale frame from before the run
         display.handle(JobStarted("a", at=0.0))

@@ -100,6 +100,13 @@ def test_terminate_all_ends_a_job_and_its_grandchild(tmp_path):
     assert not _alive(grandchild)
 
 
+def next_messages(executor: LocalExecutor, timeout: float = 30) -> list:
+    """The executor's next messages; the test fails if none comes in time."""
+    found = executor.messages(timeout=timeout)
+    assert found, f"no message from the executor in {timeout}s"
+    return found
+
+
 def test_executor_runs_at_most_workers_at_once(tmp_path):
     executor = LocalExecutor(2, Path(tmp_path))
     code = "import time; open('{}', 'w').write(str(time.time())); time.sleep(0.2)"
@@ -107,7 +114,7 @@ def test_executor_runs_at_most_workers_at_once(tmp_path):
         executor.submit(f"s{i}", spec(code.format(f"s{i}"), [f"s{i}"]), f"l{i}")
     results, started = {}, {}
     while len(results) < 4:
-        for kind, name, value in executor.messages():
+        for kind, name, value in next_messages(executor):
             (started if kind == STARTED else results)[name] = value
     executor.shutdown()
     assert all(result.ok for result in results.values())
@@ -122,13 +129,21 @@ def test_executor_stop_ends_the_running_job_and_cancels_the_queued_ones(tmp_path
     executor.submit("slow", spec("import time; time.sleep(30)", []), "l0")
     for i in range(3):
         executor.submit(f"q{i}", spec("pass", []), f"l{i + 1}")
-    assert executor.messages()[0][:2] == (STARTED, "slow")  # the worker is busy with it
+    assert next_messages(executor)[0][:2] == (STARTED, "slow")  # the worker is busy with it
     executor.stop()
     told = {}
     while len(told) < 4:
-        for kind, name, value in executor.messages():
+        for kind, name, value in next_messages(executor):
             told[name] = (kind, value)
     executor.shutdown()
     assert told["slow"][0] == FINISHED and not told["slow"][1].ok
     assert {told[f"q{i}"][0] for i in range(3)} == {CANCELLED}
     assert not any((tmp_path / f"l{i + 1}").exists() for i in range(3))  # none of them ran
+
+
+def test_executor_messages_wait_at_most_the_timeout(tmp_path):
+    executor = LocalExecutor(1, Path(tmp_path), guard=False)
+    started = time.monotonic()
+    assert executor.messages(timeout=0.2) == []  # nothing submitted: nothing to tell
+    assert 0.2 <= time.monotonic() - started < 10
+    executor.shutdown()
