@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+from ..config import DEFAULT_GRACE
+
 
 def end_group(process: subprocess.Popen, grace: float) -> None:
     """TERM the job's whole process group, then KILL it if anything is left after `grace`."""
@@ -68,7 +70,7 @@ class ProcessGroups:
     memory), the guard ends the groups it was left with.
     """
 
-    def __init__(self, grace: float = 5.0, guard: bool = True):
+    def __init__(self, grace: float = DEFAULT_GRACE, guard: bool = True):
         self.grace = grace
         self._processes: dict[int, subprocess.Popen] = {}
         self._lock = threading.Lock()

@@ -16,7 +16,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from ..events import ERROR, FAILED, TIMEOUT, JobResult
-from .groups import GroupLeader, ProcessGroups, end_group
+from .groups import DEFAULT_GRACE, GroupLeader, ProcessGroups, end_group
 from .jobfiles import Lookups, Scratch, job_result
 from .workers import BOOT, FINISHED, STARTED, run_job
 
@@ -177,7 +177,7 @@ class LocalExecutor:
     kept one job ahead so that it starts its next job the moment its last one ends; hand-written
     dodo.py tasks run in threads of this process."""
 
-    def __init__(self, workers: int, root: Path, grace: float = 5.0, guard: bool = True,
+    def __init__(self, workers: int, root: Path, grace: float = DEFAULT_GRACE, guard: bool = True,
                  logs: Path | None = None):
         self.workers = workers
         self.root = root

@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from ..events import ERROR, FAILED, OK, TIMEOUT, JobResult
-from .groups import ProcessGroups, end_group
+from .groups import DEFAULT_GRACE, ProcessGroups, end_group
 from .jobfiles import Lookups, Scratch, job_result, prepare
 
 STARTED = "started"  # value: (when, pid of the process leading the job's group)
@@ -76,7 +76,7 @@ def run_job(spec: dict, root: Path | str, log_path: Path | str, clock=time.time,
     lookups = lookups or Lookups()
     log_file = prepare(spec["outputs"], root, log_path, lookups)
     argv = spec["argv"]
-    grace = groups.grace if groups is not None else 5.0
+    grace = groups.grace if groups is not None else DEFAULT_GRACE
     try:
         with _output_file(log_file, scratch) as output:
             process = subprocess.Popen(argv, executable=lookups.program(argv[0]), cwd=root,
@@ -243,7 +243,7 @@ class Worker:
         os._exit(128 + signum)
 
 
-def serve(fd: int, root: str, logs: str | None, grace: float = 5.0) -> None:
+def serve(fd: int, root: str, logs: str | None, grace: float = DEFAULT_GRACE) -> None:
     """The worker process's entry point."""
     os.chdir(root)
     sys.path.insert(0, root)  # the project's modules, as `python runner.py` would find them
