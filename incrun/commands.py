@@ -35,16 +35,18 @@ def _doit_args(config: Config) -> list[str]:
     return args
 
 
-def invoke(config: Config, state: Store, up_to_date=None, rule=None, **attributes):
+def invoke(config: Config, state: Store, up_to_date=None, pending=None, order=None,
+           **attributes):
     """Run one doit command with incrun's loader, state and checker; map doit's errors to ours.
 
-    `up_to_date` leaves the jobs it vouches for out of doit's tasks; `rule` is the project's
-    rule when the engine made it already. `attributes` are set on the command object.
+    `up_to_date` leaves the jobs it vouches for out of doit's tasks; `pending` is each rule's
+    jobs to run when the engine worked them out already, `order` orders each rule's stale jobs.
+    `attributes` are set on the command object.
     """
     command_cls = COMMANDS[config.command]
     doit_config = DoitConfig()
     doit_config.loads([name for name in ("pyproject.toml", "doit.cfg") if os.path.exists(name)])
-    loader = IncrunLoader(config, up_to_date, rule)
+    loader = IncrunLoader(config, up_to_date, pending, order)
     command = command_cls(task_loader=loader, config=doit_config.as_dict(), bin_name="incrun",
                           cmds=COMMANDS, opt_vals={})
     loader.cmd_names = sorted(COMMANDS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 from dataclasses import dataclass, replace
@@ -22,7 +23,10 @@ DEFAULT_INPUTS = ("*.inp",)
 DEFAULT_COMMAND = ("{python}", RUNNER, "{input}")
 DEFAULT_OUTPUTS = ("{stem}.out",)
 RULE_KEYS = ("inputs", "exclude", "command", "outputs", "deps", "timeout")
-KNOWN_KEYS = (*RULE_KEYS, "jobs", "retries", "grace")
+KNOWN_KEYS = (*RULE_KEYS, "jobs", "retries", "grace", "rules")
+# What a named rule (`[tool.incrun.rules.NAME]`) may set: a rule's keys, its own retries, gather.
+NAMED_RULE_KEYS = (*RULE_KEYS, "retries", "gather")
+RULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")  # becomes a task name's first part
 DEFAULT_GRACE = 5.0  # seconds a job that is ended has between SIGTERM and SIGKILL
 
 
@@ -37,13 +41,15 @@ class RuleSpec:
     deps: tuple[str, ...] = ()
     name: str = "sweep"
     timeout: float | None = None  # seconds a job may run before it is ended
+    retries: int | None = None  # the rule's own; None: the run's
+    gather: bool = False  # one job over all the inputs, not one per input
 
 
 @dataclass(frozen=True)
 class FileSettings:
-    """What the project's config file says; `rule` is None when it says nothing about a rule."""
+    """What the project's config file says; `rules` is None when it says nothing about rules."""
 
-    rule: RuleSpec | None = None
+    rules: tuple[RuleSpec, ...] | None = None
     jobs: int | None = None
     retries: int | None = None
     grace: float | None = None
@@ -55,7 +61,7 @@ class Config:
     root: Path
     command: str = "run"  # run, list, status, explain, report, clean, forget, info
     targets: tuple[str, ...] = ()
-    rule: RuleSpec | None = None
+    rules: tuple[RuleSpec, ...] = ()  # the project's own rules, in the order written
     jobs: int = 1
     fail_fast: bool = False
     always: bool = False  # run every selected job, up to date or not
@@ -115,18 +121,61 @@ def _settings_from(table: dict, source: str) -> FileSettings:
             f"{source}: unknown setting {unknown[0]!r}",
             hint="known settings: " + ", ".join(KNOWN_KEYS),
         )
-    rule = RuleSpec(
+    return FileSettings(rules=_rules(table, source),
+                        jobs=_count(table.get("jobs"), "jobs", source, minimum=1),
+                        retries=_count(table.get("retries"), "retries", source, minimum=0),
+                        grace=positive_seconds(table.get("grace"), f"{source}: 'grace'"),
+                        source=source)
+
+
+def _rules(table: dict, source: str) -> tuple[RuleSpec, ...]:
+    """The named rules, or the one top-level rule named `sweep`; never both."""
+    named = table.get("rules")
+    if named is None:
+        return (_rule_spec(table, source, "sweep", named=False),)
+    top_level = [key for key in RULE_KEYS if key in table]
+    prefix = "tool.incrun." if source.startswith("pyproject") else ""
+    if top_level:
+        raise BadConfig(f"{source}: rule settings at the top ({', '.join(top_level)}) and "
+                        "named rules: one form or the other",
+                        hint=f"move them into a [{prefix}rules.sweep] table")
+    if not isinstance(named, dict) or not named:
+        raise BadConfig(f"{source}: 'rules' must hold one table per rule",
+                        hint=f"for example [{prefix}rules.sim] with inputs and command")
+    specs = []
+    for name, rule_table in named.items():
+        where = f"{source}: rule {name!r}"
+        if not RULE_NAME.fullmatch(name):
+            raise BadConfig(f"{where}: a rule's name is letters, digits, '_', '-' and '.'")
+        if not isinstance(rule_table, dict):
+            raise BadConfig(f"{where} must be a table of settings")
+        unknown = sorted(set(rule_table) - set(NAMED_RULE_KEYS))
+        if unknown:
+            raise BadConfig(f"{where}: unknown setting {unknown[0]!r}",
+                            hint="a rule's settings: " + ", ".join(NAMED_RULE_KEYS))
+        specs.append(_rule_spec(rule_table, where, name))
+    return tuple(specs)
+
+
+def _rule_spec(table: dict, source: str, name: str, named: bool = True) -> RuleSpec:
+    """A rule from its table; at the top level (not `named`), `retries` is the run's."""
+    gather = table.get("gather", False)
+    if not isinstance(gather, bool):
+        raise BadConfig(f"{source}: 'gather' must be true or false, not {gather!r}")
+    if gather and "outputs" not in table:
+        raise BadConfig(f"{source}: a gather rule names its outputs",
+                        hint='for example outputs = ["summary.csv"]')
+    return RuleSpec(
         inputs=_patterns(table, "inputs", source, DEFAULT_INPUTS),
         exclude=_patterns(table, "exclude", source, ()),
         command=_command(table.get("command"), source),
         outputs=_patterns(table, "outputs", source, DEFAULT_OUTPUTS),
         deps=_patterns(table, "deps", source, ()),
+        name=name,
         timeout=positive_seconds(table.get("timeout"), f"{source}: 'timeout'"),
+        retries=_count(table.get("retries"), "retries", source, minimum=0) if named else None,
+        gather=gather,
     )
-    return FileSettings(rule=rule, jobs=_count(table.get("jobs"), "jobs", source, minimum=1),
-                        retries=_count(table.get("retries"), "retries", source, minimum=0),
-                        grace=positive_seconds(table.get("grace"), f"{source}: 'grace'"),
-                        source=source)
 
 
 def _patterns(table: dict, key: str, source: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -193,13 +242,13 @@ def choose_display(stream, env=os.environ, as_json: bool = False) -> str:
     return "live"
 
 
-def project_rule(root: Path, settings: FileSettings) -> RuleSpec | None:
-    """The rule of the project: from its config file, else zero config if runner.py exists."""
-    if settings.rule is not None:
-        return settings.rule
+def project_rules(root: Path, settings: FileSettings) -> tuple[RuleSpec, ...]:
+    """The project's rules: from its config file, else zero config if runner.py exists."""
+    if settings.rules is not None:
+        return settings.rules
     if (root / RUNNER).is_file():
-        return RuleSpec()
-    return None
+        return (RuleSpec(),)
+    return ()
 
 
 def build(root: Path, **options) -> Config:
@@ -213,7 +262,7 @@ def build(root: Path, **options) -> Config:
     dodo = root / DODO
     config = Config(
         root=root,
-        rule=project_rule(root, settings),
+        rules=project_rules(root, settings),
         jobs=jobs,
         retries=retries,
         grace=grace,

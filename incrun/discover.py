@@ -115,3 +115,19 @@ def find_inputs(
         found.extend([rel for rel in chosen if rel not in dropped] if dropped else chosen)
     skipped = set(skip)
     return sorted(rel for rel in found if rel not in skipped) if skipped else sorted(found)
+
+
+def select_paths(paths: Iterable[str], inputs: Iterable[str],
+                 exclude: Iterable[str] = ()) -> list[str]:
+    """Of these relative paths (files that may not exist yet), those `inputs` match and
+    `exclude` does not, as `find_inputs` would pick them on disk; sorted."""
+    wanted, unwanted = selector(inputs), selector(exclude)
+    by_folder: dict[str, list[str]] = {}
+    for rel in paths:
+        by_folder.setdefault(rel.rpartition("/")[0], []).append(rel)
+    found = []
+    for folder, files in by_folder.items():
+        chosen = wanted(folder, files)
+        dropped = set(unwanted(folder, chosen)) if chosen else ()
+        found.extend(rel for rel in chosen if rel not in dropped)
+    return sorted(found)

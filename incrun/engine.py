@@ -18,7 +18,8 @@ from .display import make_display
 from .errors import NoRule
 from .events import DEFERRED, JobSkipped, Notice, RunFinished, Tally
 from .executors.local import LocalExecutor
-from .rules import Rule, job_order, require_jobs, run_settings
+from .plan import Plan, build
+from .rules import job_order, run_settings
 from .schedule import Expected
 from .store import Store
 from .uptodate import UpToDate
@@ -31,7 +32,7 @@ def run(config: Config) -> int:
 
 
 def _command(config: Config) -> int:
-    if config.rule is None and config.dodo is None:
+    if not config.rules and config.dodo is None:
         raise NoRule(f"nothing to run in {config.root}: no runner.py, no incrun.toml, "
                      "no [tool.incrun] in pyproject.toml and no dodo.py",
                      hint="add a runner.py that turns one X.inp into X.out, "
@@ -157,20 +158,23 @@ def _run(config: Config) -> int:
                 context.up_to_date = UpToDate(store, context.signatures,
                                               keep_names=config.junit is not None)
             context.expected = Expected(store, longest_first=not config.in_order)
-            job_order[:] = [context.expected]
-            rule = _checked_rule(config, context.up_to_date)
-            pending = rule.pending(context.up_to_date) if rule is not None else None
+            job_order[:] = [context.expected]  # for a dodo.py's own rules
+            plan = _checked_plan(config, context.up_to_date)
+            pending = None
+            if plan is not None:
+                pending = plan.pending(context.up_to_date, context.expected)
+            jobs = None if pending is None else [job for _, jobs in pending for job in jobs]
             try:
                 with _signals_stop(context, display):
-                    if pending:  # workers start while doit loads
-                        executor.prepare(len(pending), calls=rule.sweep().calls)
-                        store.prefetch([job.task for job in pending])
-                    if pending == []:
+                    if jobs:  # workers start while doit loads
+                        executor.prepare(len(jobs), calls=plan.calls)
+                        store.prefetch([job.task for job in jobs])
+                    if jobs == []:
                         context.start(0)  # every job is up to date: doit has nothing to do
                         doit_code = 0
                     else:
-                        doit_code = _invoke(config, store, context.up_to_date, rule,
-                                            context=context)
+                        doit_code = _invoke(config, store, context.up_to_date, pending,
+                                            order=context.expected, context=context)
             except BaseException:
                 executor.shutdown(kill=True)
                 raise
@@ -193,14 +197,12 @@ def _run(config: Config) -> int:
     return errors.OK if doit_code == 0 and summary.ok else errors.JOBS_FAILED
 
 
-def _checked_rule(config: Config, up_to_date: UpToDate | None) -> Rule | None:
-    """The project's rule, its jobs checked before doit is loaded, when nothing else can add
+def _checked_plan(config: Config, up_to_date: UpToDate | None) -> Plan | None:
+    """The project's plan, its jobs checked before doit is loaded, when nothing else can add
     or select jobs (no dodo.py, no names on the command line, no --always)."""
-    if config.rule is None or config.dodo is not None or config.targets or up_to_date is None:
+    if not config.rules or config.dodo is not None or config.targets or up_to_date is None:
         return None
-    rule = Rule.from_spec(config.rule, config.root)
-    require_jobs(rule.sweep(), config.rule)
-    return rule
+    return build(config.rules, config.root, config.shard)
 
 
 @contextmanager

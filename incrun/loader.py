@@ -11,10 +11,12 @@ from pathlib import Path
 from doit.cmd_base import TaskLoader2
 from doit.exceptions import InvalidDodoFile, InvalidTask
 from doit.loader import generate_tasks, load_doit_config, load_tasks
+from doit.task import Task
 
+from . import plan as plans
 from .config import Config
 from .errors import BadDodo, UnknownTask
-from .rules import META_KEY, Rule, declared_rules, inside, job_filter, require_jobs, shard
+from .rules import META_KEY, declared_rules, inside, job_filter
 
 
 def import_dodo(path: Path):
@@ -75,12 +77,14 @@ def selected_tasks(tasks: dict, selection) -> list:
 class IncrunLoader(TaskLoader2):
     """Tasks of one project: its rule's jobs and its dodo.py, with doit's own semantics."""
 
-    def __init__(self, config: Config, up_to_date=None, rule: Rule | None = None):
+    def __init__(self, config: Config, up_to_date=None, pending: list | None = None,
+                 order=None):
         super().__init__()
         self.config_obj = config
         self.namespace: dict | None = None
         self.up_to_date = up_to_date  # uptodate.UpToDate: its up-to-date jobs are left out
-        self.rule = rule  # the project's rule, if the engine already made it
+        self.pending = pending  # plan.Plan.pending, if the engine worked it out already
+        self.order = order  # schedule.Expected: the order of each rule's stale jobs
 
     def setup(self, opt_values) -> None:
         if self.config_obj.dodo is not None and self.namespace is None:
@@ -100,9 +104,9 @@ class IncrunLoader(TaskLoader2):
         try:
             tasks = self._dodo_tasks(cmd, pos_args)
             if not declared_rules:
-                tasks = self._rule_tasks() + tasks
-            if shard:
-                tasks = _jobs_only(tasks, self.config_obj.rule)
+                tasks = self._rule_tasks(None if pos_args else self.up_to_date) + tasks
+            if self.config_obj.shard:
+                tasks = _jobs_only(tasks, {spec.name for spec in self.config_obj.rules})
         finally:
             job_filter.clear()
         _refuse_outside_targets(tasks, self.config_obj.root)
@@ -121,21 +125,34 @@ class IncrunLoader(TaskLoader2):
             raise BadDodo(f"dodo.py: creating tasks failed: {type(error).__name__}: {error}",
                           hint="run 'incrun list' after fixing the task function") from None
 
-    def _rule_tasks(self) -> list:
-        spec = self.config_obj.rule
-        if spec is None:
+    def _rule_tasks(self, up_to_date) -> list:
+        """The tasks of the project's rules: those `up_to_date` cannot vouch for, each rule's
+        under a group task named as the rule."""
+        if not self.config_obj.rules:
             return []
-        rule = self.rule or Rule.from_spec(spec, self.config_obj.root)
-        if self.namespace is None:
-            require_jobs(rule.sweep(), spec)
-        doc = f"run {' '.join(spec.command)} for each {' '.join(spec.inputs)}"
-        return generate_tasks(spec.name, rule.tasks(), doc)
+        pending = self.pending
+        if pending is None:
+            plan = plans.build(self.config_obj.rules, self.config_obj.root,
+                               self.config_obj.shard, require_inputs=self.namespace is None)
+            pending = plan.pending(up_to_date, self.order)
+        tasks = []
+        for sweep, jobs in pending:
+            spec = sweep.spec
+            doc = f"run {' '.join(spec.command)} for " + ("all of " if spec.gather else "each ")
+            doc += " ".join(spec.inputs)
+            if spec.gather and jobs:
+                tasks += generate_tasks(spec.name, jobs[0].task_dict(), doc)
+            elif spec.gather:
+                tasks.append(Task(spec.name, None, doc=doc))  # up to date: a name to depend on
+            else:
+                tasks += generate_tasks(spec.name, (job.task_dict() for job in jobs), doc)
+        return tasks
 
 
-def _jobs_only(tasks: list, own_rule) -> list:
+def _jobs_only(tasks: list, own_rules: set[str]) -> list:
     """A shard runs its share of the sweeps' jobs, not the hand-written tasks: those may need
     the outputs of every shard."""
-    rules = {rule.spec.name for rule in declared_rules} or {own_rule.name if own_rule else ""}
+    rules = {rule.spec.name for rule in declared_rules} or own_rules
     return [task for task in tasks if is_job(task) or task.name in rules]
 
 

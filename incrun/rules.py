@@ -23,6 +23,7 @@ from .config import (
 )
 from .discover import find_inputs
 from .errors import BadConfig, BadPlaceholder, NoInputs
+from .executors.jobfiles import write_inputs_file
 from .store import hash_text
 
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
@@ -31,6 +32,10 @@ CALL = re.compile(r"([A-Za-z_][\w.]*):([A-Za-z_]\w*)")
 PYTHON = "{python}"
 # Ours first, then GNU parallel's spellings of the same things.
 PLACEHOLDERS = ("input", "stem", "name", "dir", "output", "python", "", ".", "/", "//", "/.")
+# A gather rule's command: every input (each its own word), or a file listing them.
+GATHER_PLACEHOLDERS = ("inputs", "inputs_file", "output", "python")
+INPUTS_WORD = "{inputs}"
+INPUT_LISTS = ".incrun/inputs"  # where a gather job's {inputs_file} is written
 META_KEY = "incrun"  # the key under a task's `meta` that marks it as a job incrun runs itself
 # Rules whose tasks a dodo.py asked for: the loader then adds no rule of its own.
 declared_rules: list[Rule] = []
@@ -71,25 +76,52 @@ class Job:
     deps: tuple[str, ...] = ()  # the input first, then the runner script and extra deps
     timeout: float | None = None
     rule_digest: str = ""  # the rule's command and output templates, shared by its jobs
+    retries: int | None = None  # the rule's own, if it has one
+    gathered: tuple[str, ...] | None = None  # a gather job's inputs (then `input` is "")
 
     @functools.cached_property
     def values(self) -> dict[str, str]:
         """The value of each placeholder the command uses; made when needed: a job found up to
         date never is."""
-        values = path_values(self.input, _keys(self.command))
+        if self.gathered is not None:
+            values = {"python": sys.executable, "inputs_file": self.inputs_file}
+        else:
+            values = path_values(self.input, _keys(self.command))
         values["output"] = _safe_path(self.outputs[0]) if self.outputs else ""
         return values
 
+    @property
+    def inputs_file(self) -> str:
+        return f"{INPUT_LISTS}/{self.task}.txt"
+
     @functools.cached_property
     def argv(self) -> tuple[str, ...]:
-        return tuple(expand(template, self.values) for template in self.command)
+        words: list[str] = []
+        for template in self.command:
+            if template == INPUTS_WORD and self.gathered is not None:
+                words.extend(_safe_path(path) for path in self.gathered)
+            else:
+                words.append(expand(template, self.values))
+        return tuple(words)
+
+    @property
+    def shared(self) -> tuple[str, ...]:
+        """The deps every job of the rule has (the runner script, `deps`)."""
+        return self.deps[len(self.gathered):] if self.gathered is not None else self.deps[1:]
 
     def spec(self) -> dict:
         """The JSON-able job spec executors receive."""
-        return {"task": self.task, "input": self.input, "argv": list(self.argv),
+        spec = {"task": self.task, "input": self.input, "argv": list(self.argv),
                 "outputs": list(self.outputs), "timeout": self.timeout,
-                "shared": list(self.deps[1:]), "digest": self.rule_digest,
+                "shared": list(self.shared), "digest": self.rule_digest,
                 "call": is_call(self.command)}
+        if self.retries is not None:
+            spec["retries"] = self.retries
+        if self.gathered is not None:
+            spec["inputs"] = list(self.gathered)
+            if "{inputs_file}" in "".join(self.command):
+                spec["inputs_file"] = self.inputs_file
+        return spec
 
     def command_digest(self) -> str:
         """The command as recorded: without the interpreter's path, so a new venv reruns nothing."""
@@ -98,16 +130,23 @@ class Job:
     def task_dict(self) -> dict:
         from .checker import command_changed  # doit is loaded only when a job may run
 
-        return {
+        spec = self.spec()
+        actions = [(call, list(self.argv)) if is_call(self.command) else list(self.argv)]
+        if "inputs_file" in spec:  # as incrun's executors do, for a plain doit
+            actions.insert(0, (write_inputs_file, [spec]))
+        task = {
             "name": self.input,
             "doc": " ".join("python" if arg == sys.executable else arg for arg in self.argv),
-            "actions": [(call, list(self.argv)) if is_call(self.command) else list(self.argv)],
+            "actions": actions,
             "file_dep": list(self.deps),
             "targets": list(self.outputs),
             "uptodate": [command_changed(self.command_digest())],
             "clean": True,
-            "meta": {META_KEY: self.spec()},
+            "meta": {META_KEY: spec},
         }
+        if self.gathered is not None:
+            del task["name"]  # the rule's one task, named as the rule
+        return task
 
 
 def is_call(command) -> bool:
@@ -276,9 +315,11 @@ class Sweep:
     """A rule over the inputs found now: each input with its outputs, in two parallel lists.
 
     Jobs are made on demand: a 100,000-input sweep that is up to date never makes one.
+    `inputs`, when given (by the plan: files found and other rules' outputs), are used as they
+    are; otherwise the rule finds its own, and keeps those of the run's shard.
     """
 
-    def __init__(self, spec: RuleSpec, root: Path):
+    def __init__(self, spec: RuleSpec, root: Path, inputs: list[str] | None = None):
         _check_spec(spec)
         self.spec = spec
         # A call names no arguments: it gets the input path, as pool.map(function, inputs).
@@ -287,15 +328,23 @@ class Sweep:
         self.command = (*spec.command, "{input}") if called_bare else spec.command
         self.shared = tuple(_deps(spec, root))  # files every job depends on
         self.digest = json.dumps([self.command, spec.outputs])
-        self.inputs = find_inputs(root, spec.inputs, spec.exclude, skip=self.shared)
+        if inputs is None:
+            self.inputs = find_inputs(root, spec.inputs, spec.exclude, skip=self.shared)
+        else:
+            skip = set(self.shared)
+            self.inputs = [rel for rel in inputs if rel not in skip]
         self.outputs = _output_paths(spec, self.inputs, root)
         made = {output for outputs in self.outputs for output in outputs}
         if not made.isdisjoint(self.inputs):  # one job's output is never another's input
             self._keep([i for i, rel in enumerate(self.inputs) if rel not in made])
         self.found = len(self.inputs)  # before the shard is taken
-        if shard:
-            self._keep([i for i, rel in enumerate(self.inputs)
-                        if in_shard(self.task_name(rel), *shard[0])])
+        if shard and inputs is None:
+            self.keep([i for i, rel in enumerate(self.inputs)
+                       if in_shard(self.task_name(rel), *shard[0])])
+
+    def keep(self, kept: list[int]) -> None:
+        """Only these jobs, by index (a shard's)."""
+        self._keep(kept)
 
     def _keep(self, kept: list[int]) -> None:
         self.inputs = [self.inputs[i] for i in kept]
@@ -310,10 +359,59 @@ class Sweep:
     def job(self, index: int) -> Job:
         rel = self.inputs[index]
         return Job(self.task_name(rel), rel, self.command, self.outputs[index],
-                   (rel, *self.shared), self.spec.timeout, self.digest)
+                   (rel, *self.shared), self.spec.timeout, self.digest, self.spec.retries)
 
     def jobs(self) -> list[Job]:
         return [self.job(index) for index in range(len(self.inputs))]
+
+
+class Gather:
+    """A gather rule: one job over all its inputs (files found, and other rules' outputs).
+
+    Shaped as a sweep of at most one job: `inputs` are that job's, `outputs` has its one tuple.
+    """
+
+    def __init__(self, spec: RuleSpec, root: Path, inputs: list[str] | None = None):
+        _check_spec(spec)
+        self.spec = spec
+        self.calls = is_call(spec.command)
+        self.command = spec.command
+        self.shared = tuple(_deps(spec, root))
+        self.digest = json.dumps([self.command, spec.outputs, "gather"])
+        outputs = tuple(_normal(output) for output in spec.outputs)
+        for output in outputs:
+            if not inside(root, output):
+                raise BadConfig(f"rule {spec.name!r}: output {output!r} lies outside the "
+                                "project", hint="outputs must be paths inside the project")
+        if inputs is None:
+            inputs = find_inputs(root, spec.inputs, spec.exclude)
+        skip = {*self.shared, *outputs}
+        self.inputs = [rel for rel in inputs if rel not in skip]
+        self.outputs = [outputs]
+        self.found = len(self.inputs)
+
+    def keep(self, kept: list[int]) -> None:
+        if not kept:
+            self.inputs, self.outputs = [], []
+
+    def __len__(self) -> int:
+        return 1 if self.outputs and self.inputs else 0
+
+    def task_name(self, rel_input: str = "") -> str:
+        return self.spec.name
+
+    def job(self, index: int = 0) -> Job:
+        return Job(self.spec.name, "", self.command, self.outputs[0],
+                   (*self.inputs, *self.shared), self.spec.timeout, self.digest,
+                   self.spec.retries, gathered=tuple(self.inputs))
+
+    def jobs(self) -> list[Job]:
+        return [self.job()] if len(self) else []
+
+
+def make_sweep(spec: RuleSpec, root: Path, inputs: list[str] | None = None) -> Sweep | Gather:
+    """The rule's jobs over these inputs: one per input, or one over all (gather)."""
+    return (Gather if spec.gather else Sweep)(spec, root, inputs)
 
 
 def _tuple(value) -> tuple[str, ...]:
@@ -325,11 +423,34 @@ def _tuple(value) -> tuple[str, ...]:
 
 
 def _check_spec(spec: RuleSpec) -> None:
+    where = f"the command of rule {spec.name!r}"
+    if spec.gather:
+        for template in spec.command:
+            _check_gather_template(template, where)
+        for template in spec.outputs:
+            check_template(template, (), where=f"the outputs of gather rule {spec.name!r}")
+        return
     for template in spec.command:
+        if _keys((template,)) & set(GATHER_PLACEHOLDERS[:2]):
+            raise BadConfig(f"{{inputs}} and {{inputs_file}} are for a gather rule: "
+                                 f"{template!r} in {where}",
+                                 hint="set gather = true for one job over all the inputs")
         check_template(template)
     output_keys = tuple(key for key in PLACEHOLDERS if key not in ("output", "python"))
     for template in spec.outputs:
         check_template(template, output_keys, where="outputs")
+
+
+def _check_gather_template(template: str, where: str) -> None:
+    used = _keys((template,))
+    if used - set(GATHER_PLACEHOLDERS):
+        raise BadConfig(f"a gather rule runs once over all its inputs: {template!r} in "
+                             f"{where} names one input's placeholder",
+                             hint="use {inputs} (each input a word) or {inputs_file} "
+                                  "(a file listing them)")
+    if "inputs" in used and template != INPUTS_WORD:
+        raise BadConfig(f"{{inputs}} must be a word of its own: {template!r} in {where}",
+                             hint="or pass {inputs_file}, a file listing the inputs")
 
 
 def command_files(spec: RuleSpec, root: Path) -> list[str]:

@@ -2,8 +2,9 @@
 up to date without asking doit. One `stat` per file: the floor of any check.
 
 A signature is the rule's key (its command and output templates, and the stat of every file all
-its jobs share), then the stat of the job's input and of each output. Any difference only means
-that doit, which compares content, decides.
+its jobs share), then the stat of the job's input (a gather job's: a hash of its inputs' names
+and stats) and of each output. Any difference only means that doit, which compares content,
+decides.
 """
 
 from __future__ import annotations
@@ -39,15 +40,29 @@ class Signatures:
             self._keys[(digest, shared)] = key
         return self._keys[(digest, shared)]
 
-    def now(self, digest: str, input_path: str, outputs, shared: tuple[str, ...]) -> str | None:
+    def now(self, digest: str, input_path: str, outputs, shared: tuple[str, ...],
+            gathered=None) -> str | None:
         """The signature of one job now; None if any of its files is missing."""
-        texts = [self.rule_key(digest, shared), stamp(input_path)]
+        inputs = stamp(input_path) if gathered is None else gathered_stamp(gathered)
+        texts = [self.rule_key(digest, shared), inputs]
         texts.extend(stamp(output) for output in outputs)
         return None if None in texts else "|".join(texts)
 
     def of(self, spec: dict) -> str | None:
         """The signature of a job spec (see `rules.Job.spec`) now."""
-        return self.now(spec["digest"], spec["input"], spec["outputs"], tuple(spec["shared"]))
+        return self.now(spec["digest"], spec["input"], spec["outputs"], tuple(spec["shared"]),
+                        spec.get("inputs"))
+
+
+def gathered_stamp(paths) -> str | None:
+    """One short text for a gather job's inputs: which they are, and each one's stat."""
+    digest = hashlib.blake2b(digest_size=8)
+    for path in paths:
+        text = stamp(path)
+        if text is None:
+            return None
+        digest.update(f"{path}\0{text}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 class UpToDate:
@@ -59,12 +74,15 @@ class UpToDate:
         self.count = 0  # jobs found up to date so far
         self.names: list[str] | None = [] if keep_names else None  # their task names
 
-    def stale(self, sweep) -> list[int]:
-        """The indices of the sweep's jobs whose signature is not the recorded one.
+    def stale(self, sweep, remade=frozenset()) -> list[int]:
+        """The indices of the sweep's jobs whose signature is not the recorded one, or whose
+        input is among the files `remade` (outputs of upstream jobs that are stale).
 
         The one loop over every job of a no-op run, so it is written for speed: no job objects,
         one stat per file, one string compared per job.
         """
+        if sweep.spec.gather:
+            return self._stale_gather(sweep, remade)
         key = self.signatures.rule_key(sweep.digest, sweep.shared)
         if key is None:
             return list(range(len(sweep)))
@@ -74,7 +92,7 @@ class UpToDate:
         stale = []
         for index, (rel, outputs) in enumerate(zip(sweep.inputs, sweep.outputs)):
             expected = recorded.get(prefix + rel)
-            if expected is None:
+            if expected is None or (remade and rel in remade):
                 stale.append(index)
                 continue
             try:
@@ -94,3 +112,16 @@ class UpToDate:
             self.names += [prefix + rel for index, rel in enumerate(sweep.inputs)
                            if index not in stale_set]
         return stale
+
+    def _stale_gather(self, gather, remade) -> list[int]:
+        if not len(gather):
+            return []
+        job = gather.job()
+        expected = self.store.signatures().get(job.task)
+        if expected is None or not remade.isdisjoint(job.gathered) \
+                or self.signatures.of(job.spec()) != expected:
+            return [0]
+        self.count += 1
+        if self.names is not None:
+            self.names.append(job.task)
+        return []

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from incrun.config import FileSettings, choose_display, project_rule, read_settings
+from incrun.config import FileSettings, choose_display, project_rules, read_settings
 from incrun.errors import BAD_CONFIG, BadConfig
 
 
@@ -28,7 +28,7 @@ def test_config_read_settings_pyproject_tool_table(tmp_path):
     write(tmp_path / "pyproject.toml",
           '[project]\nname = "x"\n[tool.incrun]\ninputs = ["data/*.inp"]\njobs = 3\n')
     settings = read_settings(tmp_path)
-    assert settings.rule.inputs == ("data/*.inp",)
+    assert settings.rules[0].inputs == ("data/*.inp",)
     assert settings.jobs == 3
     assert "pyproject.toml" in settings.source
 
@@ -36,32 +36,32 @@ def test_config_read_settings_pyproject_tool_table(tmp_path):
 def test_config_read_settings_incrun_toml_top_level(tmp_path):
     write(tmp_path / "incrun.toml", 'inputs = "*.dat"\noutputs = ["{stem}.res"]\n')
     settings = read_settings(tmp_path)
-    assert settings.rule.inputs == ("*.dat",)
-    assert settings.rule.outputs == ("{stem}.res",)
+    assert settings.rules[0].inputs == ("*.dat",)
+    assert settings.rules[0].outputs == ("{stem}.res",)
     assert settings.source == "incrun.toml"
 
 
 def test_config_read_settings_incrun_toml_wins(tmp_path):
     write(tmp_path / "pyproject.toml", '[tool.incrun]\ninputs = ["*.from-pyproject"]\n')
     write(tmp_path / "incrun.toml", 'inputs = ["*.from-incrun"]\n')
-    assert read_settings(tmp_path).rule.inputs == ("*.from-incrun",)
+    assert read_settings(tmp_path).rules[0].inputs == ("*.from-incrun",)
 
 
 def test_config_read_settings_pyproject_without_table_is_no_settings(tmp_path):
     write(tmp_path / "pyproject.toml", '[project]\nname = "x"\n')
     settings = read_settings(tmp_path)
-    assert settings.rule is None
+    assert settings.rules is None
     assert settings.jobs is None
 
 
 def test_config_read_settings_command_string_split_with_quotes(tmp_path):
     write(tmp_path / "incrun.toml", """command = "prog --title 'a b' {input}"\n""")
-    assert read_settings(tmp_path).rule.command == ("prog", "--title", "a b", "{input}")
+    assert read_settings(tmp_path).rules[0].command == ("prog", "--title", "a b", "{input}")
 
 
 def test_config_read_settings_command_list_kept(tmp_path):
     write(tmp_path / "incrun.toml", 'command = ["prog", "a b", "x;y", "{input}"]\n')
-    assert read_settings(tmp_path).rule.command == ("prog", "a b", "x;y", "{input}")
+    assert read_settings(tmp_path).rules[0].command == ("prog", "a b", "x;y", "{input}")
 
 
 def test_config_read_settings_unknown_key_hint_lists_known(tmp_path):
@@ -107,29 +107,29 @@ def test_config_read_settings_grace_in_seconds(tmp_path):
     assert read_settings(tmp_path).grace == 0.5
 
 
-# -- project_rule ------------------------------------------------------------------
+# -- project_rules -----------------------------------------------------------------
 
 
-def test_config_project_rule_zero_config_with_runner(tmp_path):
+def test_config_project_rules_zero_config_with_runner(tmp_path):
     write(tmp_path / "runner.py", "")
-    rule = project_rule(tmp_path, read_settings(tmp_path))
+    (rule,) = project_rules(tmp_path, read_settings(tmp_path))
     assert rule.inputs == ("*.inp",)
     assert rule.command == ("{python}", "runner.py", "{input}")
     assert rule.outputs == ("{stem}.out",)
 
 
-def test_config_project_rule_none_without_runner_or_config(tmp_path):
-    assert project_rule(tmp_path, read_settings(tmp_path)) is None
+def test_config_project_rules_none_without_runner_or_config(tmp_path):
+    assert project_rules(tmp_path, read_settings(tmp_path)) == ()
 
 
-def test_config_project_rule_config_without_runner(tmp_path):
+def test_config_project_rules_config_without_runner(tmp_path):
     write(tmp_path / "incrun.toml", 'command = ["prog", "{input}"]\n')
-    rule = project_rule(tmp_path, read_settings(tmp_path))
+    (rule,) = project_rules(tmp_path, read_settings(tmp_path))
     assert rule.command == ("prog", "{input}")
 
 
-def test_config_project_rule_empty_settings_is_none(tmp_path):
-    assert project_rule(tmp_path, FileSettings()) is None
+def test_config_project_rules_empty_settings_is_none(tmp_path):
+    assert project_rules(tmp_path, FileSettings()) == ()
 
 
 # -- choose_display ----------------------------------------------------------------

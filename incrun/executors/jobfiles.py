@@ -61,15 +61,29 @@ class Lookups:
         return self._programs[name]
 
 
-def prepare(outputs, root: Path | str, log_path: Path | str, lookups: Lookups) -> str:
+def prepare(spec: dict, root: Path | str, log_path: Path | str, lookups: Lookups) -> str:
     """Before a job starts: its outputs removed (nothing half-written by an earlier attempt may
-    count), the folders it writes into made; the path of its log file."""
+    count), the folders it writes into made, a gather job's list of inputs written; the path of
+    its log file."""
+    outputs = spec["outputs"]
     remove_outputs(outputs, root)
     for output in outputs:
         lookups.ensure_folder(os.path.join(root, output))
+    if "inputs_file" in spec:
+        write_inputs_file(spec, root)
     log_file = os.path.join(root, log_path)
     lookups.ensure_folder(log_file)
     return log_file
+
+
+def write_inputs_file(spec: dict, root: Path | str = ".") -> None:
+    """A gather job's list of inputs, one per line, written whole or not at all."""
+    path = os.path.join(root, spec["inputs_file"])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = f"{path}.{os.getpid()}.incomplete"
+    with open(temporary, "w", encoding="utf-8", errors="surrogateescape") as stream:
+        stream.writelines(f"{line}\n" for line in spec["inputs"])
+    os.replace(temporary, path)
 
 
 def job_result(spec: dict, root: Path | str, log_path: Path | str, started: float,

@@ -213,9 +213,10 @@ class JobRunner(Runner):
         if result.ok:
             result = self._save_success(task, result)
         attempts = self._attempts.get(task.name, 1)
-        if not result.ok and self._may_retry(result, attempts):
+        retries = self._retries(task)
+        if not result.ok and self._may_retry(result, attempts, retries):
             self.ctx.emit(Notice(f"retrying {task.name} (attempt {attempts + 1} of "
-                                 f"{self.ctx.retries + 1}): {result.detail}"))
+                                 f"{retries + 1}): {result.detail}"))
             self._submit(task)
             return False
         result = self._with_attempts(result, attempts)
@@ -228,8 +229,13 @@ class JobRunner(Runner):
         self.ctx.emit(JobFinished(result))
         return True
 
-    def _may_retry(self, result: JobResult, attempts: int) -> bool:
-        return (result.status in (FAILED, TIMEOUT) and attempts <= self.ctx.retries
+    def _retries(self, task) -> int:
+        """The job's rule's own retries, else the run's (--retries, `retries`)."""
+        own = task.meta[META_KEY].get("retries") if is_job(task) else None
+        return self.ctx.retries if own is None else own
+
+    def _may_retry(self, result: JobResult, attempts: int, retries: int) -> bool:
+        return (result.status in (FAILED, TIMEOUT) and attempts <= retries
                 and not self._stopping())
 
     def _with_attempts(self, result: JobResult, attempts: int) -> JobResult:

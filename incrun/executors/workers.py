@@ -74,7 +74,7 @@ def run_job(spec: dict, root: Path | str, log_path: Path | str, clock=time.time,
     """
     started = clock()
     lookups = lookups or Lookups()
-    log_file = prepare(spec["outputs"], root, log_path, lookups)
+    log_file = prepare(spec, root, log_path, lookups)
     argv = spec["argv"]
     grace = groups.grace if groups is not None else DEFAULT_GRACE
     try:
@@ -201,7 +201,7 @@ class Worker:
     def _call(self, name: str, spec: dict, log_path: str) -> JobResult:
         started = time.time()
         self.connection.send((STARTED, name, (started, os.getpid())))
-        log_file = prepare(spec["outputs"], self.root, log_path, self.lookups)
+        log_file = prepare(spec, self.root, log_path, self.lookups)
         target, *args = spec["argv"]
         with _output_file(log_file, self.scratch) as output:
             ok, detail = call(self.functions, target, args, output)

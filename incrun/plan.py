@@ -1,0 +1,154 @@
+"""The plan: the project's rules as one graph of jobs, chained by the outputs they declare, built
+once before anything runs, and checked (a cycle, an output two jobs claim, a rule with nothing
+to do) before anything can go wrong halfway.
+
+A rule's input patterns match the files on disk and the outputs other rules declare, made yet
+or not, as make's pattern rules chain. doit then orders the jobs by their file deps and
+decides by content, in one run: a job runs after those that make its inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import RuleSpec
+from .discover import find_inputs, select_paths
+from .errors import BadConfig, NoInputs
+from .rules import Gather, Job, Sweep, in_shard, make_sweep
+
+
+class Plan:
+    """Every rule's jobs, upstream rules first."""
+
+    def __init__(self, sweeps: list[Sweep | Gather], upstream: dict[str, set[str]]):
+        self.sweeps = sweeps  # in an order where a rule comes after those it reads from
+        self.upstream = upstream  # by rule name: the rules whose outputs it reads
+
+    @property
+    def calls(self) -> bool:
+        """Whether some rule's jobs are `module:function` calls (run in worker processes)."""
+        return any(sweep.calls for sweep in self.sweeps)
+
+    def __len__(self) -> int:
+        return sum(len(sweep) for sweep in self.sweeps)
+
+    def pending(self, up_to_date=None, order=None) -> list[tuple[Sweep | Gather, list[Job]]]:
+        """Each rule's jobs that `up_to_date` cannot vouch for: stale ones, and those that read
+        what a stale one will make again (doit then decides by content whether they rerun).
+        Without `up_to_date`, every job. `order` (schedule.Expected) orders each rule's."""
+        remade: set[str] = set()  # outputs of jobs handed to doit, upstream of what follows
+        found = []
+        for sweep in self.sweeps:
+            if up_to_date is None:
+                indices = list(range(len(sweep)))
+            else:
+                indices = up_to_date.stale(sweep, remade)
+            for index in indices:
+                remade.update(sweep.outputs[index])
+            jobs = [sweep.job(index) for index in indices]
+            if jobs and order is not None:
+                jobs = order.order(jobs)
+            found.append((sweep, jobs))
+        return found
+
+
+def build(specs: Sequence[RuleSpec], root: Path, shard: tuple[int, int] | None = None,
+          require_inputs: bool = True) -> Plan:
+    """The plan of these rules over the project's files now; one line and a hint if it is bad.
+    A rule with no inputs is a mistake, unless (`require_inputs` False) a dodo.py has tasks."""
+    on_disk = {spec.name: find_inputs(root, spec.inputs, spec.exclude) for spec in specs}
+    inputs = dict(on_disk)
+    for _ in range(len(specs) + 1):  # each round reaches one rule further down every chain
+        sweeps = [make_sweep(spec, root, inputs[spec.name]) for spec in specs]
+        makers = _makers(sweeps)
+        chained = {spec.name: _chain(on_disk[spec.name], spec, makers) for spec in specs}
+        if chained == inputs:
+            break
+        inputs = chained
+    upstream = {sweep.spec.name: {makers[rel][0] for rel in sweep.inputs if rel in makers}
+                for sweep in sweeps}
+    ordered = _upstream_first(sweeps, upstream)
+    for sweep in ordered:
+        if require_inputs and not sweep.found:
+            raise _nothing_to_do(sweep.spec)
+    if shard is not None:
+        _keep_shard(ordered, makers, shard)
+    return Plan(ordered, upstream)
+
+
+def _makers(sweeps) -> dict[str, tuple[str, str]]:
+    """Each declared output's rule and job; an output two jobs claim is refused."""
+    makers: dict[str, tuple[str, str]] = {}
+    for sweep in sweeps:
+        for index, outputs in enumerate(sweep.outputs):
+            job = sweep.task_name(sweep.inputs[index] if sweep.inputs else "")
+            for output in outputs:
+                if output in makers and makers[output][1] != job:
+                    raise BadConfig(f"output {output!r} is claimed by two jobs: "
+                                    f"{makers[output][1]} and {job}",
+                                    hint="put {dir} in the outputs (or a named folder), so "
+                                         "each job writes its own file")
+                makers[output] = (sweep.spec.name, job)
+    return makers
+
+
+def _chain(on_disk: list[str], spec: RuleSpec, makers: dict[str, tuple[str, str]]) -> list[str]:
+    """The rule's inputs: files on disk, and other rules' outputs its patterns match."""
+    declared = [rel for rel, (rule, _) in makers.items() if rule != spec.name]
+    matched = select_paths(declared, spec.inputs, spec.exclude)
+    if not matched:
+        return on_disk
+    return sorted(set(on_disk).union(matched))
+
+
+def _upstream_first(sweeps, upstream: dict[str, set[str]]) -> list:
+    """The rules ordered so each comes after the rules it reads from; a cycle is refused."""
+    by_name = {sweep.spec.name: sweep for sweep in sweeps}
+    ordered, placed = [], set()
+    waiting = [sweep.spec.name for sweep in sweeps]  # the order written, where free to choose
+    while waiting:
+        ready = [name for name in waiting if upstream[name] <= placed]
+        if not ready:
+            raise BadConfig(f"the rules make a cycle: {_cycle(waiting, upstream)}",
+                            hint="a rule's outputs must not lead back to its own inputs")
+        for name in ready:
+            ordered.append(by_name[name])
+            placed.add(name)
+        waiting = [name for name in waiting if name not in placed]
+    return ordered
+
+
+def _cycle(waiting: list[str], upstream: dict[str, set[str]]) -> str:
+    """One cycle among rules that wait for each other, as `a -> b -> a`."""
+    path = [waiting[0]]
+    while True:
+        step = sorted(upstream[path[-1]] & set(waiting))[0]
+        if step in path:
+            cycle = path[path.index(step):] + [step]
+            return " -> ".join(reversed(cycle))  # in the direction data flows
+        path.append(step)
+
+
+def _nothing_to_do(spec: RuleSpec) -> NoInputs:
+    patterns = " ".join(spec.inputs)
+    return NoInputs(f"rule {spec.name!r}: no input file matches {patterns}, and no other rule "
+                    "makes one",
+                    hint="check its 'inputs', .gitignore and 'exclude', or the rule that "
+                         "should make them")
+
+
+def _keep_shard(sweeps, makers: dict[str, tuple[str, str]], shard: tuple[int, int]) -> None:
+    """A CI shard keeps its jobs whole chains at a time: a job goes where the first job of its
+    chain goes. Gather jobs need every shard's outputs: no shard runs them."""
+    first_job: dict[str, str] = {}  # by output: the job at the head of the chain making it
+    for sweep in sweeps:
+        kept = []
+        for index, outputs in enumerate(sweep.outputs):
+            rel = sweep.inputs[index] if sweep.inputs else ""
+            head = first_job.get(rel, sweep.task_name(rel))
+            for output in outputs:
+                first_job[output] = head
+            if not isinstance(sweep, Gather) and in_shard(head, *shard):
+                kept.append(index)
+        sweep.keep(kept)
