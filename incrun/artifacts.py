@@ -48,7 +48,7 @@ class Collector:
     def __init__(self):
         self.started = time.time()
         self.results: list[JobResult] = []
-        self.skipped: list[tuple[str, str]] = []  # (task, reason) of jobs that did not run
+        self.skipped: list[tuple[str, str, str]] = []  # (task, reason, detail): did not run
         self.summary: Summary | None = None
 
     def handle(self, event: Event) -> None:
@@ -58,7 +58,7 @@ class Collector:
             self.results.append(event.result)
         elif isinstance(event, JobSkipped):
             names = event.names or ((event.name,) if event.name else ())
-            self.skipped.extend((name, event.reason) for name in names)
+            self.skipped.extend((name, event.reason, event.detail) for name in names)
         elif isinstance(event, RunFinished):
             self.summary = event.summary
             self.finish()
@@ -88,8 +88,10 @@ class JUnitReport(Collector):
                 errors += kind == "error"
                 ET.SubElement(case, kind, type=result.status,
                               message=result.detail or result.status).text = _failure_text(result)
-        for name, reason in self.skipped:
+        for name, reason, detail in self.skipped:
             message = "up to date" if reason == UP_TO_DATE else reason.replace("-", " ")
+            if detail:
+                message += f": {detail}"
             ET.SubElement(self._case(suite, name, 0.0), "skipped", message=message)
         elapsed = f"{self.summary.elapsed:.3f}" if self.summary else "0.000"
         counts = {"tests": str(len(self.results) + len(self.skipped)),

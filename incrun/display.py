@@ -34,6 +34,7 @@ from incrun.events import (
 Clock = Callable[[], float]
 
 MAX_FAILURES_LISTED = 20
+MAX_BLOCKED_NAMED = 5  # jobs named on one `not run:` line
 # Escape sequences and control characters: a job's log tail must not repaint our terminal.
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -165,6 +166,23 @@ def _failure_list(failures: tuple[JobResult, ...]) -> list[str]:
     return lines
 
 
+def _blocked_list(blocked: tuple[tuple[str, str], ...]) -> list[str]:
+    """The jobs not run, a line for each reason: `not run: a, b (needs x, which failed)`."""
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in blocked:
+        by_reason.setdefault(reason, []).append(name)
+    lines = []
+    for reason, names in list(by_reason.items())[:MAX_FAILURES_LISTED]:
+        shown = ", ".join(names[:MAX_BLOCKED_NAMED])
+        if len(names) > MAX_BLOCKED_NAMED:
+            shown += f" and {len(names) - MAX_BLOCKED_NAMED} more"
+        lines.append(clean(f"not run: {shown} ({reason})" if reason else f"not run: {shown}"))
+    if len(by_reason) > MAX_FAILURES_LISTED:
+        lines.append(f"… and more jobs not run, for {len(by_reason) - MAX_FAILURES_LISTED} "
+                     "more reasons")
+    return lines
+
+
 def summary_lines(summary: Summary) -> list[str]:
     elapsed = format_seconds(summary.elapsed)
     if summary.succeeded + summary.failed + summary.not_run == 0:
@@ -174,7 +192,7 @@ def summary_lines(summary: Summary) -> list[str]:
     headline = f"done in {elapsed}: {_summary_counts(summary)}"
     if summary.ok:
         return [headline + " — all succeeded"]
-    return [headline, *_failure_list(summary.failures)]
+    return [headline, *_failure_list(summary.failures), *_blocked_list(summary.blocked)]
 
 
 # ---- displays ----

@@ -132,6 +132,7 @@ def _status(config: Config) -> int:
 
 def _run(config: Config) -> int:
     started = time.time()
+    plan = _checked_plan(config)  # a bad plan is refused before anything is written
     store = Store(config.state_dir)
     store.lock()
     store.open()
@@ -159,7 +160,6 @@ def _run(config: Config) -> int:
                                               keep_names=config.junit is not None)
             context.expected = Expected(store, longest_first=not config.in_order)
             job_order[:] = [context.expected]  # for a dodo.py's own rules
-            plan = _checked_plan(config, context.up_to_date)
             pending = None
             if plan is not None:
                 pending = plan.pending(context.up_to_date, context.expected)
@@ -197,10 +197,10 @@ def _run(config: Config) -> int:
     return errors.OK if doit_code == 0 and summary.ok else errors.JOBS_FAILED
 
 
-def _checked_plan(config: Config, up_to_date: UpToDate | None) -> Plan | None:
-    """The project's plan, its jobs checked before doit is loaded, when nothing else can add
-    or select jobs (no dodo.py, no names on the command line, no --always)."""
-    if not config.rules or config.dodo is not None or config.targets or up_to_date is None:
+def _checked_plan(config: Config) -> Plan | None:
+    """The project's plan, its jobs checked before the store or doit is touched, when nothing
+    else can add or select jobs (no dodo.py, no names on the command line)."""
+    if not config.rules or config.dodo is not None or config.targets:
         return None
     return build(config.rules, config.root, config.shard)
 

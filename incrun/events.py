@@ -95,6 +95,7 @@ class Summary:
     deferred: int = 0
     elapsed: float = 0.0
     failures: tuple[JobResult, ...] = field(default=())
+    blocked: tuple[tuple[str, str], ...] = field(default=())  # not run: (job, why)
 
     @property
     def ok(self) -> bool:
@@ -118,6 +119,7 @@ class Tally:
         self.running: dict[str, float] = {}
         self.counts = {OK: 0, FAILED: 0, UP_TO_DATE: 0, ADOPTED: 0, NOT_RUN: 0, DEFERRED: 0}
         self.failures: list[JobResult] = []
+        self.blocked: list[tuple[str, str]] = []  # jobs not run for a failure: (job, why)
         self.run_durations: list[float] = []
         self.expected: dict[str, float] = {}  # of the jobs that may run, those with a history
         self.expected_left = 0.0  # their sum, for those not finished
@@ -146,6 +148,8 @@ class Tally:
                 self._left(event.name)
             reason = UP_TO_DATE if event.reason == IGNORED else event.reason
             self.counts[reason] += event.count
+            if reason == NOT_RUN and event.detail != INTERRUPTED:
+                self.blocked.append((event.name, event.detail))
 
     def _left(self, name: str) -> None:
         """A job that may have run is done with: its expected time is no longer to come."""
@@ -169,6 +173,7 @@ class Tally:
             deferred=self.counts[DEFERRED],
             elapsed=now - self.started_at,
             failures=tuple(self.failures),
+            blocked=tuple(self.blocked),
         )
 
 
@@ -201,7 +206,7 @@ class EventReporter:
             return
         detail = fail_detail(fail)
         if type(fail).__name__ == "UnmetDependency":
-            self.emit(JobSkipped(task.name, NOT_RUN, f"dependency failed: {detail}"))
+            self.emit(JobSkipped(task.name, NOT_RUN, detail))
         else:
             self.emit(JobFinished(JobResult(task.name, ERROR, 0.0, 0.0, detail=detail)))
 

@@ -428,7 +428,10 @@ def _check_spec(spec: RuleSpec) -> None:
         for template in spec.command:
             _check_gather_template(template, where)
         for template in spec.outputs:
-            check_template(template, (), where=f"the outputs of gather rule {spec.name!r}")
+            if _keys((template,)):
+                raise BadConfig(f"the outputs of gather rule {spec.name!r} are plain paths: "
+                                f"{template!r}",
+                                hint="a gather job has no one input to name its outputs after")
         return
     for template in spec.command:
         if _keys((template,)) & set(GATHER_PLACEHOLDERS[:2]):

@@ -11,6 +11,7 @@ from pathlib import Path
 from doit.action import PythonAction
 from doit.cmd_run import Run
 from doit.control import TaskControl
+from doit.exceptions import UnmetDependency
 from doit.runner import ERROR as DOIT_ERROR
 from doit.runner import FAILURE, Runner
 from doit.task import Stream
@@ -37,6 +38,8 @@ from .doit_tasks import run_doit_task, run_doit_task_in_child
 from .jobfiles import remove_outputs
 from .local import CANCELLED, STARTED
 
+NEEDS_SHOWN = 3  # failed jobs named in why a job is not run
+
 
 def _mtime(path: str, follow: bool = True) -> float | None:
     """A file's mtime; None if it is missing or, unless followed, a symlink (never adopted)."""
@@ -59,6 +62,7 @@ class JobRunner(Runner):
         self.root = context.executor.root
         self._attempts: dict[str, int] = {}
         self._started = 0  # jobs started (retries not counted)
+        self._blocked_by: dict[str, tuple[str, ...]] = {}  # not run: the failed jobs it needs
 
     # -- selection -----------------------------------------------------------
 
@@ -76,6 +80,21 @@ class JobRunner(Runner):
             if is_job(node.task):  # the next run can tell without doit
                 self.store.set_signature(node.task.name, self._signature(node.task))
         return selected
+
+    def _handle_task_error(self, node, base_fail):
+        if isinstance(base_fail, UnmetDependency):
+            base_fail = UnmetDependency(self._needs(node))
+        super()._handle_task_error(node, base_fail)
+
+    def _needs(self, node) -> str:
+        """Why a task is not run: the failed jobs it needs, through those not run between."""
+        roots = dict.fromkeys(name for dep in node.bad_deps
+                              for name in self._blocked_by.get(dep.task.name, (dep.task.name,)))
+        self._blocked_by[node.task.name] = names = tuple(roots)
+        shown = ", ".join(names[:NEEDS_SHOWN])
+        if len(names) > NEEDS_SHOWN:
+            shown += f" and {len(names) - NEEDS_SHOWN} more"
+        return f"needs {shown}, which failed"
 
     def _signature(self, task) -> str | None:
         return self.ctx.signatures.of(task.meta[META_KEY]) if is_job(task) else None

@@ -1,0 +1,336 @@
+"""End to end: several rules that chain like make's pattern rules, a gather over all of a
+stage's outputs, and one plan, built before anything runs, that is right in one run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+from test_e2e_incremental import HEAVY_IMPORT
+
+# Each stage leaves a record of its run (`records/`), read back by `stages_ran`.
+RECORD = '''
+import json, os, sys, uuid
+def record(job):
+    os.makedirs("records", exist_ok=True)
+    with open(os.path.join("records", uuid.uuid4().hex + ".json"), "w") as f:
+        json.dump({"input": job}, f)
+'''
+# X.inp -> X.out: the lines that are not comments, upper-cased; FAIL in the input fails it.
+SIM = RECORD + '''
+src = sys.argv[1]
+text = open(src, encoding="utf-8").read()
+record("sim:" + src)
+if "FAIL" in text:
+    open(src[:-4] + ".out", "w").write("partial")
+    sys.exit(3)
+lines = [line for line in text.splitlines(keepends=True) if not line.startswith("#")]
+open(src[:-4] + ".out", "w", encoding="utf-8").write("".join(lines).upper())
+'''
+# X.out -> X.sum: how long the result is (so different results can give the same sum).
+POST = RECORD + '''
+src, out = sys.argv[1], sys.argv[2]
+record("post:" + src)
+open(out, "w", encoding="utf-8").write(f"{len(open(src, encoding='utf-8').read())}\\n")
+'''
+# summary.csv over every X.sum: named on the command line, or listed in a file (--list F).
+GATHER = RECORD + '''
+out, rest = sys.argv[1], sys.argv[2:]
+record("summary")
+if rest[:1] == ["--list"]:
+    rest = open(rest[1], encoding="utf-8").read().splitlines()
+with open(out, "w", encoding="utf-8") as f:
+    f.writelines(f"{path},{open(path, encoding='utf-8').read()}" for path in rest)
+'''
+PIPELINE = '''
+[rules.sim]
+inputs = ["data/*.inp"]
+command = "{python} sim.py {input}"
+outputs = ["{stem}.out"]
+
+[rules.post]
+inputs = ["data/*.out"]
+command = "{python} post.py {input} {output}"
+outputs = ["{stem}.sum"]
+
+[rules.summary]
+gather = true
+inputs = ["data/*.sum"]
+command = "{python} gather.py {output} {inputs}"
+outputs = ["summary.csv"]
+'''
+
+
+@pytest.fixture
+def pipeline(project):
+    """sim (data/X.inp -> X.out) -> post (X.out -> X.sum) -> summary (every X.sum), on a, b, c."""
+    project.write("sim.py", SIM)
+    project.write("post.py", POST)
+    project.write("gather.py", GATHER)
+    project.write("incrun.toml", PIPELINE)
+    for name, text in (("a", "x = 1\n"), ("b", "x = 22\n"), ("c", "x = 333\n")):
+        project.write(f"data/{name}.inp", text)
+    return project
+
+
+def summary(project) -> str:
+    return (project.root / "summary.csv").read_text(encoding="utf-8")
+
+
+def all_stages(*names: str) -> list[str]:
+    return sorted([*(f"sim:data/{n}.inp" for n in names), *(f"post:data/{n}.out" for n in names),
+                   "summary"])
+
+
+# -- chaining ----------------------------------------------------------------------
+
+
+def test_one_run_from_clean_builds_every_stage_and_the_next_does_nothing(pipeline):
+    result = pipeline.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert pipeline.ran() == all_stages("a", "b", "c")
+    assert summary(pipeline) == "data/a.sum,6\ndata/b.sum,7\ndata/c.sum,8\n"
+    assert "7 ran — all succeeded" in result.stdout
+    again = pipeline.run()
+    assert again.returncode == 0 and "all 7 jobs up to date" in again.stdout
+    assert pipeline.ran() == []
+
+
+def test_a_changed_input_reruns_its_chain_and_the_gather_in_the_same_run(pipeline):
+    pipeline.run()
+    pipeline.ran()
+    pipeline.write("data/b.inp", "x = 2222\n")
+    result = pipeline.run()
+    assert result.returncode == 0
+    assert pipeline.ran() == ["post:data/b.out", "sim:data/b.inp", "summary"]
+    assert summary(pipeline) == "data/a.sum,6\ndata/b.sum,9\ndata/c.sum,8\n"
+    assert "3 ran, 4 up to date" in result.stdout
+    assert "all 7 jobs up to date" in pipeline.run().stdout
+
+
+def test_an_upstream_job_that_writes_the_same_bytes_stops_the_chain_there(pipeline):
+    pipeline.run()
+    pipeline.ran()
+    pipeline.write("data/b.inp", "# a comment the simulator skips\nx = 22\n")
+    assert pipeline.run().returncode == 0
+    assert pipeline.ran() == ["sim:data/b.inp"]  # b.out is byte-identical: post:b never runs
+    pipeline.write("data/b.inp", "y = 99\n")  # a new b.out, of the same length: the same b.sum
+    assert pipeline.run().returncode == 0
+    assert pipeline.ran() == ["post:data/b.out", "sim:data/b.inp"]
+
+
+def test_a_failed_job_stops_its_own_chain_and_the_next_run_carries_on_from_it(pipeline):
+    pipeline.write("data/b.inp", "FAIL\n")
+    result = pipeline.run()
+    assert result.returncode == 1
+    assert pipeline.ran() == ["post:data/a.out", "post:data/c.out", "sim:data/a.inp",
+                              "sim:data/b.inp", "sim:data/c.inp"]
+    assert not (pipeline.root / "summary.csv").exists()
+    assert "1 failed, 2 not run" in result.stdout
+    assert "not run: post:data/b.out, summary (needs sim:data/b.inp, which failed)" \
+        in result.stdout.splitlines()
+    assert not (pipeline.root / "data" / "b.out").exists()  # a failed job leaves no output
+    pipeline.write("data/b.inp", "x = 22\n")
+    fixed = pipeline.run()
+    assert fixed.returncode == 0
+    assert pipeline.ran() == ["post:data/b.out", "sim:data/b.inp", "summary"]
+    assert summary(pipeline) == "data/a.sum,6\ndata/b.sum,7\ndata/c.sum,8\n"
+
+
+def test_jobs_not_run_are_reported_with_the_failure_they_need_in_json_and_junit(pipeline):
+    pipeline.write("data/b.inp", "FAIL\n")
+    result = pipeline.run("--json", "--junit", "report.xml")
+    assert result.returncode == 1
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    not_run = {event["name"]: event["detail"] for event in events
+               if event["event"] == "job_skipped" and event["reason"] == "not-run"}
+    needs = "needs sim:data/b.inp, which failed"
+    assert not_run == {"post:data/b.out": needs, "summary": needs}
+    junit = (pipeline.root / "report.xml").read_text()
+    assert f'name="summary" time="0.000">\n      <skipped message="not run: {needs}"' in junit
+
+
+def test_a_deleted_intermediate_is_made_again_and_nothing_after_it_reruns(pipeline):
+    pipeline.run()
+    pipeline.ran()
+    (pipeline.root / "data" / "b.out").unlink()
+    assert pipeline.run().returncode == 0
+    assert pipeline.ran() == ["sim:data/b.inp"]  # the same b.out again: post:b is up to date
+    assert (pipeline.root / "data" / "b.out").read_text() == "X = 22\n"
+
+
+# -- gather rules ------------------------------------------------------------------
+
+
+def test_a_gather_reruns_when_an_input_is_added_or_removed(pipeline):
+    pipeline.run()
+    pipeline.ran()
+    pipeline.write("data/d.inp", "x = 4\n")
+    assert pipeline.run().returncode == 0
+    assert pipeline.ran() == all_stages("d")
+    assert summary(pipeline).endswith("data/d.sum,6\n")
+    for suffix in ("inp", "out", "sum"):
+        (pipeline.root / "data" / f"d.{suffix}").unlink()
+    assert pipeline.run().returncode == 0
+    assert pipeline.ran() == ["summary"]
+    assert summary(pipeline) == "data/a.sum,6\ndata/b.sum,7\ndata/c.sum,8\n"
+
+
+def test_a_gather_can_read_its_inputs_from_a_file_written_whole(pipeline):
+    pipeline.write("incrun.toml", PIPELINE.replace(
+        "{output} {inputs}", "{output} --list {inputs_file}"))
+    assert pipeline.run().returncode == 0
+    assert summary(pipeline) == "data/a.sum,6\ndata/b.sum,7\ndata/c.sum,8\n"
+    listed = pipeline.root / ".incrun" / "inputs" / "summary.txt"
+    assert listed.read_text() == "data/a.sum\ndata/b.sum\ndata/c.sum\n"
+    assert [path.name for path in listed.parent.iterdir()] == ["summary.txt"]  # no temporaries
+
+
+def test_inputs_expand_to_one_word_each_even_with_spaces(pipeline):
+    pipeline.write("data/with space.inp", "x = 4\n")
+    assert pipeline.run().returncode == 0
+    assert "data/with space.sum,6\n" in summary(pipeline)
+
+
+# -- rule settings -----------------------------------------------------------------
+
+
+FLAKY = '''
+import os, sys
+marker = sys.argv[1] + ".tried"
+if not os.path.exists(marker):  # fails its first attempt, succeeds on the second
+    open(marker, "w").close()
+    sys.exit(1)
+open(sys.argv[1][:-4] + ".out", "w").write("ok")
+'''
+
+
+def test_a_rule_has_its_own_retries(project):
+    project.write("flaky.py", FLAKY)
+    project.write("incrun.toml", '''
+[rules.patient]
+inputs = ["p/*.inp"]
+command = "{python} flaky.py {input}"
+retries = 1
+
+[rules.strict]
+inputs = ["s/*.inp"]
+command = "{python} flaky.py {input}"
+''')
+    project.inputs("p/a.inp", "s/a.inp")
+    result = project.run()
+    assert result.returncode == 1
+    assert (project.root / "p" / "a.out").exists()
+    assert not (project.root / "s" / "a.out").exists()
+    assert "patient:p/a.inp succeeded on attempt 2" in result.stdout
+    assert "FAILED strict:s/a.inp (exit code 1)" in result.stdout
+
+
+def test_state_made_by_the_single_rule_form_carries_over_to_a_named_rule(project):
+    single = 'inputs = ["*.inp"]\ncommand = "{python} runner.py {input}"\n'
+    project.write("incrun.toml", single)
+    project.inputs("a.inp", "b.inp")
+    assert project.run().returncode == 0
+    project.ran()
+    project.write("incrun.toml", "[rules.sweep]\n" + single)
+    result = project.run()
+    assert result.returncode == 0 and "all 2 jobs up to date" in result.stdout
+    assert project.ran() == []
+
+
+def test_a_no_op_pipeline_run_never_loads_doit(pipeline):
+    pipeline.run()
+    result = pipeline.run(env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0 and "all 7 jobs up to date" in result.stdout
+    assert "import time:" in result.stderr and HEAVY_IMPORT.findall(result.stderr) == []
+
+
+# -- bad plans: one line, a hint, before anything runs ------------------------------
+
+
+def refused(project, code: int) -> str:
+    result = project.run()
+    assert result.returncode == code, result.stdout + result.stderr
+    assert project.ran() == [] and not (project.root / ".incrun" / "logs").exists()
+    return result.stderr
+
+
+def test_mixing_the_single_rule_and_named_rules_is_refused(pipeline):
+    pipeline.write("incrun.toml", 'inputs = ["*.inp"]\n' + PIPELINE)
+    error = refused(pipeline, 5)
+    assert "[rules.sweep]" in error and "hint:" in error
+
+
+def test_a_cycle_between_rules_is_refused_and_named(project):
+    project.write("incrun.toml", '''
+[rules.there]
+inputs = ["*.a"]
+command = "cp {input} {output}"
+outputs = ["{stem}.b"]
+
+[rules.back]
+inputs = ["*.b"]
+command = "cp {input} {output}"
+outputs = ["{stem}.a"]
+''')
+    project.inputs("x.a")
+    error = refused(project, 5)
+    assert re.search(r"the rules make a cycle: (there -> back -> there|back -> there -> back)",
+                     error), error
+
+
+def test_an_output_two_jobs_claim_is_refused_naming_both(project):
+    project.write("incrun.toml", '''
+inputs = ["params/**/*.yml"]
+command = "{python} runner.py {input}"
+outputs = ["out/{/.}.h5"]
+''')
+    project.inputs("params/a/run1.yml", "params/b/run1.yml")
+    error = refused(project, 5)
+    assert "out/run1.h5" in error
+    assert "sweep:params/a/run1.yml" in error and "sweep:params/b/run1.yml" in error
+    assert "{dir}" in error
+
+
+def test_a_rule_with_nothing_to_do_is_named(pipeline):
+    pipeline.write("incrun.toml", PIPELINE.replace('"data/*.sum"', '"data/*.csv"'))
+    error = refused(pipeline, 4)
+    assert "rule 'summary'" in error and "data/*.csv" in error
+
+
+@pytest.mark.parametrize("command, says", [
+    ("{python} gather.py {output} {input}", "{input}"),
+    ("{python} gather.py {output} x{inputs}", "{inputs}"),
+])
+def test_a_gather_command_must_not_use_one_input(pipeline, command, says):
+    pipeline.write("incrun.toml", PIPELINE.replace("{python} gather.py {output} {inputs}",
+                                                   command))
+    error = refused(pipeline, 5)
+    assert says in error and "summary" in error
+
+
+def test_inputs_are_for_gather_rules_only(pipeline):
+    pipeline.write("incrun.toml", PIPELINE.replace("{input} {output}", "{inputs} {output}"))
+    error = refused(pipeline, 5)
+    assert "{inputs}" in error and "gather" in error
+
+
+def test_a_bad_rule_name_is_refused(pipeline):
+    pipeline.write("incrun.toml", PIPELINE.replace("[rules.post]", '[rules."po st"]'))
+    error = refused(pipeline, 5)
+    assert "po st" in error
+
+
+def test_outputs_of_a_gather_are_plain_paths(pipeline):
+    pipeline.write("incrun.toml", PIPELINE.replace('["summary.csv"]', '["{stem}.csv"]'))
+    assert "{stem}" in refused(pipeline, 5)
+
+
+def test_nothing_half_written_is_left_by_the_inputs_file(pipeline):
+    pipeline.write("incrun.toml", PIPELINE.replace(
+        "{output} {inputs}", "{output} --list {inputs_file}"))
+    pipeline.run()
+    folder = pipeline.root / ".incrun" / "inputs"
+    assert not [name for name in os.listdir(folder) if name.endswith(".incomplete")]
