@@ -7,6 +7,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from .wildcards import glob_form
+
 # Never looked into: version control, incrun's own state, caches.
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", ".incrun", "__pycache__"})
 
@@ -40,7 +42,7 @@ def selector(patterns: Iterable[str]) -> Selector:
     The common case, patterns like `*.inp`, is a suffix test of the file names: the same
     answer as pathspec's, at a fraction of the cost over 100,000 files.
     """
-    patterns = [p for p in patterns if p.strip() and not p.startswith("#")]
+    patterns = [glob_form(p) for p in patterns if p.strip() and not p.startswith("#")]
     if not patterns:
         return lambda folder, files: []
     suffixes = [_SUFFIX_ONLY.fullmatch(p.strip()) for p in patterns]

@@ -66,8 +66,9 @@ def build(specs: Sequence[RuleSpec], root: Path, shard: tuple[int, int] | None =
         if chained == inputs:
             break
         inputs = chained
-    upstream = {sweep.spec.name: {makers[rel][0] for rel in sweep.inputs if rel in makers}
+    upstream = {sweep.spec.name: {makers[rel][0] for rel in _reads(sweep) if rel in makers}
                 for sweep in sweeps}
+    _check_own_deps(sweeps, makers, root)
     ordered = _upstream_first(sweeps, upstream)
     for sweep in ordered:
         if require_inputs and not sweep.found:
@@ -87,10 +88,32 @@ def _makers(sweeps) -> dict[str, tuple[str, str]]:
                 if output in makers and makers[output][1] != job:
                     raise BadConfig(f"output {output!r} is claimed by two jobs: "
                                     f"{makers[output][1]} and {job}",
-                                    hint="put {dir} in the outputs (or a named folder), so "
-                                         "each job writes its own file")
+                                    hint="put {dir} or a named wildcard in the outputs "
+                                         "(inputs = [\"raw/{sample}/*.yml\"], outputs = "
+                                         "[\"out/{sample}-{/.}.h5\"]), so each job writes "
+                                         "its own file")
                 makers[output] = (sweep.spec.name, job)
     return makers
+
+
+def _reads(sweep) -> list[str]:
+    """The files a rule's jobs read that other rules may make: inputs and their own deps."""
+    own = [dep for deps in sweep.job_deps or () for dep in deps] \
+        if isinstance(sweep, Sweep) else []
+    return [*sweep.inputs, *own]
+
+
+def _check_own_deps(sweeps, makers: dict[str, tuple[str, str]], root: Path) -> None:
+    """A dep named after wildcards exists, or some job makes it."""
+    for sweep in sweeps:
+        if not isinstance(sweep, Sweep) or sweep.job_deps is None:
+            continue
+        for rel, deps in zip(sweep.inputs, sweep.job_deps):
+            for dep in deps:
+                if dep not in makers and not (root / dep).is_file():
+                    raise BadConfig(f"dependency {dep!r} of {sweep.task_name(rel)} does not "
+                                    "exist, and no rule makes it",
+                                    hint="deps named after wildcards are each job's own files")
 
 
 def _chain(on_disk: list[str], spec: RuleSpec, makers: dict[str, tuple[str, str]]) -> list[str]:

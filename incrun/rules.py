@@ -25,6 +25,7 @@ from .discover import find_inputs
 from .errors import BadConfig, BadPlaceholder, NoInputs
 from .executors.jobfiles import write_inputs_file
 from .store import hash_text
+from .wildcards import Binder, names
 
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 # A command whose first word is `module:function` is a call, run in a long-lived worker process.
@@ -78,6 +79,8 @@ class Job:
     rule_digest: str = ""  # the rule's command and output templates, shared by its jobs
     retries: int | None = None  # the rule's own, if it has one
     gathered: tuple[str, ...] | None = None  # a gather job's inputs (then `input` is "")
+    own_deps: tuple[str, ...] = ()  # deps named after its wildcards: this job's alone
+    wildcards: tuple[tuple[str, str], ...] = ()  # each named wildcard's value for its input
 
     @functools.cached_property
     def values(self) -> dict[str, str]:
@@ -87,6 +90,7 @@ class Job:
             values = {"python": sys.executable, "inputs_file": self.inputs_file}
         else:
             values = path_values(self.input, _keys(self.command))
+            values.update(self.wildcards)
         values["output"] = _safe_path(self.outputs[0]) if self.outputs else ""
         return values
 
@@ -107,7 +111,9 @@ class Job:
     @property
     def shared(self) -> tuple[str, ...]:
         """The deps every job of the rule has (the runner script, `deps`)."""
-        return self.deps[len(self.gathered):] if self.gathered is not None else self.deps[1:]
+        if self.gathered is not None:
+            return self.deps[len(self.gathered):]
+        return self.deps[1 + len(self.own_deps):]
 
     def spec(self) -> dict:
         """The JSON-able job spec executors receive."""
@@ -117,6 +123,8 @@ class Job:
                 "call": is_call(self.command)}
         if self.retries is not None:
             spec["retries"] = self.retries
+        if self.own_deps:
+            spec["deps"] = list(self.own_deps)
         if self.gathered is not None:
             spec["inputs"] = list(self.gathered)
             if "{inputs_file}" in "".join(self.command):
@@ -320,7 +328,8 @@ class Sweep:
     """
 
     def __init__(self, spec: RuleSpec, root: Path, inputs: list[str] | None = None):
-        _check_spec(spec)
+        self.binder = Binder(spec.inputs)
+        _check_spec(spec, self.binder.names)
         self.spec = spec
         # A call names no arguments: it gets the input path, as pool.map(function, inputs).
         self.calls = is_call(spec.command)  # module:function, run in worker processes
@@ -333,7 +342,11 @@ class Sweep:
         else:
             skip = set(self.shared)
             self.inputs = [rel for rel in inputs if rel not in skip]
-        self.outputs = _output_paths(spec, self.inputs, root)
+        self.bindings: list[dict[str, str]] | None = None  # each input's wildcards, if any
+        self.job_deps: list[tuple[str, ...]] | None = None  # each job's own deps, if any
+        if self.binder:
+            self._bind(spec)
+        self.outputs = _output_paths(spec, self.inputs, root, self.bindings)
         made = {output for outputs in self.outputs for output in outputs}
         if not made.isdisjoint(self.inputs):  # one job's output is never another's input
             self._keep([i for i, rel in enumerate(self.inputs) if rel not in made])
@@ -342,6 +355,17 @@ class Sweep:
             self.keep([i for i, rel in enumerate(self.inputs)
                        if in_shard(self.task_name(rel), *shard[0])])
 
+    def _bind(self, spec: RuleSpec) -> None:
+        """Each input's wildcard values, and the deps named after them."""
+        bound = [(rel, self.binder.bind(rel)) for rel in self.inputs]
+        bound = [(rel, values) for rel, values in bound if values is not None]
+        self.inputs = [rel for rel, _ in bound]
+        self.bindings = [values for _, values in bound]
+        own = [dep for dep in spec.deps if names(dep)]
+        if own:
+            self.job_deps = [tuple(_normal(expand(dep, values)) for dep in own)
+                             for values in self.bindings]
+
     def keep(self, kept: list[int]) -> None:
         """Only these jobs, by index (a shard's)."""
         self._keep(kept)
@@ -349,6 +373,10 @@ class Sweep:
     def _keep(self, kept: list[int]) -> None:
         self.inputs = [self.inputs[i] for i in kept]
         self.outputs = [self.outputs[i] for i in kept]
+        if self.bindings is not None:
+            self.bindings = [self.bindings[i] for i in kept]
+        if self.job_deps is not None:
+            self.job_deps = [self.job_deps[i] for i in kept]
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -358,8 +386,11 @@ class Sweep:
 
     def job(self, index: int) -> Job:
         rel = self.inputs[index]
+        own = self.job_deps[index] if self.job_deps is not None else ()
+        wildcards = tuple(self.bindings[index].items()) if self.bindings is not None else ()
         return Job(self.task_name(rel), rel, self.command, self.outputs[index],
-                   (rel, *self.shared), self.spec.timeout, self.digest, self.spec.retries)
+                   (rel, *own, *self.shared), self.spec.timeout, self.digest, self.spec.retries,
+                   own_deps=own, wildcards=wildcards)
 
     def jobs(self) -> list[Job]:
         return [self.job(index) for index in range(len(self.inputs))]
@@ -372,7 +403,7 @@ class Gather:
     """
 
     def __init__(self, spec: RuleSpec, root: Path, inputs: list[str] | None = None):
-        _check_spec(spec)
+        _check_spec(spec, set())
         self.spec = spec
         self.calls = is_call(spec.command)
         self.command = spec.command
@@ -422,8 +453,13 @@ def _tuple(value) -> tuple[str, ...]:
     return tuple(os.fspath(item) for item in value)
 
 
-def _check_spec(spec: RuleSpec) -> None:
+def _check_spec(spec: RuleSpec, wildcards: set[str]) -> None:
+    """The rule's templates use only what each of its jobs has a value for."""
     where = f"the command of rule {spec.name!r}"
+    clashing = sorted(wildcards & {*PLACEHOLDERS, *GATHER_PLACEHOLDERS})
+    if clashing:
+        raise BadConfig(f"rule {spec.name!r}: the wildcard {{{clashing[0]}}} in its inputs is "
+                        "also a placeholder", hint="give the wildcard another name")
     if spec.gather:
         for template in spec.command:
             _check_gather_template(template, where)
@@ -438,10 +474,24 @@ def _check_spec(spec: RuleSpec) -> None:
             raise BadConfig(f"{{inputs}} and {{inputs_file}} are for a gather rule: "
                                  f"{template!r} in {where}",
                                  hint="set gather = true for one job over all the inputs")
-        check_template(template)
-    output_keys = tuple(key for key in PLACEHOLDERS if key not in ("output", "python"))
-    for template in spec.outputs:
-        check_template(template, output_keys, where="outputs")
+        check_template(template, (*PLACEHOLDERS, *sorted(wildcards)))
+    path_keys = {key for key in PLACEHOLDERS if key not in ("output", "python")} | wildcards
+    for what, templates in (("outputs", spec.outputs),
+                            ("deps", [dep for dep in spec.deps if names(dep)])):
+        for template in templates:
+            unknown = sorted(_keys((template,)) - path_keys)
+            if unknown:
+                raise _unknown_wildcard(spec, unknown[0], template, what, wildcards)
+
+
+def _unknown_wildcard(spec: RuleSpec, key: str, template: str, what: str,
+                      wildcards: set[str]) -> BadConfig:
+    bound = " ".join("{" + name + "}" for name in sorted(wildcards))
+    return BadConfig(f"unknown wildcard {{{key}}} in the {what} of rule {spec.name!r}: "
+                     f"{template!r}",
+                     hint=(f"its inputs bind {bound}" if bound else
+                           "name it in every input pattern, as in \"raw/{" + key + "}/*.yml\"")
+                          + "; placeholders: {input} {stem} {name} {dir}")
 
 
 def _check_gather_template(template: str, where: str) -> None:
@@ -473,6 +523,8 @@ def command_files(spec: RuleSpec, root: Path) -> list[str]:
 def _deps(spec: RuleSpec, root: Path) -> list[str]:
     deps = command_files(spec, root)
     for dep in spec.deps:
+        if names(dep):
+            continue  # named after wildcards: each job's own
         if not (root / dep).is_file():
             raise BadConfig(f"dependency {dep!r} does not exist",
                             hint="'deps' lists files every job depends on")
@@ -495,7 +547,7 @@ def _real_dir(path: str) -> Path:
 
 def _path_template(template: str) -> Callable[[str], str]:
     """An output template as a function of the input path, computing only what it uses."""
-    parts = [(literal, PATH_VALUES[key] if key is not None else None)
+    parts = [(literal, PATH_VALUES.get(key) if key is not None else None)
              for literal, key in _parts(template)]
     if len(parts) == 2 and parts[0][0] == "" and parts[1][1] is None:
         (_, value_of), (suffix, _) = parts  # "{stem}.out", the usual shape: one call
@@ -516,13 +568,18 @@ def _normal(path: str) -> str:
     return path
 
 
-def _output_paths(spec: RuleSpec, inputs: list[str], root: Path) -> list[tuple[str, ...]]:
+def _output_paths(spec: RuleSpec, inputs: list[str], root: Path,
+                  bindings: list[dict[str, str]] | None = None) -> list[tuple[str, ...]]:
     """Each input's outputs; an output that would land outside the project is refused."""
     templates = [_path_template(template) for template in spec.outputs]
     checked: dict[str, bool] = {}  # one check per output folder, not per output
+    keys = _keys(spec.outputs)
     found = []
-    for rel in inputs:
-        if len(templates) == 1:
+    for index, rel in enumerate(inputs):
+        if bindings is not None:
+            values = {**path_values(rel, keys), **bindings[index]}
+            outputs = tuple(_normal(expand(template, values)) for template in spec.outputs)
+        elif len(templates) == 1:
             outputs = (_normal(templates[0](rel)),)
         else:
             outputs = tuple(_normal(expand_for(rel)) for expand_for in templates)

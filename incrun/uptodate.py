@@ -41,17 +41,18 @@ class Signatures:
         return self._keys[(digest, shared)]
 
     def now(self, digest: str, input_path: str, outputs, shared: tuple[str, ...],
-            gathered=None) -> str | None:
+            gathered=None, own_deps=()) -> str | None:
         """The signature of one job now; None if any of its files is missing."""
         inputs = stamp(input_path) if gathered is None else gathered_stamp(gathered)
         texts = [self.rule_key(digest, shared), inputs]
+        texts.extend(stamp(dep) for dep in own_deps)
         texts.extend(stamp(output) for output in outputs)
         return None if None in texts else "|".join(texts)
 
     def of(self, spec: dict) -> str | None:
         """The signature of a job spec (see `rules.Job.spec`) now."""
         return self.now(spec["digest"], spec["input"], spec["outputs"], tuple(spec["shared"]),
-                        spec.get("inputs"))
+                        spec.get("inputs"), spec.get("deps", ()))
 
 
 def gathered_stamp(paths) -> str | None:
@@ -89,15 +90,19 @@ class UpToDate:
         recorded = self.store.signatures()
         prefix = sweep.task_name("")
         stat = os.stat
+        job_deps = sweep.job_deps  # None, or each job's deps named after its wildcards
         stale = []
         for index, (rel, outputs) in enumerate(zip(sweep.inputs, sweep.outputs)):
             expected = recorded.get(prefix + rel)
-            if expected is None or (remade and rel in remade):
+            if expected is None or (remade and _reads(rel, job_deps, index, remade)):
                 stale.append(index)
                 continue
             try:
                 info = stat(rel)
                 texts = [key, f"{info.st_mtime_ns}:{info.st_size}"]
+                for dep in job_deps[index] if job_deps is not None else ():
+                    info = stat(dep)
+                    texts.append(f"{info.st_mtime_ns}:{info.st_size}")
                 for output in outputs:
                     info = stat(output)
                     texts.append(f"{info.st_mtime_ns}:{info.st_size}")
@@ -125,3 +130,8 @@ class UpToDate:
         if self.names is not None:
             self.names.append(job.task)
         return []
+
+
+def _reads(rel: str, job_deps, index: int, remade) -> bool:
+    """Whether a job reads one of the files `remade`."""
+    return rel in remade or (job_deps is not None and not remade.isdisjoint(job_deps[index]))

@@ -334,3 +334,96 @@ def test_nothing_half_written_is_left_by_the_inputs_file(pipeline):
     pipeline.run()
     folder = pipeline.root / ".incrun" / "inputs"
     assert not [name for name in os.listdir(folder) if name.endswith(".incomplete")]
+
+
+# -- named wildcards ----------------------------------------------------------------
+
+# Copies its input and its sample's settings into the output, and says which sample it is.
+COMBINE = RECORD + '''
+src, settings, out, sample = sys.argv[1:]
+record(src)
+os.makedirs(os.path.dirname(out), exist_ok=True)
+with open(out, "w", encoding="utf-8") as f:
+    f.write(sample + ":" + open(src).read() + open(settings).read())
+'''
+WILDCARDS = '''
+inputs = ["raw/{sample}/{run}.yml"]
+command = "{python} combine.py {input} settings/{sample}.txt {output} {sample}"
+outputs = ["out/{sample}-{run}.h5"]
+deps = ["settings/{sample}.txt"]
+'''
+
+
+@pytest.fixture
+def samples(project):
+    """raw/a/run1.yml, raw/a/run2.yml and raw/b/run1.yml, a settings file per sample."""
+    project.write("combine.py", COMBINE)
+    project.write("incrun.toml", WILDCARDS)
+    for rel in ("raw/a/run1.yml", "raw/a/run2.yml", "raw/b/run1.yml"):
+        project.write(rel, rel + "\n")
+    project.write("settings/a.txt", "A\n")
+    project.write("settings/b.txt", "B\n")
+    return project
+
+
+def test_named_wildcards_bind_outputs_command_and_deps_of_each_job(samples):
+    result = samples.run()
+    assert result.returncode == 0, result.stderr
+    out = samples.root / "out"
+    assert sorted(os.listdir(out)) == ["a-run1.h5", "a-run2.h5", "b-run1.h5"]
+    assert (out / "b-run1.h5").read_text() == "b:raw/b/run1.yml\nB\n"
+    samples.ran()
+    samples.write("settings/b.txt", "B2\n")  # one sample's own dep: only its jobs rerun
+    assert samples.run().returncode == 0
+    assert samples.ran() == ["raw/b/run1.yml"]
+    assert (out / "b-run1.h5").read_text() == "b:raw/b/run1.yml\nB2\n"
+    assert "all 3 jobs up to date" in samples.run().stdout
+
+
+def test_a_wildcard_matches_within_one_path_segment(samples):
+    samples.write("raw/a/deeper/run3.yml", "not a run of sample a\n")
+    samples.write("raw/top.yml", "no sample\n")
+    assert samples.run().returncode == 0
+    assert sorted(os.listdir(samples.root / "out")) == ["a-run1.h5", "a-run2.h5", "b-run1.h5"]
+
+
+def test_the_placeholders_keep_working_beside_wildcards(samples):
+    samples.write("incrun.toml", WILDCARDS.replace("out/{sample}-{run}.h5",
+                                                   "out/{sample}/{/.}.h5"))
+    assert samples.run().returncode == 0
+    assert (samples.root / "out" / "a" / "run2.h5").read_text() == "a:raw/a/run2.yml\nA\n"
+
+
+def test_the_readme_example_with_two_runs_of_one_name_works_with_a_wildcard(project):
+    project.write("incrun.toml", '''
+inputs = ["params/{group}/*.yml"]
+command = "{python} runner.py {input}"
+outputs = ["out/{group}-{/.}.h5"]
+''')
+    project.write("runner.py", RECORD + '''
+src = sys.argv[1]
+record(src)
+group, name = src.split("/")[1], os.path.basename(src)[:-4]
+os.makedirs("out", exist_ok=True)
+open(f"out/{group}-{name}.h5", "w").write(src)
+''')
+    project.inputs("params/a/run1.yml", "params/b/run1.yml")
+    assert project.run().returncode == 0
+    assert (project.root / "out" / "b-run1.h5").read_text() == "params/b/run1.yml"
+
+
+@pytest.mark.parametrize("change, says", [
+    (("out/{sample}-{run}.h5", "out/{sampel}-{run}.h5"), "unknown wildcard {sampel}"),
+    (("settings/{sample}.txt\"]", "settings/{who}.txt\"]"), "unknown wildcard {who}"),
+    (("raw/{sample}/{run}.yml", "raw/{name}/{run}.yml"), "{name}"),
+])
+def test_a_wildcard_the_inputs_do_not_bind_is_refused(samples, change, says):
+    samples.write("incrun.toml", WILDCARDS.replace(*change))
+    error = refused(samples, 5)
+    assert says in error and "hint:" in error
+
+
+def test_a_missing_dep_named_after_a_wildcard_is_refused(samples):
+    (samples.root / "settings" / "b.txt").unlink()
+    error = refused(samples, 5)
+    assert "settings/b.txt" in error and "sweep:raw/b/run1.yml" in error
