@@ -480,6 +480,11 @@ def _check_spec(spec: RuleSpec, wildcards: set[str]) -> None:
                             ("deps", [dep for dep in spec.deps if names(dep)])):
         for template in templates:
             unknown = sorted(_keys((template,)) - path_keys)
+            if unknown and unknown[0] in (*PLACEHOLDERS, *GATHER_PLACEHOLDERS):
+                raise BadPlaceholder(f"{{{unknown[0]}}} cannot name the {what} of rule "
+                                     f"{spec.name!r}: {template!r}",
+                                     hint="{input} {stem} {name} {dir} and the wildcards of "
+                                          "the inputs can")
             if unknown:
                 raise _unknown_wildcard(spec, unknown[0], template, what, wildcards)
 
