@@ -24,8 +24,9 @@ DEFAULT_COMMAND = ("{python}", RUNNER, "{input}")
 DEFAULT_OUTPUTS = ("{stem}.out",)
 RULE_KEYS = ("inputs", "exclude", "command", "outputs", "deps", "timeout")
 KNOWN_KEYS = (*RULE_KEYS, "jobs", "retries", "grace", "rules")
-# What a named rule (`[tool.incrun.rules.NAME]`) may set: a rule's keys, its own retries, gather.
-NAMED_RULE_KEYS = (*RULE_KEYS, "retries", "gather")
+# What a named rule (`[tool.incrun.rules.NAME]`) may set: a rule's keys, its own retries and
+# limit of jobs at once, gather.
+NAMED_RULE_KEYS = (*RULE_KEYS, "retries", "jobs", "gather")
 RULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")  # becomes a task name's first part
 DEFAULT_GRACE = 5.0  # seconds a job that is ended has between SIGTERM and SIGKILL
 
@@ -43,6 +44,7 @@ class RuleSpec:
     timeout: float | None = None  # seconds a job may run before it is ended
     retries: int | None = None  # the rule's own; None: the run's
     gather: bool = False  # one job over all the inputs, not one per input
+    jobs: int | None = None  # at most this many of its jobs at once; None: as many as slots
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ def _rule_spec(table: dict, source: str, name: str, named: bool = True) -> RuleS
         timeout=positive_seconds(table.get("timeout"), f"{source}: 'timeout'"),
         retries=_count(table.get("retries"), "retries", source, minimum=0) if named else None,
         gather=gather,
+        jobs=_count(table.get("jobs"), "jobs", source, minimum=1) if named else None,
     )
 
 

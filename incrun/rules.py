@@ -81,6 +81,7 @@ class Job:
     gathered: tuple[str, ...] | None = None  # a gather job's inputs (then `input` is "")
     own_deps: tuple[str, ...] = ()  # deps named after its wildcards: this job's alone
     wildcards: tuple[tuple[str, str], ...] = ()  # each named wildcard's value for its input
+    limit: tuple[str, int] | None = None  # (its rule, how many of its jobs may run at once)
 
     @functools.cached_property
     def values(self) -> dict[str, str]:
@@ -125,6 +126,8 @@ class Job:
             spec["retries"] = self.retries
         if self.own_deps:
             spec["deps"] = list(self.own_deps)
+        if self.limit is not None:
+            spec["limit"] = list(self.limit)
         if self.gathered is not None:
             spec["inputs"] = list(self.gathered)
             if "{inputs_file}" in "".join(self.command):
@@ -390,7 +393,7 @@ class Sweep:
         wildcards = tuple(self.bindings[index].items()) if self.bindings is not None else ()
         return Job(self.task_name(rel), rel, self.command, self.outputs[index],
                    (rel, *own, *self.shared), self.spec.timeout, self.digest, self.spec.retries,
-                   own_deps=own, wildcards=wildcards)
+                   own_deps=own, wildcards=wildcards, limit=_limit(self.spec))
 
     def jobs(self) -> list[Job]:
         return [self.job(index) for index in range(len(self.inputs))]
@@ -434,10 +437,14 @@ class Gather:
     def job(self, index: int = 0) -> Job:
         return Job(self.spec.name, "", self.command, self.outputs[0],
                    (*self.inputs, *self.shared), self.spec.timeout, self.digest,
-                   self.spec.retries, gathered=tuple(self.inputs))
+                   self.spec.retries, gathered=tuple(self.inputs), limit=_limit(self.spec))
 
     def jobs(self) -> list[Job]:
         return [self.job()] if len(self) else []
+
+
+def _limit(spec: RuleSpec) -> tuple[str, int] | None:
+    return None if spec.jobs is None else (spec.name, spec.jobs)
 
 
 def make_sweep(spec: RuleSpec, root: Path, inputs: list[str] | None = None) -> Sweep | Gather:

@@ -427,3 +427,55 @@ def test_a_missing_dep_named_after_a_wildcard_is_refused(samples):
     (samples.root / "settings" / "b.txt").unlink()
     error = refused(samples, 5)
     assert "settings/b.txt" in error and "sweep:raw/b/run1.yml" in error
+
+
+# -- a rule's own limit -------------------------------------------------------------
+
+# Runs for a while, watching how many jobs run (markers in `running/`), all and of its rule.
+WATCHED = RECORD + '''
+import glob, time
+src, rule = sys.argv[1], sys.argv[2]
+os.makedirs("running", exist_ok=True)
+marker = os.path.join("running", rule + "." + uuid.uuid4().hex)
+open(marker, "w").close()
+most_all = most_rule = 0
+for _ in range(40):
+    running = os.listdir("running")
+    most_all = max(most_all, len(running))
+    most_rule = max(most_rule, sum(name.startswith(rule + ".") for name in running))
+    time.sleep(0.01)
+os.remove(marker)
+os.makedirs("watch", exist_ok=True)
+with open(os.path.join("watch", uuid.uuid4().hex), "w") as f:
+    json.dump({"rule": rule, "all": most_all, "rule_max": most_rule}, f)
+open(src + ".done", "w").close()
+'''
+
+
+def test_a_rule_limit_holds_exactly_while_other_rules_fill_the_slots(project):
+    project.write("watched.py", WATCHED)
+    project.write("incrun.toml", '''
+[rules.licensed]
+inputs = ["*.big"]
+command = "{python} watched.py {input} licensed"
+outputs = ["{input}.done"]
+jobs = 1
+
+[rules.free]
+inputs = ["*.small"]
+command = "{python} watched.py {input} free"
+outputs = ["{input}.done"]
+''')
+    project.inputs(*(f"b{i}.big" for i in range(4)), *(f"s{i}.small" for i in range(8)))
+    result = project.run("-n", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    seen = [json.loads(path.read_text()) for path in (project.root / "watch").iterdir()]
+    licensed = [entry for entry in seen if entry["rule"] == "licensed"]
+    assert len(licensed) == 4 and max(entry["rule_max"] for entry in licensed) == 1
+    assert max(entry["all"] for entry in licensed) == 3  # the other two slots were busy
+
+
+def test_a_rule_limit_must_be_a_positive_count(pipeline):
+    pipeline.write("incrun.toml", PIPELINE.replace("[rules.post]\n", "[rules.post]\njobs = 0\n"))
+    error = refused(pipeline, 5)
+    assert "jobs" in error and "post" in error

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections import Counter, deque
 from dataclasses import replace
 from pathlib import Path
 
@@ -48,6 +49,44 @@ def _mtime(path: str, follow: bool = True) -> float | None:
     except OSError:
         return None
     return None if stat.S_ISLNK(info.st_mode) else info.st_mtime
+
+
+class RuleLimits:
+    """Rules that allow only so many of their jobs at once (`jobs` in a rule): how many are
+    submitted now, and the selected jobs waiting for a place, while other rules' jobs run."""
+
+    def __init__(self):
+        self.submitted: Counter = Counter()  # by rule
+        self.waiting: dict[str, deque] = {}  # by rule: nodes selected, not yet started
+
+    @staticmethod
+    def _limit(node) -> tuple[str, int] | None:
+        task = node.task
+        return task.meta[META_KEY].get("limit") if is_job(task) else None
+
+    def admit(self, node) -> bool:
+        """Whether the job may start now; if not, it waits for one of its rule to end."""
+        limit = self._limit(node)
+        if limit is None:
+            return True
+        rule, most = limit
+        if self.submitted[rule] < most:
+            self.submitted[rule] += 1
+            return True
+        self.waiting.setdefault(rule, deque()).append(node)
+        return False
+
+    def release(self, node, successor: bool = True):
+        """A job has ended: the next of its rule that waits (now holding its place), if any."""
+        limit = self._limit(node)
+        if limit is None:
+            return None
+        rule = limit[0]
+        waiting = self.waiting.get(rule)
+        if successor and waiting:
+            return waiting.popleft()
+        self.submitted[rule] -= 1
+        return None
 
 
 class JobRunner(Runner):
@@ -144,9 +183,17 @@ class JobRunner(Runner):
         capacity = workers if self.ctx.fail_fast else 2 * workers
         inflight: dict[str, object] = {}  # by task name: submitted, running or queued
         ended: list = []  # nodes to hand back to doit
+        limits = RuleLimits()
+        released: list = []  # jobs that waited for their rule's limit, now free to start
         exhausted = False
         while True:
             chosen = []
+            for node in released:
+                if self._stopping() or self.limit_reached:
+                    limits.release(node, successor=False)
+                elif self._mark_started(node):
+                    chosen.append(node)
+            released = []
             while not exhausted and not self._stopping() and not self.limit_reached and (
                     ended or len(inflight) + len(chosen) < capacity):
                 try:
@@ -158,7 +205,11 @@ class JobRunner(Runner):
                     if ended:
                         continue
                     break
-                if self.select_task(node, tasks) and self._mark_started(node):
+                if not self.select_task(node, tasks):
+                    ended.append(node)
+                elif not limits.admit(node):
+                    continue  # waits for a job of its rule to end
+                elif self._mark_started(node):
                     chosen.append(node)
                 else:
                     ended.append(node)
@@ -174,10 +225,14 @@ class JobRunner(Runner):
                 if kind == STARTED:
                     self.ctx.emit(JobStarted(name, value))
                 elif kind == CANCELLED:  # the run stopped before it started: as it was
-                    inflight.pop(name)
+                    limits.release(inflight.pop(name), successor=False)
                     self.store.jobs_not_started([name])
                 elif self._finish(inflight[name], value):
-                    ended.append(inflight.pop(name))
+                    node = inflight.pop(name)
+                    ended.append(node)
+                    successor = limits.release(node, successor=not self._stopping())
+                    if successor is not None:
+                        released.append(successor)
         self.store.commit()
 
     @property
