@@ -1,41 +1,42 @@
-"""The demo's tasks: one simulation per data/*.inp, then a summary of every output.
+"""The demo's pipeline: one simulation per data/*.inp, a post-processing step for each, then
+one summary over all of them.
 
 `incrun -n 4` runs them; so does plain `doit -n 4`: this is doit's own task file.
 """
 
 from incrun import Rule
 
-sweep = Rule(
+simulate = Rule(
+    name="simulate",
     inputs=["data/*.inp"],
     command=["{python}", "data/runner.py", "{input}"],
     outputs=["{stem}.out"],
 )
+post = Rule(
+    name="post",
+    inputs=simulate,  # every output of `simulate`, made yet or not
+    command=["{python}", "data/post.py", "{input}", "{output}"],
+    outputs=["{stem}.sum"],
+)
+summary = Rule(
+    name="summary",
+    inputs=post,
+    gather=True,  # one job over all the inputs
+    command=["{python}", "data/summarize.py", "{output}", "{inputs}"],
+    outputs=["data/summary.csv"],
+)
 
 
-def task_sweep():
+def task_simulate():
     """Simulate a driven, damped pendulum for each parameter file in data/."""
-    yield from sweep.tasks()
+    yield from simulate.tasks()
 
 
-def write_summary(outputs, target):
-    """One CSV row per output file: its parameters and results."""
-    rows = []
-    for path in outputs:
-        with open(path) as stream:
-            rows.append(dict(line.strip().split(" = ") for line in stream if " = " in line))
-    columns = sorted({key for row in rows for key in row})
-    with open(target, "w") as stream:
-        stream.write(",".join(["output", *columns]) + "\n")
-        for path, row in zip(outputs, rows):
-            stream.write(",".join([path, *(row.get(key, "") for key in columns)]) + "\n")
+def task_post():
+    """Reduce each simulation's output to its response and regime."""
+    yield from post.tasks()
 
 
 def task_summary():
-    """Gather every data/*.out into data/summary.csv."""
-    outputs = sweep.outputs()
-    return {
-        "file_dep": outputs,
-        "targets": ["data/summary.csv"],
-        "actions": [(write_summary, [outputs, "data/summary.csv"])],
-        "clean": True,
-    }
+    """Gather every data/*.sum into data/summary.csv."""
+    yield from summary.tasks()

@@ -8,7 +8,7 @@ def __getattr__(name: str):
     """`Rule` is imported when first used: a worker process, which imports the package, needs
     none of it."""
     if name == "Rule":
-        from .rules import Rule
+        from .dodo_api import Rule
 
         return Rule
     raise AttributeError(f"module 'incrun' has no attribute {name!r}")

@@ -29,9 +29,10 @@ SUMMARY_ROWS = 50  # failed jobs listed in a step summary; the slowest jobs list
 
 
 def _split(task: str) -> tuple[str, str]:
-    """A task as CI viewers group tests: the rule ("sweep") as the class, the input as the name."""
+    """A task as CI viewers group tests: the rule ("sweep") as the class, the input as the name;
+    a gather job or a hand-written task is a class of its own."""
     rule, _, rest = task.partition(":")
-    return (rule, rest) if rest else ("tasks", task)
+    return rule, rest or task
 
 
 def _failure_text(result: JobResult) -> str:
@@ -68,8 +69,9 @@ class Collector:
 
 
 class JUnitReport(Collector):
-    """JUnit XML: one testcase per job that ran (a failure carries its log's tail), a skipped
-    one for each job up to date or not run. The attributes are those of the common schema
+    """JUnit XML: a test suite per rule (and per hand-written task), one testcase per job
+    that ran (a failure carries its log's tail), a skipped one for each job up to date or not
+    run. The attributes are those of the common schema
     (junit-10.xsd) that CI test-report viewers accept."""
 
     def __init__(self, path: Path):
@@ -78,29 +80,32 @@ class JUnitReport(Collector):
 
     def finish(self) -> None:
         suites = ET.Element("testsuites", name="incrun")
-        suite = ET.SubElement(suites, "testsuite", name="incrun")
-        failures = errors = 0
+        by_rule: dict[str, ET.Element] = {}  # a test suite per rule (or hand-written task)
         for result in self.results:
-            case = self._case(suite, result.name, result.duration)
+            case = self._case(by_rule, suites, result.name, result.duration)
             if not result.ok:
                 kind = "error" if result.status == ERROR else "failure"
-                failures += kind == "failure"
-                errors += kind == "error"
                 ET.SubElement(case, kind, type=result.status,
                               message=result.detail or result.status).text = _failure_text(result)
         for name, reason, detail in self.skipped:
             message = "up to date" if reason == UP_TO_DATE else reason.replace("-", " ")
             if detail:
                 message += f": {detail}"
-            ET.SubElement(self._case(suite, name, 0.0), "skipped", message=message)
+            ET.SubElement(self._case(by_rule, suites, name, 0.0), "skipped", message=message)
         elapsed = f"{self.summary.elapsed:.3f}" if self.summary else "0.000"
-        counts = {"tests": str(len(self.results) + len(self.skipped)),
-                  "failures": str(failures), "errors": str(errors)}
-        suites.attrib.update(counts, time=elapsed)
-        suite.attrib.update(counts, skipped=str(len(self.skipped)), time=elapsed,
-                            timestamp=time.strftime("%Y-%m-%dT%H:%M:%S",
-                                                    time.localtime(self.started)),
-                            hostname=socket.gethostname())
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started))
+        totals = {"tests": 0, "failures": 0, "errors": 0}
+        for suite in by_rule.values():
+            counts = {key: sum(case.find(key.rstrip("s")) is not None for case in suite)
+                      for key in ("failures", "errors", "skipped")}
+            counts["tests"] = len(suite)
+            seconds = sum(float(case.get("time")) for case in suite)
+            suite.attrib.update({key: str(value) for key, value in counts.items()},
+                                time=f"{seconds:.3f}", timestamp=stamp,
+                                hostname=socket.gethostname())
+            for key in totals:
+                totals[key] += counts[key]
+        suites.attrib.update({key: str(value) for key, value in totals.items()}, time=elapsed)
         ET.indent(suites)
         temporary = self.path.with_name(self.path.name + ".incomplete")
         try:
@@ -111,9 +116,11 @@ class JUnitReport(Collector):
                   f"{error.strerror}", file=sys.stderr)
 
     @staticmethod
-    def _case(suite: ET.Element, task: str, seconds: float) -> ET.Element:
+    def _case(by_rule: dict, suites: ET.Element, task: str, seconds: float) -> ET.Element:
         classname, name = _split(task)
-        return ET.SubElement(suite, "testcase", classname=classname, name=name,
+        if classname not in by_rule:
+            by_rule[classname] = ET.SubElement(suites, "testsuite", name=classname)
+        return ET.SubElement(by_rule[classname], "testcase", classname=classname, name=name,
                              time=f"{max(seconds, 0.0):.3f}")
 
 

@@ -20,6 +20,7 @@ examples:
   incrun status             what is up to date, stale or failed, and why
   incrun explain data/a.out why this output's job is stale or up to date
   incrun report             an HTML page of the last run: timeline, slowest, failures
+  incrun graph | dot -Tsvg  the rules, their job and stale counts, as a picture
   incrun list --all         every task, the jobs included
   incrun clean              delete the declared outputs
   incrun forget data/a.inp  forget that a job succeeded: it reruns next time
@@ -40,11 +41,15 @@ SUBCOMMANDS = {
     "status": "counts of up-to-date, stale and failed jobs, and why each is stale",
     "explain": "why the job of one input or output (or task) is stale or up to date",
     "report": "an HTML page of the last run: timeline, slowest jobs, failures (--out PATH)",
+    "graph": "the rules and what each reads, as Graphviz DOT (--format mermaid, --jobs)",
     "list": "list the tasks (--all: the jobs too)",
     "info": "show one task: its command, dependencies, outputs and state",
     "clean": "delete the declared outputs of the selected jobs (all by default)",
     "forget": "forget the recorded success of the selected jobs",
 }
+
+
+PER_JOB = 0  # `graph --jobs`, given without a number (never a count of jobs)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,8 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("targets", nargs="*", metavar="TASK|FILE",
                         help="tasks, inputs, outputs or folders to run (default: all); "
                              "a first word of " + ", ".join(SUBCOMMANDS) + " picks a command")
-    parser.add_argument("-n", "--jobs", type=_positive, metavar="N",
-                        help="jobs at once (default: the number of cores)")
+    parser.add_argument("-n", "--jobs", type=_positive, metavar="N", nargs="?", const=PER_JOB,
+                        help="jobs at once (default: the number of cores); with `graph` and "
+                             "no N: a node per job, not per rule")
     parser.add_argument("-x", "--fail-fast", action="store_true",
                         help="stop launching jobs after the first failure")
     parser.add_argument("--timeout", type=_seconds, metavar="SECONDS",
@@ -90,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true",
                         help="one JSON object per event (for status, explain and "
                              "--dry-run: one JSON document)")
+    parser.add_argument("--format", choices=("dot", "mermaid"), default="dot",
+                        help="with `graph`: Graphviz DOT (default) or a Mermaid flowchart")
     parser.add_argument("-a", "--all", action="store_true", help="with `list`: the jobs too")
     parser.add_argument("--version", action="version", version=f"incrun {__version__}")
     return parser
@@ -134,6 +142,12 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
     command, targets = "run", args.targets
     if targets and targets[0] in SUBCOMMANDS:
         command, targets = targets[0], targets[1:]
+    graph_jobs = args.jobs == PER_JOB
+    if graph_jobs and command != "graph":
+        raise errors.IncrunError("-n/--jobs needs a number of jobs at once",
+                                 exit_code=errors.USAGE, hint="for example: incrun -n 4")
+    if graph_jobs:
+        args.jobs = None
     if command in ("info", "explain") and len(targets) != 1:
         raise errors.IncrunError(f"{command} takes exactly one TASK or FILE",
                                  exit_code=errors.USAGE,
@@ -157,7 +171,8 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
         display=config.choose_display(stdout, env, as_json=args.json and command == "run"),
         no_color=bool(env.get("NO_COLOR")), as_json=args.json, list_all=args.all,
         dry_run=args.dry_run, junit=_absolute(args.junit), shard=args.shard, limit=args.limit,
-        in_order=args.in_order, out=_absolute(args.out),
+        in_order=args.in_order, out=_absolute(args.out), graph_format=args.format,
+        graph_jobs=graph_jobs,
         step_summary=_absolute(env.get("GITHUB_STEP_SUMMARY")),
         annotations=env.get("GITHUB_ACTIONS") == "true" and not args.json)  # JSON stays JSON
 

@@ -45,6 +45,8 @@ class RuleSpec:
     retries: int | None = None  # the rule's own; None: the run's
     gather: bool = False  # one job over all the inputs, not one per input
     jobs: int | None = None  # at most this many of its jobs at once; None: as many as slots
+    after: tuple[str, ...] = ()  # rules all of whose outputs are inputs too (dodo.py's
+    # `Rule(inputs=sim)`)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class Config:
     shard: tuple[int, int] | None = None  # --shard I/N: only the jobs of shard I of N
     limit: int | None = None  # --limit K: at most K jobs run; the other stale ones wait
     in_order: bool = False  # --in-order: start jobs in input order, not longest first
+    graph_format: str = "dot"  # `graph --format`: dot or mermaid
+    graph_jobs: bool = False  # `graph --jobs`: a node per job, not per rule
     out: Path | None = None  # `report --out`: where the page goes
     dodo: Path | None = None
     settings_source: str | None = None

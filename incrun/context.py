@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .events import UP_TO_DATE, JobSkipped, RunStarted
+from .events import UP_TO_DATE, JobSkipped, RunStarted, rule_of
 from .uptodate import Signatures, UpToDate
 
 
@@ -32,16 +33,19 @@ class RunContext:
     def __post_init__(self):
         self.started = self.started or self.clock()
 
-    def start(self, for_doit: int) -> None:
-        """Announce the run: `for_doit` jobs doit will check or run, and those found up to date
-        already, counted at once rather than one event each."""
-        clean = self.up_to_date.count if self.up_to_date else 0
+    def start(self, for_doit: list[str]) -> None:
+        """Announce the run: the jobs doit will check or run (by name), and those found up to
+        date already, counted a rule at a time rather than one event each."""
+        clean = self.up_to_date.by_rule if self.up_to_date else {}
+        rules = Counter(rule_of(name) for name in for_doit)
+        rules.update(clean)
         durations = dict(self.expected.durations) if self.expected is not None else {}
-        self.emit(RunStarted(for_doit + clean, self.executor.workers, self.started, for_doit,
-                             durations))
-        if clean:
-            names = tuple(self.up_to_date.names or ())
-            self.emit(JobSkipped("", UP_TO_DATE, count=clean, names=names))
+        self.emit(RunStarted(len(for_doit) + sum(clean.values()), self.executor.workers,
+                             self.started, len(for_doit), durations, dict(rules)))
+        names = self.up_to_date.names if self.up_to_date else None
+        for rule, count in clean.items():
+            of_rule = tuple(name for name in names if rule_of(name) == rule) if names else ()
+            self.emit(JobSkipped("", UP_TO_DATE, count=count, names=of_rule, rule=rule))
 
     def interrupt(self, signum: int) -> None:
         """First Ctrl-C or SIGTERM: launch nothing more, end the running jobs."""

@@ -25,6 +25,7 @@ from incrun.events import (
     JobSkipped,
     JobStarted,
     Notice,
+    RuleCounts,
     RunFinished,
     RunStarted,
     Summary,
@@ -108,7 +109,35 @@ def progress_parts(tally: Tally, now: float, workers: int) -> list[tuple[str, st
 def progress_line(tally: Tally, now: float, workers: int) -> str:
     width = len(str(tally.total))
     counter = f"[{tally.done:>{width}}/{tally.total}]"
-    return counter + " " + ", ".join(words for words, _ in progress_parts(tally, now, workers))
+    line = counter + " " + ", ".join(words for words, _ in progress_parts(tally, now, workers))
+    rules = tally.rule_counts()
+    if rules:
+        line += " | " + ", ".join(f"{rule.name} {_rule_done(rule)}/{rule.total}"
+                                  for rule in rules)
+    return line
+
+
+def _rule_done(rule: RuleCounts) -> int:
+    return rule.succeeded + rule.failed + rule.up_to_date + rule.not_run
+
+
+def rule_parts(rule: RuleCounts) -> list[tuple[str, str]]:
+    """One rule's counts as (words, rich style) pairs, the zero ones left out."""
+    parts = [(f"{count} {words}", style) for count, words, style in (
+        (rule.succeeded, "ran", "green"), (rule.up_to_date, "up to date", "blue"),
+        (rule.failed, "failed", "bold red"), (rule.not_run, "not run", "yellow"),
+        (rule.running, "running", "cyan")) if count]
+    return parts or [("nothing yet", "dim")]
+
+
+def rule_lines(rules: tuple[RuleCounts, ...]) -> list[str]:
+    """A line per rule: `  post     2/3  2 ran, 1 not run`; none for a run of one rule."""
+    name_width = max((len(rule.name) for rule in rules), default=0)
+    done = [f"{_rule_done(rule)}/{rule.total}" for rule in rules]
+    done_width = max((len(text) for text in done), default=0)
+    return [clean(f"  {rule.name:<{name_width}}  {count:>{done_width}}  "
+                  + ", ".join(words for words, _ in rule_parts(rule)))
+            for rule, count in zip(rules, done)]
 
 
 def _failure_reason(result: JobResult) -> str:
@@ -195,6 +224,13 @@ def summary_lines(summary: Summary) -> list[str]:
     return [headline, *_failure_list(summary.failures), *_blocked_list(summary.blocked)]
 
 
+def _ran_rule_lines(summary: Summary) -> list[str]:
+    """Each rule's share, after a run that ran something (a no-op run stays one line)."""
+    if summary.succeeded + summary.failed + summary.not_run == 0:
+        return []
+    return rule_lines(summary.rules)
+
+
 # ---- displays ----
 
 
@@ -263,6 +299,7 @@ class LiveDisplay(Display):
             self.close()
             headline, *failures = summary_lines(event.summary)
             self._say((headline, "bold green" if event.summary.ok else "bold red"),
+                      *((line, "") for line in _ran_rule_lines(event.summary)),
                       *((line, "red") for line in failures))
 
     def _say(self, *lines: tuple[str, str]) -> None:
@@ -315,7 +352,7 @@ class PlainDisplay(Display):
     def _finish(self, summary: Summary) -> None:
         lines = summary_lines(summary)
         if not self._quiet:
-            self._write(*lines)
+            self._write(lines[0], *_ran_rule_lines(summary), *lines[1:])
         elif not summary.ok:
             self._write(lines[0])
 
@@ -358,7 +395,10 @@ def event_json(event: Event) -> dict[str, Any] | None:
     if isinstance(event, JobFinished):
         return {"event": name, **_result_json(event.result)}
     if isinstance(event, RunFinished):
-        return {"event": name, **_fields(event.summary, leave_out=("failures",))}
+        summary = _fields(event.summary, leave_out=("failures", "rules"))
+        return {"event": name, **summary,
+                "rules": {rule.name: _fields(rule, leave_out=("name", "running"))
+                          for rule in event.summary.rules}}
     if isinstance(event, RunStarted):  # the history's sum rather than every job's duration
         return {"event": name, **_fields(event, leave_out=("at", "expected")),
                 "expected_jobs": len(event.expected),

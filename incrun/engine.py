@@ -15,11 +15,11 @@ from .artifacts import make_artifacts
 from .config import Config
 from .context import RunContext
 from .display import make_display
+from .dodo_api import job_order, run_settings
 from .errors import NoRule
 from .events import DEFERRED, JobSkipped, Notice, RunFinished, Tally
 from .executors.local import LocalExecutor
 from .plan import Plan, build
-from .rules import job_order, run_settings
 from .schedule import Expected
 from .store import Store
 from .uptodate import UpToDate
@@ -41,6 +41,8 @@ def _command(config: Config) -> int:
         return _run(config)
     if config.command in ("run", "status", "explain"):
         return _status(config)
+    if config.command == "graph":
+        return _graph(config)
     if config.command == "report":
         return _report(config)
     return _doit_command(config)
@@ -91,8 +93,9 @@ def _report(config: Config) -> int:
     last = runs[0]
     tails = {job["task"]: log_tail(config.root / job["log"])
              for job in jobs if job["status"] != "ok" and job["log"]}
-    page = report.render(report.RunRecord(last["id"], last["started"], last["ended"],
-                                          last["workers"], jobs, tails), config.root.name)
+    record = report.RunRecord(last["id"], last["started"], last["ended"], last["workers"], jobs,
+                              tails, graph=_graph_drawing(config))
+    page = report.render(record, config.root.name)
     path = config.out or config.state_dir / "report.html"
     try:
         temporary = path.with_name(path.name + ".incomplete")
@@ -104,17 +107,22 @@ def _report(config: Config) -> int:
     return errors.OK
 
 
+def _graph_drawing(config: Config) -> str:
+    """The rule graph as SVG; empty when the project cannot be planned now (the report is of
+    a past run, and still worth having)."""
+    from . import graph
+
+    try:
+        return graph.to_svg(_states(replace(config, targets=()), "rule-graph"))
+    except errors.IncrunError:
+        return ""
+
+
 def _status(config: Config) -> int:
     """`status`, `explain` and `run --dry-run`: every selected job's state, nothing written."""
     from . import status
 
-    store = Store(config.state_dir).open(writable=False)
-    try:
-        _warn(store)
-        found = _invoke(replace(config, command="status"), store, store=store,
-                        forced=config.always, explain=config.command == "explain")
-    finally:
-        store.close()
+    found = _states(config, "explain" if config.command == "explain" else "states")
     if config.command == "explain":
         if config.as_json:
             print(json.dumps({"jobs": found}, indent=2))
@@ -127,6 +135,26 @@ def _status(config: Config) -> int:
         print(json.dumps(status.as_json(found), indent=2))
     else:
         print("\n".join(status.as_lines(found)))
+    return errors.OK
+
+
+def _states(config: Config, answer: str):
+    """Every selected job's state (or `answer`, see status.Status), from the store as it is."""
+    store = Store(config.state_dir).open(writable=False)
+    try:
+        _warn(store)
+        return _invoke(replace(config, command="status"), store, store=store,
+                       forced=config.always, answer=answer)
+    finally:
+        store.close()
+
+
+def _graph(config: Config) -> int:
+    """`graph`: the rules (or, --jobs, the jobs) and what each reads, as DOT or Mermaid."""
+    from . import graph
+
+    found = _states(config, "job-graph" if config.graph_jobs else "rule-graph")
+    print(graph.to_mermaid(found) if config.graph_format == "mermaid" else graph.to_dot(found))
     return errors.OK
 
 
@@ -170,7 +198,7 @@ def _run(config: Config) -> int:
                         executor.prepare(len(jobs), calls=plan.calls)
                         store.prefetch([job.task for job in jobs])
                     if jobs == []:
-                        context.start(0)  # every job is up to date: doit has nothing to do
+                        context.start([])  # every job is up to date: doit has nothing to do
                         doit_code = 0
                     else:
                         doit_code = _invoke(config, store, context.up_to_date, pending,

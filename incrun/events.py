@@ -19,6 +19,12 @@ NOT_RUN = "not-run"  # a dependency failed, or the run stopped early
 DEFERRED = "deferred"  # left for a later run by --limit: not a failure
 
 
+def rule_of(task: str) -> str:
+    """The rule a job belongs to (`sim` of `sim:data/a.inp`), as doit names sub-tasks; a
+    hand-written task is its own."""
+    return task.partition(":")[0]
+
+
 @dataclass(frozen=True)
 class JobResult:
     """What an executor reports for one finished job; never raised, always returned."""
@@ -50,6 +56,7 @@ class RunStarted:
     at: float
     pending: int | None = None  # jobs that may run (the others are up to date); default: total
     expected: dict[str, float] = field(default_factory=dict)  # last known durations, by job
+    rules: dict[str, int] = field(default_factory=dict)  # jobs in the selection, by rule
 
     def __post_init__(self):
         if self.pending is None:
@@ -74,6 +81,7 @@ class JobSkipped:
     detail: str = ""
     count: int = 1
     names: tuple[str, ...] = ()  # of the `count` jobs, when a consumer asked for them
+    rule: str = ""  # of the `count` jobs, when they are of one rule
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,19 @@ class Notice:
 
     text: str
     level: str = "info"  # "info" or "warning"
+
+
+@dataclass(frozen=True)
+class RuleCounts:
+    """One rule's share of a run."""
+
+    name: str
+    total: int
+    succeeded: int = 0
+    failed: int = 0
+    up_to_date: int = 0  # adopted ones included
+    not_run: int = 0
+    running: int = 0
 
 
 @dataclass(frozen=True)
@@ -96,6 +117,7 @@ class Summary:
     elapsed: float = 0.0
     failures: tuple[JobResult, ...] = field(default=())
     blocked: tuple[tuple[str, str], ...] = field(default=())  # not run: (job, why)
+    rules: tuple[RuleCounts, ...] = field(default=())  # each rule's share, when there are several
 
     @property
     def ok(self) -> bool:
@@ -124,6 +146,7 @@ class Tally:
         self.expected: dict[str, float] = {}  # of the jobs that may run, those with a history
         self.expected_left = 0.0  # their sum, for those not finished
         self.unknown_left = 0  # jobs that may run, not finished, with no history
+        self.rules: dict[str, dict[str, int]] = {}  # by rule: its total and its counts
 
     def add(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -131,6 +154,8 @@ class Tally:
             self.expected = event.expected
             self.expected_left = sum(event.expected.values())
             self.unknown_left = max(event.pending - len(event.expected), 0)
+            self.rules = {rule: {"total": total, OK: 0, FAILED: 0, UP_TO_DATE: 0, NOT_RUN: 0}
+                          for rule, total in event.rules.items()}
         elif isinstance(event, JobStarted):
             self.running[event.name] = event.at
         elif isinstance(event, JobFinished):
@@ -138,18 +163,36 @@ class Tally:
             self._left(result.name)
             self.running.pop(result.name, None)
             self.run_durations.append(result.duration)
-            if result.ok:
-                self.counts[OK] += 1
-            else:
-                self.counts[FAILED] += 1
+            outcome = OK if result.ok else FAILED
+            self.counts[outcome] += 1
+            self._count(result.name, outcome)
+            if not result.ok:
                 self.failures.append(result)
         elif isinstance(event, JobSkipped):
             if event.name:
                 self._left(event.name)
             reason = UP_TO_DATE if event.reason == IGNORED else event.reason
             self.counts[reason] += event.count
+            self._count(event.rule or event.name, UP_TO_DATE if reason == ADOPTED else reason,
+                        event.count)
             if reason == NOT_RUN and event.detail != INTERRUPTED:
                 self.blocked.append((event.name, event.detail))
+
+    def _count(self, name: str, outcome: str, count: int = 1) -> None:
+        counts = self.rules.get(rule_of(name)) if name else None
+        if counts is not None and outcome in counts:
+            counts[outcome] += count
+
+    def rule_counts(self) -> tuple[RuleCounts, ...]:
+        """Each rule's share, when the run has several; jobs running now counted as such."""
+        if len(self.rules) < 2:
+            return ()
+        running: dict[str, int] = {}
+        for name in self.running:
+            running[rule_of(name)] = running.get(rule_of(name), 0) + 1
+        return tuple(RuleCounts(rule, counts["total"], counts[OK], counts[FAILED],
+                                counts[UP_TO_DATE], counts[NOT_RUN], running.get(rule, 0))
+                     for rule, counts in self.rules.items())
 
     def _left(self, name: str) -> None:
         """A job that may have run is done with: its expected time is no longer to come."""
@@ -174,7 +217,15 @@ class Tally:
             elapsed=now - self.started_at,
             failures=tuple(self.failures),
             blocked=tuple(self.blocked),
+            rules=self._finished_rules(),
         )
+
+    def _finished_rules(self) -> tuple[RuleCounts, ...]:
+        """At the end: a rule's jobs that neither ran nor were skipped did not run."""
+        return tuple(RuleCounts(rule.name, rule.total, rule.succeeded, rule.failed,
+                                rule.up_to_date, rule.total - rule.succeeded - rule.failed
+                                - rule.up_to_date)
+                     for rule in self.rule_counts())
 
 
 def fail_detail(fail) -> str:

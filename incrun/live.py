@@ -13,7 +13,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .display import clean, format_seconds, progress_parts
+from .display import clean, format_seconds, progress_parts, rule_parts
 from .events import Tally
 
 MAX_RUNNING_ROWS = 8
@@ -33,6 +33,19 @@ def _running_rows(tally: Tally, now: float) -> Table:
     return rows
 
 
+def _rule_rows(rules) -> Table:
+    """A line per rule: its name, done/total, and its counts."""
+    rows = Table.grid(padding=(0, 2))
+    rows.add_column(no_wrap=True, overflow="ellipsis")
+    rows.add_column(justify="right", no_wrap=True)
+    rows.add_column(no_wrap=True, overflow="ellipsis")
+    for rule in rules:
+        done = rule.succeeded + rule.failed + rule.up_to_date + rule.not_run
+        counts = Text(" · ").join(Text(words, style) for words, style in rule_parts(rule))
+        rows.add_row(Text("  " + clean(rule.name), "bold"), f"{done}/{rule.total}", counts)
+    return rows
+
+
 def render(tally: Tally, now: float, width: int, *, workers: int = 1) -> RenderableType:
     """The live area: bar with done/total, counts, rate and ETA, then the running jobs."""
     counter = f"{tally.done}/{tally.total}"
@@ -44,6 +57,9 @@ def render(tally: Tally, now: float, width: int, *, workers: int = 1) -> Rendera
         Text(words, style) for words, style in progress_parts(tally, now, workers)
     )
     parts: list[RenderableType] = [header, status]
+    rules = tally.rule_counts()
+    if rules:
+        parts.append(_rule_rows(rules))
     if tally.running:
         parts.append(_running_rows(tally, now))
     return Group(*parts)

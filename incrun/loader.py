@@ -15,8 +15,9 @@ from doit.task import Task
 
 from . import plan as plans
 from .config import Config
+from .dodo_api import declared_rules, job_filter
 from .errors import BadDodo, UnknownTask
-from .rules import META_KEY, declared_rules, inside, job_filter
+from .rules import META_KEY, inside
 
 
 def import_dodo(path: Path):

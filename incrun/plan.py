@@ -33,6 +33,9 @@ class Plan:
     def __len__(self) -> int:
         return sum(len(sweep) for sweep in self.sweeps)
 
+    def sweep(self, name: str) -> Sweep | Gather:
+        return next(sweep for sweep in self.sweeps if sweep.spec.name == name)
+
     def pending(self, up_to_date=None, order=None) -> list[tuple[Sweep | Gather, list[Job]]]:
         """Each rule's jobs that `up_to_date` cannot vouch for: stale ones, and those that read
         what a stale one will make again (doit then decides by content whether they rerun).
@@ -120,6 +123,8 @@ def _chain(on_disk: list[str], spec: RuleSpec, makers: dict[str, tuple[str, str]
     """The rule's inputs: files on disk, and other rules' outputs its patterns match."""
     declared = [rel for rel, (rule, _) in makers.items() if rule != spec.name]
     matched = select_paths(declared, spec.inputs, spec.exclude)
+    if spec.after:
+        matched += [rel for rel, (rule, _) in makers.items() if rule in spec.after]
     if not matched:
         return on_disk
     return sorted(set(on_disk).union(matched))

@@ -1,6 +1,7 @@
-"""`incrun report`: one self-contained HTML page from the run history. A timeline of the last
-run (a lane per worker slot, a bar per job), its slowest jobs, and its failures with their logs'
-tails. Rendering is a pure function of the history; nothing is fetched from the network."""
+"""`incrun report`: one self-contained HTML page from the run history. The project's rules as
+a graph, a timeline of the last run (a lane per worker slot, a bar per job), its slowest jobs,
+and its failures with their logs' tails. Rendering is a pure function of the history and the
+graph; nothing is fetched from the network."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class RunRecord:
     workers: int
     jobs: list[dict]  # history rows: task, status, started, ended, exit_code, signal, ...
     tails: dict[str, tuple[str, ...]] = field(default_factory=dict)  # of failed jobs' logs
+    graph: str = ""  # the project's rules now, as an SVG (graph.to_svg)
 
 
 def _seconds(value: float) -> str:
@@ -104,6 +106,13 @@ def _failures(run: RunRecord) -> str:
     return "\n".join(blocks)
 
 
+def _rules(run: RunRecord) -> str:
+    if not run.graph:
+        return ""
+    return ("<h2>Rules</h2>\n<p>What each rule reads from, with its jobs now and how many are "
+            f"stale.</p>\n{run.graph}\n")
+
+
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
@@ -111,6 +120,7 @@ table { border-collapse: collapse; } td, th { padding: 2px 10px; text-align: lef
 tr:nth-child(even) { background: #f4f4f4; } .num { text-align: right; }
 pre { background: #f6f6f6; padding: 8px; overflow-x: auto; max-height: 24em; }
 svg text { font: 11px sans-serif; fill: #555; } svg .grid { stroke: #eee; }
+#graph text { font-size: 12px; fill: #222; } #graph .name { font-weight: 600; }
 .legend span { display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; }
 """
 
@@ -128,7 +138,7 @@ def render(run: RunRecord, project: str) -> str:
 <h1>incrun report: {escape(project)}</h1>
 <p>Run {run.number}, started {_when(run.started)}: {len(run.jobs)} jobs ran on {run.workers}
 workers in {_seconds(duration)}, {failed} failed.</p>
-<h2>Timeline</h2>
+{_rules(run)}<h2>Timeline</h2>
 <p class="legend">{legend}</p>
 {timeline(run)}
 <h2>Slowest jobs</h2>

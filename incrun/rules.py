@@ -5,21 +5,15 @@ from __future__ import annotations
 import functools
 import importlib
 import json
-import os
 import posixpath
 import re
 import sys
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import (
-    DEFAULT_COMMAND,
-    DEFAULT_INPUTS,
-    DEFAULT_OUTPUTS,
     RuleSpec,
-    positive_seconds,
 )
 from .discover import find_inputs
 from .errors import BadConfig, BadPlaceholder, NoInputs
@@ -38,32 +32,12 @@ GATHER_PLACEHOLDERS = ("inputs", "inputs_file", "output", "python")
 INPUTS_WORD = "{inputs}"
 INPUT_LISTS = ".incrun/inputs"  # where a gather job's {inputs_file} is written
 META_KEY = "incrun"  # the key under a task's `meta` that marks it as a job incrun runs itself
-# Rules whose tasks a dodo.py asked for: the loader then adds no rule of its own.
-declared_rules: list[Rule] = []
-# Set by incrun's loader for a run: the check whose up-to-date jobs are left out of the tasks.
-job_filter: list = []
-# Set by incrun for a run with --shard I/N: (I, N); every sweep keeps the jobs of shard I.
-shard: list[tuple[int, int]] = []
-# Set by incrun for a run: the schedule.Expected that orders each rule's stale jobs.
-job_order: list = []
 
 
 def in_shard(task: str, index: int, count: int) -> bool:
     """Whether a job belongs to shard `index` (1-based) of `count`: by a hash of its own name,
     so a job never moves to another shard when inputs are added or removed."""
     return hash_text(task) % count == index - 1
-
-
-@contextmanager
-def run_settings(selection: tuple[int, int] | None):
-    """Meanwhile, sweeps keep only the jobs of shard `selection` (and the run may set
-    `job_order`); both are cleared after."""
-    shard[:] = [selection] if selection else []
-    try:
-        yield
-    finally:
-        shard.clear()
-        job_order.clear()
 
 
 @dataclass(frozen=True)
@@ -134,6 +108,15 @@ class Job:
                 spec["inputs_file"] = self.inputs_file
         return spec
 
+    def doc(self) -> str:
+        """The command as `list` shows it: a gather's inputs counted, not listed."""
+        if self.gathered is None:
+            words = self.argv
+        else:
+            words = [f"<{len(self.gathered)} inputs>" if template == INPUTS_WORD
+                     else expand(template, self.values) for template in self.command]
+        return " ".join("python" if word == sys.executable else word for word in words)
+
     def command_digest(self) -> str:
         """The command as recorded: without the interpreter's path, so a new venv reruns nothing."""
         return json.dumps([PYTHON if arg == sys.executable else arg for arg in self.argv])
@@ -147,7 +130,7 @@ class Job:
             actions.insert(0, (write_inputs_file, [spec]))
         task = {
             "name": self.input,
-            "doc": " ".join("python" if arg == sys.executable else arg for arg in self.argv),
+            "doc": self.doc(),
             "actions": actions,
             "file_dep": list(self.deps),
             "targets": list(self.outputs),
@@ -259,75 +242,12 @@ def expand(template: str, values: dict[str, str]) -> str:
                    for literal, key in _parts(template))
 
 
-class Rule:
-    """Inputs, command and outputs, as in `[tool.incrun]`; usable from a dodo.py.
-
-    In a dodo.py::
-
-        sweep = Rule(inputs=["data/*.inp"], command=["{python}", "data/runner.py", "{input}"])
-        def task_sweep():
-            yield from sweep.tasks()
-    """
-
-    def __init__(self, inputs=None, command=None, outputs=None, deps=(), exclude=(),
-                 name: str = "sweep", root: str | os.PathLike = ".",
-                 timeout: float | None = None):
-        spec = RuleSpec(
-            inputs=_tuple(inputs) or DEFAULT_INPUTS,
-            exclude=_tuple(exclude),
-            command=_tuple(command) or DEFAULT_COMMAND,
-            outputs=_tuple(outputs) or DEFAULT_OUTPUTS,
-            deps=_tuple(deps),
-            name=name,
-            timeout=positive_seconds(timeout, "Rule timeout"),
-        )
-        self.spec = spec
-        self.root = Path(root)
-        self._sweep: Sweep | None = None
-        self._pending: tuple[object, list[Job]] | None = None  # (the check, its verdict)
-
-    @classmethod
-    def from_spec(cls, spec: RuleSpec, root: Path) -> Rule:
-        return cls(spec.inputs, spec.command, spec.outputs, spec.deps, spec.exclude,
-                   spec.name, root, spec.timeout)
-
-    def sweep(self) -> Sweep:
-        if self._sweep is None:
-            self._sweep = Sweep(self.spec, self.root)
-        return self._sweep
-
-    def jobs(self) -> list[Job]:
-        return self.sweep().jobs()
-
-    def pending(self, up_to_date=None) -> list[Job]:
-        """The jobs that `up_to_date` (a check of the whole sweep at once) cannot vouch for."""
-        if self._pending is None or self._pending[0] is not up_to_date:
-            sweep = self.sweep()
-            if up_to_date is None:
-                jobs = sweep.jobs()
-            else:
-                jobs = [sweep.job(index) for index in up_to_date.stale(sweep)]
-            if jobs and job_order:
-                jobs = job_order[0].order(jobs)
-            self._pending = (up_to_date, jobs)
-        return self._pending[1]
-
-    def tasks(self):
-        """doit task dicts, one per input; a plain `doit` runs them as well as incrun does."""
-        declared_rules.append(self)
-        for job in self.pending(job_filter[0] if job_filter else None):
-            yield job.task_dict()
-
-    def outputs(self) -> list[str]:
-        return [output for outputs in self.sweep().outputs for output in outputs]
-
-
 class Sweep:
     """A rule over the inputs found now: each input with its outputs, in two parallel lists.
 
     Jobs are made on demand: a 100,000-input sweep that is up to date never makes one.
     `inputs`, when given (by the plan: files found and other rules' outputs), are used as they
-    are; otherwise the rule finds its own, and keeps those of the run's shard.
+    are; otherwise the rule finds its own.
     """
 
     def __init__(self, spec: RuleSpec, root: Path, inputs: list[str] | None = None):
@@ -354,9 +274,6 @@ class Sweep:
         if not made.isdisjoint(self.inputs):  # one job's output is never another's input
             self._keep([i for i, rel in enumerate(self.inputs) if rel not in made])
         self.found = len(self.inputs)  # before the shard is taken
-        if shard and inputs is None:
-            self.keep([i for i, rel in enumerate(self.inputs)
-                       if in_shard(self.task_name(rel), *shard[0])])
 
     def _bind(self, spec: RuleSpec) -> None:
         """Each input's wildcard values, and the deps named after them."""
@@ -450,14 +367,6 @@ def _limit(spec: RuleSpec) -> tuple[str, int] | None:
 def make_sweep(spec: RuleSpec, root: Path, inputs: list[str] | None = None) -> Sweep | Gather:
     """The rule's jobs over these inputs: one per input, or one over all (gather)."""
     return (Gather if spec.gather else Sweep)(spec, root, inputs)
-
-
-def _tuple(value) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, (str, os.PathLike)):
-        return (os.fspath(value),)
-    return tuple(os.fspath(item) for item in value)
 
 
 def _check_spec(spec: RuleSpec, wildcards: set[str]) -> None:

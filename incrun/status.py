@@ -19,8 +19,9 @@ UP_TO_DATE, STALE, FAILED_STATE = "up-to-date", "stale", "failed"
 NEVER_RUN, OUTPUT_MISSING, INPUT_CHANGED, DEP_CHANGED, DEP_MISSING, COMMAND_CHANGED = (
     "never-run", "output-missing", "input-changed", "dep-changed", "dep-missing",
     "command-changed")
-FAILED_LAST_TIME, INTERRUPTED, FORGOTTEN_KIND, FORCED, OTHER = (
-    "failed-last-time", "interrupted", "forgotten", "forced", "other")
+FAILED_LAST_TIME, INTERRUPTED, FORGOTTEN_KIND, FORCED, UPSTREAM, OTHER = (
+    "failed-last-time", "interrupted", "forgotten", "forced", "upstream", "other")
+UPSTREAM_SHOWN = 3  # upstream jobs named in why a job would rerun
 
 
 class Why(NamedTuple):
@@ -95,6 +96,49 @@ def job_state(task, tasks: dict, dep_manager, store, forced: bool = False) -> Jo
     if forced:
         return JobState.of(task.name, UP_TO_DATE, Why(FORCED, "forced (-B)"))
     return JobState(task.name, UP_TO_DATE)
+
+
+def in_run_order(chosen: list, tasks: dict) -> list:
+    """The tasks in an order they could run in: each after the tasks that make its files or
+    that it names in task_dep; by name among those of one depth, so stages come in turn."""
+    makers = {target: task.name for task in tasks.values() for target in task.targets}
+    depth: dict[str, int] = {}
+
+    def depth_of(name: str) -> int:
+        pending = [name]
+        while pending:  # iterative: a chain of 100,000 must not overflow the stack
+            current = pending[-1]
+            task = tasks[current]
+            before = [makers[dep] for dep in task.file_dep if dep in makers] + \
+                [dep for dep in task.task_dep if dep in tasks]
+            missing = [dep for dep in before if dep not in depth and dep != current]
+            if missing and not any(dep in pending for dep in missing):
+                pending.extend(missing)
+                continue
+            depth[current] = 1 + max((depth.get(dep, 0) for dep in before), default=0)
+            pending.pop()
+        return depth[name]
+
+    return sorted(chosen, key=lambda task: (depth_of(task.name), task.name))
+
+
+def upstream_states(chosen: list, states: list[JobState], tasks: dict) -> list[JobState]:
+    """The states with the jobs downstream of one that would run marked as would run too,
+    as the run reruns them (unless the upstream job's new outputs are byte-identical)."""
+    makers = {target: task.name for task in tasks.values() for target in task.targets}
+    remade: set[str] = set()
+    found = []
+    for task, state in zip(chosen, states):
+        upstream = sorted({makers[dep] for dep in task.file_dep if dep in remade})
+        if upstream and state.kind in ("", FORCED, DEP_MISSING):
+            shown = ", ".join(upstream[:UPSTREAM_SHOWN])
+            if len(upstream) > UPSTREAM_SHOWN:
+                shown += f" and {len(upstream) - UPSTREAM_SHOWN} more"
+            state = JobState.of(task.name, STALE, Why(UPSTREAM, "upstream will rerun: " + shown))
+        if state.would_run:
+            remade.update(task.targets)
+        found.append(state)
+    return found
 
 
 def counts(states: list[JobState]) -> dict[str, int]:
@@ -194,16 +238,23 @@ class Status(DoitCmdBase):
     cmd_options = ()
     store = None  # set by the engine
     forced = False  # -B: up-to-date jobs would run too
-    explain = False  # return each job's explanation (a dict) rather than its state
+    # What to return: each job's state, its explanation (a dict), or the graph of the rules
+    # ("rule-graph") or of the jobs ("job-graph"), a graph.Graph.
+    answer = "states"
 
     def _execute(self, pos_args=None):
         control = TaskControl(self.task_list)
         control.process(self.sel_tasks)
         tasks = control.tasks
-        chosen = sorted(selected_tasks(tasks, control.selected_tasks), key=lambda t: t.name)
-        states = [(task, job_state(task, tasks, self.dep_manager, self.store, self.forced))
+        chosen = in_run_order(selected_tasks(tasks, control.selected_tasks), tasks)
+        states = [job_state(task, tasks, self.dep_manager, self.store, self.forced)
                   for task in chosen]
-        if self.explain:
+        states = upstream_states(chosen, states, tasks)
+        if self.answer == "explain":
             return [explanation(task, state, self.store.job_row(task.name))
-                    for task, state in states]
-        return [state for _, state in states]
+                    for task, state in zip(chosen, states)]
+        if self.answer.endswith("graph"):
+            from . import graph
+
+            return graph.build(chosen, states, tasks, per_job=self.answer == "job-graph")
+        return states

@@ -72,8 +72,16 @@ class UpToDate:
     def __init__(self, store, signatures: Signatures, keep_names: bool = False):
         self.store = store
         self.signatures = signatures
-        self.count = 0  # jobs found up to date so far
+        self.by_rule: dict[str, int] = {}  # jobs found up to date so far, by rule
         self.names: list[str] | None = [] if keep_names else None  # their task names
+
+    @property
+    def count(self) -> int:
+        return sum(self.by_rule.values())
+
+    def _found(self, rule: str, count: int) -> None:
+        if count:
+            self.by_rule[rule] = self.by_rule.get(rule, 0) + count
 
     def stale(self, sweep, remade=frozenset()) -> list[int]:
         """The indices of the sweep's jobs whose signature is not the recorded one, or whose
@@ -111,7 +119,7 @@ class UpToDate:
                 continue
             if "|".join(texts) != expected:
                 stale.append(index)
-        self.count += len(sweep) - len(stale)
+        self._found(sweep.spec.name, len(sweep) - len(stale))
         if self.names is not None:
             stale_set = set(stale)
             self.names += [prefix + rel for index, rel in enumerate(sweep.inputs)
@@ -126,7 +134,7 @@ class UpToDate:
         if expected is None or not remade.isdisjoint(job.gathered) \
                 or self.signatures.of(job.spec()) != expected:
             return [0]
-        self.count += 1
+        self._found(job.task, 1)
         if self.names is not None:
             self.names.append(job.task)
         return []

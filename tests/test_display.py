@@ -272,7 +272,7 @@ def test_json_writes_one_parseable_object_per_event_in_order():
         "job_started", "job_finished", "job_skipped", "run_finished",
     ]  # fmt: skip
     assert records[0] == {"event": "run_started", "total": 3, "workers": 2, "pending": 3,
-                          "expected_jobs": 0, "expected_seconds": 0}
+                          "expected_jobs": 0, "expected_seconds": 0, "rules": {}}
     assert records[6] == {
         "event": "job_finished", "name": "sweep/b.inp", "status": FAILED, "exit_code": 2,
         "duration": 1.0, "log": ".incrun/logs/b.log", "detail": "exit code 2",

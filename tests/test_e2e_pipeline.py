@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
 
 import pytest
+from conftest import incrun_env
 from test_e2e_incremental import HEAVY_IMPORT
 
 # Each stage leaves a record of its run (`records/`), read back by `stages_ran`.
@@ -479,3 +483,211 @@ def test_a_rule_limit_must_be_a_positive_count(pipeline):
     pipeline.write("incrun.toml", PIPELINE.replace("[rules.post]\n", "[rules.post]\njobs = 0\n"))
     error = refused(pipeline, 5)
     assert "jobs" in error and "post" in error
+
+
+# -- asking for a target ------------------------------------------------------------
+
+
+def test_asking_for_a_final_file_builds_only_what_it_needs(pipeline):
+    result = pipeline.run("data/a.sum")
+    assert result.returncode == 0, result.stderr
+    assert pipeline.ran() == ["post:data/a.out", "sim:data/a.inp"]
+    assert not (pipeline.root / "data" / "b.out").exists()
+    assert pipeline.run("summary.csv").returncode == 0
+    assert pipeline.ran() == ["post:data/b.out", "post:data/c.out", "sim:data/b.inp",
+                              "sim:data/c.inp", "summary"]
+
+
+def test_asking_for_a_rule_runs_its_stale_jobs_and_what_they_need(pipeline):
+    assert pipeline.run("post").returncode == 0
+    assert pipeline.ran() == all_stages("a", "b", "c")[:-1]  # not the gather
+    pipeline.write("data/c.inp", "x = 4\n")
+    assert pipeline.run("post").returncode == 0
+    assert pipeline.ran() == ["post:data/c.out", "sim:data/c.inp"]
+
+
+def test_asking_for_a_folder_runs_the_jobs_of_the_inputs_there(pipeline):
+    pipeline.write("data/more/d.inp", "x = 5\n")
+    pipeline.write("incrun.toml", PIPELINE.replace('"data/*.inp"', '"data/**/*.inp"')
+                   .replace('"data/*.out"', '"data/**/*.out"'))
+    assert pipeline.run("data/more/").returncode == 0
+    assert pipeline.ran() == ["post:data/more/d.out", "sim:data/more/d.inp"]
+
+
+# -- dry-run, status and explain see the whole chain ------------------------------------
+
+REPORT_DODO = '''
+def task_report():
+    """A hand-written task downstream of the rules' jobs."""
+    return {"actions": ["cp summary.csv report.txt"], "file_dep": ["summary.csv"],
+            "targets": ["report.txt"]}
+'''
+
+
+def test_dry_run_lists_the_whole_chain_in_run_order_and_the_run_does_as_many(pipeline):
+    pipeline.write("dodo.py", REPORT_DODO)
+    assert pipeline.run().returncode == 0
+    pipeline.ran()
+    pipeline.write("data/b.inp", "x = 2222\n")
+    dry = pipeline.run("--dry-run")
+    assert dry.returncode == 0 and pipeline.ran() == []
+    assert dry.stdout.splitlines() == [
+        "would run 4 of 8 jobs (4 up to date); nothing was run or changed",
+        "  sim:data/b.inp   input changed",
+        "  post:data/b.out  upstream will rerun: sim:data/b.inp",
+        "  summary          upstream will rerun: post:data/b.out",
+        "  report           upstream will rerun: summary",
+    ]
+    result = pipeline.run()
+    assert "4 ran, 4 up to date" in result.stdout
+    assert (pipeline.root / "report.txt").read_text() == summary(pipeline)
+
+
+def test_status_and_explain_say_which_upstream_job_makes_a_job_rerun(pipeline):
+    pipeline.run()
+    pipeline.write("data/c.inp", "x = 3\n")
+    status = pipeline.run("status", "--json")
+    report = json.loads(status.stdout)
+    assert report["counts"] == {"up_to_date": 4, "stale": 3, "failed": 0}
+    stale = [(job["task"], job["kind"]) for job in report["jobs"] if job["state"] == "stale"]
+    assert stale == [("sim:data/c.inp", "input-changed"), ("post:data/c.out", "upstream"),
+                     ("summary", "upstream")]
+    explained = pipeline.run("explain", "data/c.sum").stdout
+    assert "post:data/c.out: stale: upstream will rerun: sim:data/c.inp" in explained
+
+
+# -- dodo.py rules chain the same way ---------------------------------------------------
+
+CHAIN_DODO = '''
+from incrun import Rule
+
+sim = Rule(name="sim", inputs=["data/*.inp"], command=["{python}", "sim.py", "{input}"])
+post = Rule(name="post", inputs=POST_INPUTS, command=["{python}", "post.py", "{input}",
+            "{output}"], outputs=["{stem}.sum"])
+summary = Rule(name="summary", inputs=post, gather=True, outputs=["summary.csv"],
+               command=["{python}", "gather.py", "{output}", "{inputs}"])
+
+
+def task_sim():
+    yield from sim.tasks()
+
+
+def task_post():
+    yield from post.tasks()
+
+
+def task_summary():
+    yield from summary.tasks()
+'''
+
+
+@pytest.fixture(params=["sim", '["data/*.out"]'])
+def dodo_pipeline(pipeline, request):
+    """The pipeline as dodo.py rules: post reads `sim` itself, or a pattern of its outputs."""
+    (pipeline.root / "incrun.toml").unlink()
+    pipeline.write("dodo.py", CHAIN_DODO.replace("POST_INPUTS", request.param))
+    return pipeline
+
+
+def test_dodo_rules_chain_in_one_run_under_incrun(dodo_pipeline):
+    result = dodo_pipeline.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dodo_pipeline.ran() == all_stages("a", "b", "c")
+    assert summary(dodo_pipeline) == "data/a.sum,6\ndata/b.sum,7\ndata/c.sum,8\n"
+    dodo_pipeline.write("data/a.inp", "x = 1111\n")
+    assert dodo_pipeline.run().returncode == 0
+    assert dodo_pipeline.ran() == ["post:data/a.out", "sim:data/a.inp", "summary"]
+    assert "all 7 jobs up to date" in dodo_pipeline.run().stdout
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]])
+def test_dodo_rules_chain_in_one_run_under_plain_doit(dodo_pipeline, workers):
+    doit = [sys.executable, "-m", "doit"]
+    def run(*args):
+        return subprocess.run([*doit, *args], cwd=dodo_pipeline.root, capture_output=True,
+                              text=True, timeout=120, env=incrun_env())
+    result = run(*workers)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dodo_pipeline.ran() == all_stages("a", "b", "c")
+    assert summary(dodo_pipeline) == "data/a.sum,6\ndata/b.sum,7\ndata/c.sum,8\n"
+    dodo_pipeline.write("data/c.inp", "x = 3\n")
+    assert run(*workers).returncode == 0
+    assert dodo_pipeline.ran() == ["post:data/c.out", "sim:data/c.inp", "summary"]
+    assert summary(dodo_pipeline) == "data/a.sum,6\ndata/b.sum,7\ndata/c.sum,6\n"
+    assert run("clean").returncode == 0
+    left = sorted(os.listdir(dodo_pipeline.root / "data"))
+    assert left == ["a.inp", "b.inp", "c.inp"] and not (dodo_pipeline.root / "summary.csv").exists()
+
+
+# -- the graph ------------------------------------------------------------------------
+
+
+def test_graph_prints_the_rules_with_job_and_stale_counts_as_dot(pipeline):
+    pipeline.write("dodo.py", REPORT_DODO)
+    pipeline.run()
+    pipeline.ran()
+    pipeline.write("data/a.inp", "x = 1111\n")
+    result = pipeline.run("graph")
+    assert result.returncode == 0, result.stderr
+    dot = result.stdout
+    assert dot.startswith("digraph incrun {") and dot.rstrip().endswith("}")
+    assert '"sim" [label="sim\\n3 jobs, 1 stale", shape=box' in dot
+    assert '"post" [label="post\\n3 jobs, 1 stale"' in dot
+    assert '"summary" [label="summary\\ngather, 1 stale", shape=invtrapezium' in dot
+    assert '"report" [label="report\\ntask, 1 stale", shape=note' in dot
+    edges = re.findall(r'^  "(\S+)" -> "(\S+)";$', dot, re.MULTILINE)
+    assert edges == [("sim", "post"), ("post", "summary"), ("summary", "report")]
+    assert pipeline.ran() == []
+
+
+def test_graph_as_mermaid_and_per_job(pipeline):
+    mermaid = pipeline.run("graph", "--format", "mermaid").stdout.splitlines()
+    assert mermaid[0] == "flowchart LR"
+    assert '  n0("sim<br/>3 jobs, 3 stale")' in mermaid and "  n1 --> n2" in mermaid
+    jobs = pipeline.run("graph", "--jobs").stdout
+    edges = set(re.findall(r'^  "(\S+)" -> "(\S+)";$', jobs, re.MULTILINE))
+    assert edges == {*((f"sim:data/{n}.inp", f"post:data/{n}.out") for n in "abc"),
+                     *((f"post:data/{n}.out", "summary") for n in "abc")}
+    assert pipeline.run("--jobs").returncode == 2  # a run needs a number
+
+
+def test_the_report_draws_the_rule_graph_inline(pipeline):
+    from test_e2e_insight import chromium
+
+    pipeline.run()
+    assert pipeline.run("report", "--out", "report.html").returncode == 0
+    page = (pipeline.root / "report.html").read_text()
+    assert "<script" not in page and "http://" not in page.replace(
+        'xmlns="http://www.w3.org/2000/svg"', "")
+    dom = chromium("--dump-dom", (pipeline.root / "report.html").as_uri()).stdout
+    assert dom.count('<g class="node rule done"') == 2
+    assert dom.count('<g class="node gather done"') == 1 and dom.count('class="edge"') == 2
+
+
+# -- the display follows the plan -----------------------------------------------------
+
+
+def test_the_summary_json_and_junit_give_each_rule_its_share(pipeline):
+    pipeline.write("data/b.inp", "FAIL\n")
+    result = pipeline.run("--junit", "report.xml")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    headline = next(index for index, line in enumerate(lines) if line.startswith("done in"))
+    assert lines[headline + 1:headline + 4] == ["  sim      3/3  2 ran, 1 failed",
+                                                "  post     3/3  2 ran, 1 not run",
+                                                "  summary  1/1  1 not run"]
+    suites = ET.parse(pipeline.root / "report.xml").getroot().findall("testsuite")
+    assert [(suite.get("name"), suite.get("tests"), suite.get("failures"), suite.get("skipped"))
+            for suite in suites] == [("sim", "3", "1", "0"), ("post", "3", "0", "1"),
+                                     ("summary", "1", "0", "1")]
+    pipeline.write("data/b.inp", "x = 22\n")
+    events = [json.loads(line) for line in pipeline.run("--json").stdout.splitlines()]
+    assert events[0]["rules"] == {"sim": 3, "post": 3, "summary": 1}
+    assert events[-1]["rules"]["sim"] == {"total": 3, "succeeded": 1, "failed": 0,
+                                          "up_to_date": 2, "not_run": 0}
+
+
+def test_the_live_display_has_a_line_per_rule(pipeline):
+    code, screen = pipeline.on_terminal("-n", "2", env={"COLUMNS": "100"})
+    assert code == 0
+    assert re.search(r"sim +\d/3", screen) and re.search(r"summary +\d/1", screen)

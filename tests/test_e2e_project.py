@@ -149,10 +149,13 @@ def test_the_repository_demo_loads():
     result = subprocess.run([sys.executable, "-m", "incrun", "list", "--all"], cwd=REPO,
                             env=incrun_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    listed = re.findall(r"sweep:(data/\S+\.inp)", result.stdout)
+    listed = re.findall(r"simulate:(data/\S+\.inp)", result.stdout)
     inputs = sorted(str(path.relative_to(REPO)) for path in (REPO / "data").glob("*.inp"))
     assert len(inputs) == 32 and sorted(listed) == inputs  # each of the demo's inputs, once
-    assert "summary" in result.stdout
+    post = re.findall(r"post:(data/\S+)\.out", result.stdout)
+    assert sorted(post) == [path[:-len(".inp")] for path in inputs]  # chained: made, not found
+    assert re.search(r"\bsummary +python data/summarize.py data/summary.csv <32 inputs>",
+                     result.stdout)
 
 
 def test_python_dash_m_and_help_with_examples():

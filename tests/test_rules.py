@@ -8,8 +8,9 @@ import pytest
 from doit.loader import generate_tasks
 
 from incrun.config import RuleSpec
+from incrun.dodo_api import Rule
 from incrun.errors import BAD_PLACEHOLDER, NO_INPUTS, BadConfig, BadPlaceholder, NoInputs
-from incrun.rules import Rule, check_template, expand, make_jobs, path_values, require_jobs
+from incrun.rules import check_template, expand, make_jobs, path_values, require_jobs
 
 
 def make(root, *paths: str) -> None:

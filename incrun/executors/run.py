@@ -106,8 +106,9 @@ class JobRunner(Runner):
     # -- selection -----------------------------------------------------------
 
     def run_all(self, task_dispatcher):
-        self.ctx.start(len(selected_tasks(task_dispatcher.tasks,
-                                          task_dispatcher.selected_tasks)))
+        tasks = task_dispatcher.tasks
+        chosen = {task.name for task in selected_tasks(tasks, task_dispatcher.selected_tasks)}
+        self.ctx.start([name for name in tasks if name in chosen])  # in the order defined
         return super().run_all(task_dispatcher)
 
     def select_task(self, node, tasks_dict):
