@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -691,3 +693,66 @@ def test_the_live_display_has_a_line_per_rule(pipeline):
     code, screen = pipeline.on_terminal("-n", "2", env={"COLUMNS": "100"})
     assert code == 0
     assert re.search(r"sim +\d/3", screen) and re.search(r"summary +\d/1", screen)
+
+
+# -- beside make ------------------------------------------------------------------------
+
+# The same chain as make's pattern rules. Every stage's files are named, so make treats none as
+# an intermediate it may skip or delete; a failed job's output is deleted, as incrun does.
+MAKEFILE = '''
+OUTS := $(patsubst %.inp,%.out,$(wildcard data/*.inp))
+SUMS := $(OUTS:.out=.sum)
+summary.csv: $(SUMS)
+\t{python} gather.py $@ $^
+data/%.sum: data/%.out
+\t{python} post.py $< $@
+data/%.out: data/%.inp
+\t{python} sim.py $<
+stages: $(OUTS) $(SUMS)
+.PHONY: stages
+.DELETE_ON_ERROR:
+'''
+
+
+def made_files(root) -> dict[str, str]:
+    """Every output of the chain, by path, with its content."""
+    found = {path.relative_to(root).as_posix(): path.read_text()
+             for pattern in ("data/*.out", "data/*.sum", "summary.csv")
+             for path in root.glob(pattern)}
+    return dict(sorted(found.items()))
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no GNU make here")
+def test_the_pipeline_leaves_what_make_j2_leaves_at_every_step(pipeline, tmp_path):
+    beside = tmp_path / "make"
+    shutil.copytree(pipeline.root, beside)
+    (beside / "incrun.toml").unlink()
+    (beside / "Makefile").write_text(MAKEFILE.replace("{python}", sys.executable))
+
+    def both(*targets: str, make_ok: bool = True, incrun_code: int = 0) -> None:
+        made = subprocess.run(["make", "-k", "-j2", *targets], cwd=beside, capture_output=True,
+                              text=True, timeout=120)
+        assert (made.returncode == 0) == make_ok, made.stdout + made.stderr
+        result = pipeline.run("-n", "2", *targets)
+        assert result.returncode == incrun_code, result.stdout + result.stderr
+        assert made_files(pipeline.root) == made_files(beside)
+
+    def change(rel: str, text: str) -> None:
+        for root in (pipeline.root, beside):
+            (root / rel).write_text(text)
+            os.utime(root / rel, (time.time() + 2, time.time() + 2))  # newer, for make
+
+    both("summary.csv")  # first run
+    change("data/b.inp", "x = 2222\n")
+    both("summary.csv")  # a changed input
+    for root in (pipeline.root, beside):
+        (root / "data" / "c.out").unlink()
+    both("summary.csv")  # a deleted intermediate
+    change("data/a.inp", "FAIL\n")
+    both("summary.csv", make_ok=False, incrun_code=1)  # a failed stage-1 job
+    change("data/a.inp", "x = 1\n")
+    for root in (pipeline.root, beside):
+        for made in made_files(root):
+            (root / made).unlink()
+    both("data/b.sum")  # one final target
+    assert sorted(made_files(beside)) == ["data/b.out", "data/b.sum"]
