@@ -112,13 +112,8 @@ def progress_line(tally: Tally, now: float, workers: int) -> str:
     line = counter + " " + ", ".join(words for words, _ in progress_parts(tally, now, workers))
     rules = tally.rule_counts()
     if rules:
-        line += " | " + ", ".join(f"{rule.name} {_rule_done(rule)}/{rule.total}"
-                                  for rule in rules)
+        line += " | " + ", ".join(f"{rule.name} {rule.done}/{rule.total}" for rule in rules)
     return line
-
-
-def _rule_done(rule: RuleCounts) -> int:
-    return rule.succeeded + rule.failed + rule.up_to_date + rule.not_run
 
 
 def rule_parts(rule: RuleCounts) -> list[tuple[str, str]]:
@@ -133,7 +128,7 @@ def rule_parts(rule: RuleCounts) -> list[tuple[str, str]]:
 def rule_lines(rules: tuple[RuleCounts, ...]) -> list[str]:
     """A line per rule: `  post     2/3  2 ran, 1 not run`; none for a run of one rule."""
     name_width = max((len(rule.name) for rule in rules), default=0)
-    done = [f"{_rule_done(rule)}/{rule.total}" for rule in rules]
+    done = [f"{rule.done}/{rule.total}" for rule in rules]
     done_width = max((len(text) for text in done), default=0)
     return [clean(f"  {rule.name:<{name_width}}  {count:>{done_width}}  "
                   + ", ".join(words for words, _ in rule_parts(rule)))
@@ -214,7 +209,7 @@ def _blocked_list(blocked: tuple[tuple[str, str], ...]) -> list[str]:
 
 def summary_lines(summary: Summary) -> list[str]:
     elapsed = format_seconds(summary.elapsed)
-    if summary.succeeded + summary.failed + summary.not_run == 0:
+    if summary.ran_nothing:
         adopted = f", adopted {summary.adopted}" if summary.adopted else ""
         jobs = "the 1 job is" if summary.total == 1 else f"all {summary.total} jobs"
         return [f"{jobs} up to date{adopted} ({elapsed})"]
@@ -226,7 +221,7 @@ def summary_lines(summary: Summary) -> list[str]:
 
 def _ran_rule_lines(summary: Summary) -> list[str]:
     """Each rule's share, after a run that ran something (a no-op run stays one line)."""
-    if summary.succeeded + summary.failed + summary.not_run == 0:
+    if summary.ran_nothing:
         return []
     return rule_lines(summary.rules)
 

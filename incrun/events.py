@@ -104,6 +104,10 @@ class RuleCounts:
     not_run: int = 0
     running: int = 0
 
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed + self.up_to_date + self.not_run
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -122,6 +126,11 @@ class Summary:
     @property
     def ok(self) -> bool:
         return self.failed == 0 and self.not_run == 0
+
+    @property
+    def ran_nothing(self) -> bool:
+        """Every job was up to date: a no-op run."""
+        return self.succeeded + self.failed + self.not_run == 0
 
 
 @dataclass(frozen=True)

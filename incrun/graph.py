@@ -10,6 +10,7 @@ from html import escape
 from .loader import is_job
 
 RULE, GATHER, TASK = "rule", "gather", "task"
+STALE_FILL, DONE_FILL = "#fde2c4", "#d7efd9"  # a node with jobs to run, one up to date
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,13 @@ def _kind(task) -> str:
     return GATHER if "inputs" in task.meta["incrun"] else RULE
 
 
-def build(chosen: list, states: list, tasks: dict, per_job: bool = False) -> Graph:
-    """The graph of these tasks (in run order, with their states): a node per rule and per
-    hand-written task, or (`per_job`) per job."""
+def build(chosen: list, states: list, tasks: dict, makers: dict[str, str],
+          per_job: bool = False) -> Graph:
+    """The graph of these tasks (in run order, with their states; `makers`: each target's
+    task): a node per rule and per hand-written task, or (`per_job`) per job."""
     def group(task) -> str:
         return task.name if per_job else (task.subtask_of or task.name)
 
-    makers = {target: task for task in tasks.values() for target in task.targets}
     nodes: dict[str, list] = {}  # name -> [kind, jobs, stale]
     edges: dict[tuple[str, str], None] = {}
     for task, state in zip(chosen, states):
@@ -59,7 +60,7 @@ def build(chosen: list, states: list, tasks: dict, per_job: bool = False) -> Gra
         node = nodes.setdefault(name, [_kind(task), 0, 0])
         node[1] += 1
         node[2] += state.would_run
-        before = [group(makers[dep]) for dep in task.file_dep if dep in makers]
+        before = [group(tasks[makers[dep]]) for dep in task.file_dep if dep in makers]
         before += [dep if per_job or dep not in tasks else group(tasks[dep])
                    for dep in task.task_dep]
         for upstream in before:
@@ -75,7 +76,7 @@ def to_dot(graph: Graph) -> str:
     lines = ["digraph incrun {", "  rankdir=LR;", '  node [style="rounded,filled", '
              'fontname="sans-serif"];']
     for node in graph.nodes:
-        fill = "#fde2c4" if node.stale else "#d7efd9"
+        fill = STALE_FILL if node.stale else DONE_FILL
         label = _dot_text(f"{node.name}\n{node.summary}")
         lines.append(f'  {_dot_text(node.name)} [label={label}, shape={shapes[node.kind]}, '
                      f'fillcolor="{fill}"];')
@@ -97,7 +98,7 @@ def to_mermaid(graph: Graph) -> str:
         label = _mermaid_text(f"{node.name}<br/>{node.summary}")
         lines.append(f"  {ids[node.name]}{opening}{label}{closing}")
     lines += [f"  {ids[a]} --> {ids[b]}" for a, b in graph.edges]
-    lines += ["  classDef stale fill:#fde2c4", "  classDef done fill:#d7efd9"]
+    lines += [f"  classDef stale fill:{STALE_FILL}", f"  classDef done fill:{DONE_FILL}"]
     for cls in ("stale", "done"):
         members = [ids[node.name] for node in graph.nodes if bool(node.stale) == (cls == "stale")]
         if members:
@@ -140,7 +141,7 @@ def to_svg(graph: Graph) -> str:
     for node in graph.nodes:
         x, y = place[node.name]
         state = "stale" if node.stale else "done"
-        fill = "#fde2c4" if node.stale else "#d7efd9"
+        fill = STALE_FILL if node.stale else DONE_FILL
         radius = 10 if node.kind == RULE else 2
         parts.append(f'<g class="node {node.kind} {state}"><title>{escape(node.name)}: '
                      f'{escape(node.summary)}</title>'

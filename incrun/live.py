@@ -40,9 +40,8 @@ def _rule_rows(rules) -> Table:
     rows.add_column(justify="right", no_wrap=True)
     rows.add_column(no_wrap=True, overflow="ellipsis")
     for rule in rules:
-        done = rule.succeeded + rule.failed + rule.up_to_date + rule.not_run
         counts = Text(" · ").join(Text(words, style) for words, style in rule_parts(rule))
-        rows.add_row(Text("  " + clean(rule.name), "bold"), f"{done}/{rule.total}", counts)
+        rows.add_row(Text("  " + clean(rule.name), "bold"), f"{rule.done}/{rule.total}", counts)
     return rows
 
 

@@ -98,10 +98,14 @@ def job_state(task, tasks: dict, dep_manager, store, forced: bool = False) -> Jo
     return JobState(task.name, UP_TO_DATE)
 
 
-def in_run_order(chosen: list, tasks: dict) -> list:
+def makers_of(tasks: dict) -> dict[str, str]:
+    """Each declared target's task, by name."""
+    return {target: task.name for task in tasks.values() for target in task.targets}
+
+
+def in_run_order(chosen: list, tasks: dict, makers: dict[str, str]) -> list:
     """The tasks in an order they could run in: each after the tasks that make its files or
     that it names in task_dep; by name among those of one depth, so stages come in turn."""
-    makers = {target: task.name for task in tasks.values() for target in task.targets}
     depth: dict[str, int] = {}
 
     def depth_of(name: str) -> int:
@@ -122,10 +126,10 @@ def in_run_order(chosen: list, tasks: dict) -> list:
     return sorted(chosen, key=lambda task: (depth_of(task.name), task.name))
 
 
-def upstream_states(chosen: list, states: list[JobState], tasks: dict) -> list[JobState]:
+def upstream_states(chosen: list, states: list[JobState],
+                    makers: dict[str, str]) -> list[JobState]:
     """The states with the jobs downstream of one that would run marked as would run too,
     as the run reruns them (unless the upstream job's new outputs are byte-identical)."""
-    makers = {target: task.name for task in tasks.values() for target in task.targets}
     remade: set[str] = set()
     found = []
     for task, state in zip(chosen, states):
@@ -246,15 +250,17 @@ class Status(DoitCmdBase):
         control = TaskControl(self.task_list)
         control.process(self.sel_tasks)
         tasks = control.tasks
-        chosen = in_run_order(selected_tasks(tasks, control.selected_tasks), tasks)
+        makers = makers_of(tasks)
+        chosen = in_run_order(selected_tasks(tasks, control.selected_tasks), tasks, makers)
         states = [job_state(task, tasks, self.dep_manager, self.store, self.forced)
                   for task in chosen]
-        states = upstream_states(chosen, states, tasks)
+        states = upstream_states(chosen, states, makers)
         if self.answer == "explain":
             return [explanation(task, state, self.store.job_row(task.name))
                     for task, state in zip(chosen, states)]
         if self.answer.endswith("graph"):
             from . import graph
 
-            return graph.build(chosen, states, tasks, per_job=self.answer == "job-graph")
+            return graph.build(chosen, states, tasks, makers,
+                               per_job=self.answer == "job-graph")
         return states
