@@ -58,8 +58,16 @@ class WorkerHandle:
         with self._lock:
             if self.process is None:
                 self._start()
-            self.outstanding[name] = (spec, log_path)
+            self._deliver(name, spec, log_path)
+
+    def _deliver(self, name: str, spec: dict, log_path: str) -> None:
+        """Hand a job to the current process (the lock held). It stays outstanding until it
+        finishes: should the worker have just died, its reader passes it on to the next one."""
+        self.outstanding[name] = (spec, log_path)
+        try:
             self.connection.send((name, spec, log_path))
+        except OSError:
+            pass  # a broken pipe: the reader hears the end next and hands the job on
 
     def _start(self) -> None:
         executor = self.executor
@@ -138,8 +146,7 @@ class WorkerHandle:
                 else:  # to a new worker, in the same order
                     if self.process is None:
                         self._start()
-                    self.outstanding[name] = (spec, log_path)
-                    self.connection.send((name, spec, log_path))
+                    self._deliver(name, spec, log_path)
 
     def _fail_running(self, code: int) -> None:
         name, started, _ = self.running
