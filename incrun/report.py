@@ -1,7 +1,7 @@
 """`incrun report`: one self-contained HTML page from the run history. The project's rules as
-a graph, a timeline of the last run (a lane per worker slot, a bar per job), its slowest jobs,
-and its failures with their logs' tails. Rendering is a pure function of the history and the
-graph; nothing is fetched from the network."""
+a graph, what each rule's jobs did in the last run, a timeline of it (a lane per worker slot,
+a bar per job), its slowest jobs, and its failures with their logs' tails. Rendering is a pure
+function of the history and the graph; nothing is fetched from the network."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from html import escape
 
-from .events import OK
+from .events import OK, rule_of
 
 WIDTH, LANE, LABEL = 960, 26, 48  # timeline: drawing width, lane height, label column (px)
 COLORS = {OK: "#2e9e44", "failed": "#d62728", "timeout": "#ff7f0e", "error": "#8c2d04",
@@ -41,6 +41,10 @@ def _when(stamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
 
 
+def _took(job: dict) -> float:
+    return (job["ended"] or job["started"]) - job["started"]
+
+
 def _how(job: dict) -> str:
     if job["signal"]:
         return f"killed by signal {job['signal']}"
@@ -67,10 +71,9 @@ def timeline(run: RunRecord) -> str:
     for job in run.jobs:
         y = lanes.index(job["worker"] or "?") * LANE + 3
         start = (job["started"] - run.started) * scale
-        width = max(((job["ended"] or job["started"]) - job["started"]) * scale, 1.5)
+        width = max(_took(job) * scale, 1.5)
         color = COLORS.get(job["status"], COLORS["error"])
-        title = (f"{job['task']}: {_how(job)}, "
-                 f"{_seconds((job['ended'] or job['started']) - job['started'])}")
+        title = f"{job['task']}: {_how(job)}, {_seconds(_took(job))}"
         parts.append(f'<rect class="job {escape(job["status"])}" x="{LABEL + start:.1f}" '
                      f'y="{y}" width="{width:.1f}" height="{LANE - 7}" fill="{color}">'
                      f'<title>{escape(title)}</title></rect>')
@@ -83,10 +86,10 @@ def timeline(run: RunRecord) -> str:
 
 
 def _slowest(run: RunRecord) -> str:
-    jobs = sorted(run.jobs, key=lambda job: -((job["ended"] or 0) - (job["started"] or 0)))
+    jobs = sorted(run.jobs, key=lambda job: -_took(job))
     rows = "\n".join(
         f"<tr><td>{escape(job['task'])}</td><td class=num>"
-        f"{_seconds(job['ended'] - job['started'])}</td><td>{escape(_how(job))}</td>"
+        f"{_seconds(_took(job))}</td><td>{escape(_how(job))}</td>"
         f"<td>{escape(job['worker'] or '')}</td></tr>"
         for job in jobs[:SLOWEST] if job["ended"] is not None)
     return ("<table><tr><th>job</th><th>time</th><th>how it ended</th><th>worker</th></tr>"
@@ -106,11 +109,26 @@ def _failures(run: RunRecord) -> str:
     return "\n".join(blocks)
 
 
+def _per_rule(run: RunRecord) -> str:
+    """A row per rule, in the order its first job started: jobs that ran, failed, their time."""
+    rules: dict[str, list[dict]] = {}
+    for job in sorted(run.jobs, key=lambda job: job["started"]):
+        rules.setdefault(rule_of(job["task"]), []).append(job)
+    rows = "\n".join(
+        f'<tr class="rule"><td>{escape(rule)}</td><td class=num>{len(jobs)}</td>'
+        f'<td class=num>{sum(job["status"] != OK for job in jobs)}</td><td class=num>'
+        f'{_seconds(sum(_took(job) for job in jobs))}</td><td class=num>'
+        f'{_seconds(max(_took(job) for job in jobs))}</td></tr>'
+        for rule, jobs in rules.items())
+    return ("<table id=rules><tr><th>rule</th><th>ran</th><th>failed</th><th>job time</th>"
+            f"<th>longest job</th></tr>\n{rows}\n</table>")
+
+
 def _rules(run: RunRecord) -> str:
-    if not run.graph:
-        return ""
-    return ("<h2>Rules</h2>\n<p>What each rule reads from, with its jobs now and how many are "
-            f"stale.</p>\n{run.graph}\n")
+    drawing = ("<p>What each rule reads from, with its jobs now and how many are stale.</p>\n"
+               f"{run.graph}\n") if run.graph else ""
+    return (f"<h2>Rules</h2>\n{drawing}<p>What each rule's jobs did in this run.</p>\n"
+            f"{_per_rule(run)}\n")
 
 
 STYLE = """

@@ -666,6 +666,19 @@ def test_the_report_draws_the_rule_graph_inline(pipeline):
     assert dom.count('<g class="node gather done"') == 1 and dom.count('class="edge"') == 2
 
 
+def test_the_report_has_a_row_per_rule_with_its_jobs_and_failures(pipeline):
+    from test_e2e_insight import chromium
+
+    pipeline.write("data/b.inp", "FAIL\n")
+    assert pipeline.run().returncode == 1
+    assert pipeline.run("report", "--out", "report.html").returncode == 0
+    dom = chromium("--dump-dom", (pipeline.root / "report.html").as_uri()).stdout
+    table = dom[dom.index('<table id="rules">'):]
+    rows = re.findall(r'<tr class="rule"><td>(\w+)</td><td class="num">(\d+)</td>'
+                      r'<td class="num">(\d+)</td>', table[:table.index("</table>")])
+    assert rows == [("sim", "3", "1"), ("post", "2", "0")]  # summary never ran: b failed
+
+
 # -- the display follows the plan -----------------------------------------------------
 
 
