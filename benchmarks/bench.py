@@ -44,10 +44,14 @@ def installed(name: str) -> list[str]:
     script = Path(PY).parent / name
     return [str(script)] if script.exists() else [PY, "-m", name]
 
-CASES = ("dispatch", "noop20k", "noop100k", "changed1", "display", "inprocess", "longest")
+CASES = ("dispatch", "noop20k", "noop100k", "changed1", "display", "pipeline100k", "inprocess",
+         "longest")
 # display runs before changed1: it then measures a tree that no tool but incrun last touched
-ORDER = ("dispatch", "noop20k", "noop100k", "display", "changed1", "inprocess", "longest")
-SIZES = {"dispatch": 2_000, "noop20k": 20_000, "noop100k": 100_000, "inprocess": 20_000}
+ORDER = ("dispatch", "noop20k", "noop100k", "display", "changed1", "pipeline100k", "inprocess",
+         "longest")
+SIZES = {"dispatch": 2_000, "noop20k": 20_000, "noop100k": 100_000, "pipeline100k": 100_000,
+         "inprocess": 20_000}
+STAGES = {"pipeline100k": 2}  # the others: one rule, X.inp -> X.out
 QUICK_DIVISOR = 10
 
 RUNNER = """\
@@ -86,14 +90,63 @@ def task_job():
         }}
 """
 
+# The two-stage pipeline: X.inp -> X.out (runner.py) -> X.sum (post.py), in each tool's terms.
+POST = """\
+import sys
+
+src = sys.argv[1]
+with open(src) as f:
+    data = f.read()
+with open(src[:-4] + ".sum", "w") as f:
+    f.write(data.lower())
+"""
+
+# .SECONDARY: with no names keeps make from deleting the .out files, intermediate in the chain
+PIPELINE_MAKEFILE = """\
+.SUFFIXES:
+.SECONDARY:
+.PHONY: all
+all: $(patsubst %.inp,%.sum,$(wildcard *.inp))
+%.out: %.inp runner.py
+\t{python} runner.py $<
+%.sum: %.out post.py
+\t{python} post.py $<
+"""
+
+PIPELINE_DODO = DODO + """
+
+def task_post():
+    for inp in sorted(glob.glob("*.inp")):
+        out = inp[:-4] + ".out"
+        yield {{
+            "name": out,
+            "file_dep": [out, "post.py"],
+            "targets": [inp[:-4] + ".sum"],
+            "actions": [[PYTHON, "post.py", out]],
+        }}
+"""
+
+PIPELINE_CONFIG = """\
+[rules.sim]
+inputs = ["*.inp"]
+command = "{python} runner.py {input}"
+outputs = ["{stem}.out"]
+
+[rules.post]
+inputs = ["*.out"]
+command = "{python} post.py {input}"
+outputs = ["{stem}.sum"]
+"""
+
+OUTPUTS = (".out", ".sum")  # of stage 1 and stage 2
+
 STAT_FLOOR = """\
 import os
 n = 0
 for name in os.listdir("."):
     if name.endswith(".inp"):
         os.stat(name)
-        os.stat(name[:-4] + ".out")
-        n += 1
+{stats}        n += 1
 print(n)
 """
 
@@ -254,7 +307,7 @@ def _drain(master: int) -> None:
 
 def output_mtimes(tree: Path) -> dict[str, int]:
     return {entry.name: entry.stat().st_mtime_ns
-            for entry in os.scandir(tree) if entry.name.endswith(".out")}
+            for entry in os.scandir(tree) if entry.name.endswith(OUTPUTS)}
 
 
 def changed(before: dict[str, int], after: dict[str, int]) -> list[str]:
@@ -265,32 +318,49 @@ def changed(before: dict[str, int], after: dict[str, int]) -> list[str]:
 def remove_state(tree: Path, outputs: bool = True) -> None:
     shutil.rmtree(tree / ".incrun", ignore_errors=True)
     for entry in os.scandir(tree):
-        if entry.name.startswith(".doit.db") or (outputs and entry.name.endswith(".out")):
+        if entry.name.startswith(".doit.db") or (outputs and entry.name.endswith(OUTPUTS)):
             os.unlink(entry.path)
+
+
+def floor_row(stages: int) -> str:
+    files = "output" if stages == 1 else "of its outputs"
+    return f"stat floor (python -c: stat every input and {files})"
 
 
 def input_name(i: int) -> str:
     return f"job{i:06d}.inp"
 
 
-def make_tree(tree: Path, n: int, prebuilt: bool) -> None:
+def make_tree(tree: Path, n: int, prebuilt: bool, stages: int = 1) -> None:
     """runner.py, n inputs, the Makefile and the doit file; with `prebuilt`, the outputs too,
-    newer than every input (as a finished earlier build leaves them)."""
+    each stage's newer than the one before (as a finished earlier build leaves them). Two
+    stages add post.py, the .sum files and incrun's two rules."""
     if tree.exists():
         shutil.rmtree(tree)
     tree.mkdir(parents=True)
     (tree / "runner.py").write_text(RUNNER)
-    (tree / "Makefile").write_text(MAKEFILE.format(python=PY))
-    (tree / DODO_NAME).write_text(DODO.format(python=PY))
+    makefile, dodo = (MAKEFILE, DODO) if stages == 1 else (PIPELINE_MAKEFILE, PIPELINE_DODO)
+    (tree / "Makefile").write_text(makefile.format(python=PY))
+    (tree / DODO_NAME).write_text(dodo.format(python=PY))
+    scripts = ["runner.py"]
+    if stages == 2:
+        (tree / "post.py").write_text(POST)
+        (tree / "incrun.toml").write_text(PIPELINE_CONFIG)
+        scripts.append("post.py")
     for i in range(n):
         (tree / input_name(i)).write_text(f"input {i}\n")
     if prebuilt:
         past = time.time() - 60
-        os.utime(tree / "runner.py", (past, past))
+        for script in scripts:
+            os.utime(tree / script, (past, past))
         for i in range(n):
             name = input_name(i)
             os.utime(tree / name, (past, past))
-            (tree / (name[:-4] + ".out")).write_text(f"input {i}\n".upper())
+            out = tree / (name[:-4] + ".out")
+            out.write_text(f"input {i}\n".upper())
+            if stages == 2:
+                os.utime(out, (past + 30, past + 30))
+                (tree / (name[:-4] + ".sum")).write_text(f"input {i}\n")
 
 
 def work_tree(tree: Path, n: int, loops: int, in_process: bool) -> None:
@@ -310,18 +380,25 @@ def check_slept(tree: Path, n: int) -> list[str]:
     return [f"{len(missing)} outputs missing"] if missing else []
 
 
-def check_built(tree: Path, n: int) -> list[str]:
-    """Every output exists and holds its input upper-cased."""
-    problems = []
-    for i in range(n):
-        name = input_name(i)
-        try:
-            got = (tree / (name[:-4] + ".out")).read_text()
-        except FileNotFoundError:
-            problems.append(f"{name[:-4]}.out missing")
-            continue
-        if got != (tree / name).read_text().upper():
-            problems.append(f"{name[:-4]}.out wrong")
+def check_one(tree: Path, i: int, stages: int = 1) -> str | None:
+    """What is wrong with input i's outputs: its .out holds the input upper-cased, its .sum
+    (with two stages) the .out lower-cased. None when nothing is."""
+    stem = input_name(i)[:-4]
+    try:
+        got = (tree / f"{stem}.out").read_text()
+        summed = (tree / f"{stem}.sum").read_text() if stages == 2 else None
+    except FileNotFoundError as missing:
+        return f"{Path(missing.filename).name} missing"
+    if got != (tree / input_name(i)).read_text().upper():
+        return f"{stem}.out wrong"
+    if stages == 2 and summed != got.lower():
+        return f"{stem}.sum wrong"
+    return None
+
+
+def check_built(tree: Path, n: int, stages: int = 1) -> list[str]:
+    """Every input's outputs are right (check_one)."""
+    problems = [problem for i in range(n) if (problem := check_one(tree, i, stages))]
     if problems:
         return [f"{len(problems)} bad outputs, e.g. {problems[0]}"]
     return []
@@ -378,8 +455,10 @@ class Bench:
     def loop(self) -> list[str]:
         return ["bash", "-c", 'for f in *.inp; do "$0" runner.py "$f"; done', PY]
 
-    def stat_floor(self) -> list[str]:
-        return [PY, "-c", STAT_FLOOR]
+    def stat_floor(self, stages: int = 1) -> list[str]:
+        stats = "".join(f'        os.stat(name[:-4] + "{suffix}")\n'
+                        for suffix in OUTPUTS[:stages])
+        return [PY, "-c", STAT_FLOOR.format(stats=stats)]
 
     # ------------------------------------------------------------ running
 
@@ -416,27 +495,28 @@ class Bench:
         log(f"  {what}: {elapsed:.1f}s")
         return elapsed
 
-    def built_tree(self, name: str, n: int) -> Path:
-        """A tree where every tool's state says: all n jobs are done."""
+    def built_tree(self, name: str, n: int, stages: int = 1) -> Path:
+        """A tree where every tool's state says: all n × stages jobs are done."""
         tree = self.work / name
+        jobs = n * stages
         log(f"{name}: creating {n} inputs")
         if self.args.real_build:
-            make_tree(tree, n, prebuilt=False)
-            took = self.untimed(f"incrun full build of {n}", self.incrun("-q"), tree)
-            self.notes.append(f"{name}: incrun full build of {n} jobs: {took:.1f}s")
+            make_tree(tree, n, prebuilt=False, stages=stages)
+            took = self.untimed(f"incrun full build of {jobs}", self.incrun("-q"), tree)
+            self.notes.append(f"{name}: incrun full build of {jobs} jobs: {took:.1f}s")
             outputs = output_mtimes(tree)
             for out in outputs:
                 os.unlink(tree / out)
-            took = self.untimed(f"doit full build of {n}", self.doit(), tree)
-            self.notes.append(f"{name}: doit full build of {n} jobs: {took:.1f}s")
+            took = self.untimed(f"doit full build of {jobs}", self.doit(), tree)
+            self.notes.append(f"{name}: doit full build of {jobs} jobs: {took:.1f}s")
         else:
-            make_tree(tree, n, prebuilt=True)
+            make_tree(tree, n, prebuilt=True, stages=stages)
             took = self.untimed("incrun adopting the outputs", self.incrun("-q"), tree)
-            self.notes.append(f"{name}: incrun's first run, adopting {n} prebuilt outputs: "
+            self.notes.append(f"{name}: incrun's first run, adopting {jobs} prebuilt outputs: "
                               f"{took:.1f}s")
             took = self.untimed("doit reset-dep", self.doit("reset-dep"), tree)
-            self.notes.append(f"{name}: `doit reset-dep` recording {n} tasks: {took:.1f}s")
-        problems = check_built(tree, n)
+            self.notes.append(f"{name}: `doit reset-dep` recording {jobs} tasks: {took:.1f}s")
+        problems = check_built(tree, n, stages)
         if problems:
             raise SystemExit(f"{name}: the build is wrong: {problems[0]}")
         return tree
@@ -487,16 +567,17 @@ class Bench:
                     busy >= 0.90)
 
     def case_noop(self, case: str) -> None:
-        n = self.size(case)
-        tree = self.built_tree(case, n)
+        n, stages = self.size(case), STAGES.get(case, 1)
+        tree = self.built_tree(case, n, stages)
         if case == "noop100k":
             self.big = tree
         j = self.jobs
+        floor_name = floor_row(stages)
         tools = [
             (f"incrun -n {j}", self.incrun()),
             (f"make -r -j {j}", self.make()),
             (f"doit -n {j}", self.doit()),
-            ("stat floor (python -c: stat every input and output)", self.stat_floor()),
+            (floor_name, self.stat_floor(stages)),
         ]
         rows = {name: Row(name) for name, _ in tools}
         log(f"{case}: warm-up no-op runs (untimed)")
@@ -504,13 +585,14 @@ class Bench:
             before = output_mtimes(tree)
             self.timed(Row(name), argv, tree, check=self.noop_check(tree, before))
         for rep in range(self.reps):
-            log(f"{case}: {n} jobs up to date, repetition {rep + 1}/{self.reps}")
+            log(f"{case}: {n * stages} jobs up to date, repetition {rep + 1}/{self.reps}")
             for name, argv in tools:
                 before = output_mtimes(tree)
                 self.timed(rows[name], argv, tree, check=self.noop_check(tree, before))
         self.noop[case] = rows
         incrun = rows[f"incrun -n {j}"].wall
-        lines = [f"### {case}: no-op rerun, {n} jobs all up to date", "",
+        shape = f" ({n} inputs, {stages} stages: .inp → .out → .sum)" if stages > 1 else ""
+        lines = [f"### {case}: no-op rerun, {n * stages} jobs all up to date{shape}", "",
                  "Ratio: incrun's median time ÷ the tool's (above 1: incrun is slower). "
                  "Peak RSS: the largest process of the tool's tree.", "",
                  "| tool | median s | min–max s | CPU s | peak RSS MB | incrun ÷ tool |",
@@ -520,14 +602,19 @@ class Bench:
                          f"{row.rss:.0f} | {ratio(incrun, row.wall)} |{self.flag(row)}")
         lines.append(f"| GNU parallel -j {j} | reruns all | | | | |")
         self.table(lines)
+        floor, rss = rows[floor_name].wall, rows[f"incrun -n {j}"].rss
         if case == "noop100k":
-            floor = rows["stat floor (python -c: stat every input and output)"].wall
-            rss = rows[f"incrun -n {j}"].rss
             self.target(f"no-op {n}: incrun ÷ stat floor", "≤ 2.00", incrun / floor)
             self.target(f"no-op {n}: incrun ÷ doit", "≤ 0.15",
                         incrun / rows[f"doit -n {j}"].wall)
             self.target(f"no-op {n}: incrun's peak memory", "≤ 250 MB", rss, rss <= 250,
                         f"{rss:.0f} MB")
+        elif case == "pipeline100k":
+            self.target(f"no-op {n} inputs × 2 stages: incrun ÷ stat floor", "≤ 2.50",
+                        incrun / floor)
+            self.target(f"no-op {n} inputs × 2 stages: incrun's peak memory", "≤ 300 MB", rss,
+                        rss <= 300, f"{rss:.0f} MB")
+            self.changed_one(case, tree, n, stages)
 
     def big_tree(self) -> Path:
         if self.big is None:
@@ -535,44 +622,49 @@ class Bench:
         return self.big
 
     def case_changed1(self) -> None:
-        tree = self.big_tree()
-        n = self.size("noop100k")
+        self.changed_one("changed1", self.big_tree(), self.size("noop100k"))
+
+    def changed_one(self, case: str, tree: Path, n: int, stages: int = 1) -> None:
+        """One input changed, each repetition another: only its outputs, one per stage, may
+        change. The no-op figures of the same tree are the reference."""
         j = self.jobs
         # make decides by mtime, so it goes first: after another tool rewrote the output, the
         # changed input is older than its output again and make would rightly do nothing.
         tools = [(f"make -r -j {j}", self.make()), (f"incrun -n {j}", self.incrun()),
                  (f"doit -n {j}", self.doit())]
         rows = {name: Row(name) for name, _ in tools}
-        noop_rows = self.noop.get("noop100k", {})
+        noop_case = "noop100k" if stages == 1 else case
+        noop_rows = self.noop.get(noop_case, {})
         for rep in range(self.reps):
             i = (rep * 7919 + 12345) % n
             name = input_name(i)
-            log(f"changed1: {n} jobs, {name} changed, repetition {rep + 1}/{self.reps}")
+            log(f"{case}: {n} inputs, {name} changed, repetition {rep + 1}/{self.reps}")
             (tree / name).write_text(f"input {i}, changed in repetition {rep} at {time.time()}\n")
-            expected = name[:-4] + ".out"
+            expected = [name[:-4] + suffix for suffix in OUTPUTS[:stages]]
             for tool, argv in tools:
                 before = output_mtimes(tree)
 
-                def check(before=before, expected=expected, name=name) -> list[str]:
+                def check(before=before, expected=expected, i=i) -> list[str]:
                     moved = changed(before, output_mtimes(tree))
-                    if moved != [expected]:
-                        return [f"expected only {expected} to change, got {len(moved)}: "
-                                f"{moved[:3]}"]
-                    if (tree / expected).read_text() != (tree / name).read_text().upper():
-                        return [f"{expected} has the wrong content"]
-                    return []
+                    if moved != expected:
+                        return [f"expected only {', '.join(expected)} to change, got "
+                                f"{len(moved)}: {moved[:3]}"]
+                    problem = check_one(tree, i, stages)
+                    return [problem] if problem else []
 
                 self.timed(rows[tool], argv, tree, check=check)
         incrun = rows[f"incrun -n {j}"].wall
         job = self.one_job()
         noop = noop_rows.get(f"incrun -n {j}")
+        jobs = "the job" if stages == 1 else f"its {stages} jobs"
         if noop is not None:
-            allowed = 1.2 * noop.wall + job
-            self.target(f"one of {n} inputs changed: incrun ÷ (1.2 × its no-op + the job, "
-                        f"{fmt(job)} s)", "≤ 1.00", incrun / allowed)
-        lines = [f"### changed1: one of {n} inputs changed", "",
+            allowed = 1.2 * noop.wall + stages * job
+            self.target(f"one of {n} inputs changed{' (2 stages)' if stages > 1 else ''}: "
+                        f"incrun ÷ (1.2 × its no-op + {jobs}, {fmt(stages * job)} s)", "≤ 1.00",
+                        incrun / allowed)
+        lines = [f"### {case}: one of {n} inputs changed, {jobs} rerun", "",
                  "Ratio: incrun's median time ÷ the tool's (above 1: incrun is slower). "
-                 "No-op: the same tool's median in noop100k.", "",
+                 f"No-op: the same tool's median in {noop_case}.", "",
                  "| tool | median s | min–max s | no-op s | changed − no-op s | "
                  "incrun ÷ tool |", "|---|---:|---:|---:|---:|---:|"]
         for row in rows.values():
@@ -886,7 +978,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"== {case} (load average {loadavg()})")
             bench.load_before = loadavg()
             bench.case_runs = []
-            if case.startswith("noop"):
+            if case.startswith("noop") or case in STAGES:
                 bench.case_noop(case)
             else:
                 getattr(bench, f"case_{case}")()

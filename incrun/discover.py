@@ -94,12 +94,12 @@ def walk_folders(root: Path) -> Iterator[tuple[str, list[str]]]:
             continue
         files = []
         for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
+            if entry.is_file():  # the common case first; a symlink to a file is a file
+                files.append(prefix + entry.name)
+            elif entry.is_dir(follow_symlinks=False):
                 rel = prefix + entry.name
                 if entry.name not in SKIPPED_DIRS and not (rules and rules.ignored(rel + "/")):
                     pending.append((Path(entry.path), rel))
-            elif entry.is_file():
-                files.append(prefix + entry.name)
         if rules:
             files = [rel for rel in files if not rules.ignored(rel)]
         yield rel_dir, files
@@ -109,20 +109,31 @@ def find_inputs(
     root: Path, inputs: Iterable[str], exclude: Iterable[str] = (), skip: Iterable[str] = ()
 ) -> list[str]:
     """Files below root matching `inputs` and not `exclude`, minus the paths in `skip`; sorted."""
-    wanted, unwanted = selector(inputs), selector(exclude)
-    found = []
-    for folder, files in walk_folders(root):
-        chosen = wanted(folder, files)
-        dropped = set(unwanted(folder, chosen)) if chosen else ()
-        found.extend([rel for rel in chosen if rel not in dropped] if dropped else chosen)
+    found = find_each(root, {"": (inputs, exclude)})[""]
     skipped = set(skip)
-    return sorted(rel for rel in found if rel not in skipped) if skipped else sorted(found)
+    return [rel for rel in found if rel not in skipped] if skipped else found
+
+
+def find_each(root: Path, patterns: dict[str, tuple[Iterable[str], Iterable[str]]]
+              ) -> dict[str, list[str]]:
+    """For each name's (inputs, exclude), the files below root it picks, as find_inputs does;
+    in one walk of the tree, however many rules there are."""
+    pickers = {name: (selector(inputs), selector(exclude))
+               for name, (inputs, exclude) in patterns.items()}
+    found: dict[str, list[str]] = {name: [] for name in patterns}
+    for folder, files in walk_folders(root):
+        for name, (wanted, unwanted) in pickers.items():
+            chosen = wanted(folder, files)
+            dropped = set(unwanted(folder, chosen)) if chosen else ()
+            found[name].extend([rel for rel in chosen if rel not in dropped]
+                               if dropped else chosen)
+    return {name: sorted(paths) for name, paths in found.items()}
 
 
 def select_paths(paths: Iterable[str], inputs: Iterable[str],
                  exclude: Iterable[str] = ()) -> list[str]:
     """Of these relative paths (files that may not exist yet), those `inputs` match and
-    `exclude` does not, as `find_inputs` would pick them on disk; sorted."""
+    `exclude` does not, as `find_inputs` would pick them on disk; grouped by folder."""
     wanted, unwanted = selector(inputs), selector(exclude)
     by_folder: dict[str, list[str]] = {}
     for rel in paths:
@@ -131,5 +142,5 @@ def select_paths(paths: Iterable[str], inputs: Iterable[str],
     for folder, files in by_folder.items():
         chosen = wanted(folder, files)
         dropped = set(unwanted(folder, chosen)) if chosen else ()
-        found.extend(rel for rel in chosen if rel not in dropped)
-    return sorted(found)
+        found.extend([rel for rel in chosen if rel not in dropped] if dropped else chosen)
+    return found

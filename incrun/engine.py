@@ -185,7 +185,8 @@ def _run(config: Config) -> int:
                                  config.retries, config.timeout, config.limit, started=started)
             if not config.always:
                 context.up_to_date = UpToDate(store, context.signatures,
-                                              keep_names=config.junit is not None)
+                                              keep_names=config.junit is not None,
+                                              cores=config.jobs)
             context.expected = Expected(store, longest_first=not config.in_order)
             job_order[:] = [context.expected]  # for a dodo.py's own rules
             pending = None

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .config import RuleSpec
-from .discover import find_inputs, select_paths
+from .discover import find_each, select_paths
 from .errors import BadConfig, NoInputs
 from .rules import Gather, Job, Sweep, in_shard, make_sweep
 
@@ -41,12 +41,15 @@ class Plan:
         what a stale one will make again (doit then decides by content whether they rerun).
         Without `up_to_date`, every job. `order` (schedule.Expected) orders each rule's."""
         remade: set[str] = set()  # outputs of jobs handed to doit, upstream of what follows
+        feeding = {name for names in self.upstream.values() for name in names}
+        if up_to_date is not None:
+            up_to_date.check_ahead(self.sweeps)
         found = []
         for sweep in self.sweeps:
             if up_to_date is None:
                 indices = list(range(len(sweep)))
             else:
-                indices = up_to_date.stale(sweep, remade)
+                indices = up_to_date.stale(sweep, remade, sweep.spec.name in feeding)
             for index in indices:
                 remade.update(sweep.outputs[index])
             jobs = [sweep.job(index) for index in indices]
@@ -60,7 +63,7 @@ def build(specs: Sequence[RuleSpec], root: Path, shard: tuple[int, int] | None =
           require_inputs: bool = True) -> Plan:
     """The plan of these rules over the project's files now; one line and a hint if it is bad.
     A rule with no inputs is a mistake, unless (`require_inputs` False) a dodo.py has tasks."""
-    on_disk = {spec.name: find_inputs(root, spec.inputs, spec.exclude) for spec in specs}
+    on_disk = find_each(root, {spec.name: (spec.inputs, spec.exclude) for spec in specs})
     inputs = dict(on_disk)
     for _ in range(len(specs) + 1):  # each round reaches one rule further down every chain
         sweeps = [make_sweep(spec, root, inputs[spec.name]) for spec in specs]
@@ -69,7 +72,7 @@ def build(specs: Sequence[RuleSpec], root: Path, shard: tuple[int, int] | None =
         if chained == inputs:
             break
         inputs = chained
-    upstream = {sweep.spec.name: {makers[rel][0] for rel in _reads(sweep) if rel in makers}
+    upstream = {sweep.spec.name: {makers[rel] for rel in _reads(sweep) if rel in makers}
                 for sweep in sweeps}
     _check_own_deps(sweeps, makers, root)
     ordered = _upstream_first(sweeps, upstream)
@@ -77,26 +80,36 @@ def build(specs: Sequence[RuleSpec], root: Path, shard: tuple[int, int] | None =
         if require_inputs and not sweep.found:
             raise _nothing_to_do(sweep.spec)
     if shard is not None:
-        _keep_shard(ordered, makers, shard)
+        _keep_shard(ordered, shard)
     return Plan(ordered, upstream)
 
 
-def _makers(sweeps) -> dict[str, tuple[str, str]]:
-    """Each declared output's rule and job; an output two jobs claim is refused."""
-    makers: dict[str, tuple[str, str]] = {}
+def _makers(sweeps) -> dict[str, str]:
+    """Each declared output's rule; an output two jobs claim is refused."""
+    makers: dict[str, str] = {}
+    for sweep in sweeps:
+        outputs = [output for outputs in sweep.outputs for output in outputs]
+        before = len(makers)
+        makers.update(dict.fromkeys(outputs, sweep.spec.name))
+        if len(makers) - before != len(outputs):  # rare: find who, the slow way
+            _refuse_claimed_twice(sweeps)
+    return makers
+
+
+def _refuse_claimed_twice(sweeps) -> None:
+    """One line naming the two jobs that claim one output (a job may name it twice)."""
+    claims: dict[str, str] = {}
     for sweep in sweeps:
         for index, outputs in enumerate(sweep.outputs):
             job = sweep.task_name(sweep.inputs[index] if sweep.inputs else "")
             for output in outputs:
-                if output in makers and makers[output][1] != job:
+                if claims.setdefault(output, job) != job:
                     raise BadConfig(f"output {output!r} is claimed by two jobs: "
-                                    f"{makers[output][1]} and {job}",
+                                    f"{claims[output]} and {job}",
                                     hint="put {dir} or a named wildcard in the outputs "
                                          "(inputs = [\"raw/{sample}/*.yml\"], outputs = "
                                          "[\"out/{sample}-{/.}.h5\"]), so each job writes "
                                          "its own file")
-                makers[output] = (sweep.spec.name, job)
-    return makers
 
 
 def _reads(sweep) -> list[str]:
@@ -106,7 +119,7 @@ def _reads(sweep) -> list[str]:
     return [*sweep.inputs, *own]
 
 
-def _check_own_deps(sweeps, makers: dict[str, tuple[str, str]], root: Path) -> None:
+def _check_own_deps(sweeps, makers: dict[str, str], root: Path) -> None:
     """A dep named after wildcards exists, or some job makes it."""
     for sweep in sweeps:
         if not isinstance(sweep, Sweep) or sweep.job_deps is None:
@@ -119,15 +132,16 @@ def _check_own_deps(sweeps, makers: dict[str, tuple[str, str]], root: Path) -> N
                                     hint="deps named after wildcards are each job's own files")
 
 
-def _chain(on_disk: list[str], spec: RuleSpec, makers: dict[str, tuple[str, str]]) -> list[str]:
-    """The rule's inputs: files on disk, and other rules' outputs its patterns match."""
-    declared = [rel for rel, (rule, _) in makers.items() if rule != spec.name]
+def _chain(on_disk: list[str], spec: RuleSpec, makers: dict[str, str]) -> list[str]:
+    """The rule's inputs, sorted: files on disk, and other rules' outputs its patterns match."""
+    declared = [rel for rel, rule in makers.items() if rule != spec.name]
     matched = select_paths(declared, spec.inputs, spec.exclude)
     if spec.after:
-        matched += [rel for rel, (rule, _) in makers.items() if rule in spec.after]
-    if not matched:
-        return on_disk
-    return sorted(set(on_disk).union(matched))
+        matched += [rel for rel, rule in makers.items() if rule in spec.after]
+    not_made_yet = set(matched).difference(on_disk)
+    if not not_made_yet:
+        return on_disk  # a built project: every output is on disk already
+    return sorted(on_disk + list(not_made_yet))
 
 
 def _upstream_first(sweeps, upstream: dict[str, set[str]]) -> list:
@@ -166,7 +180,7 @@ def _nothing_to_do(spec: RuleSpec) -> NoInputs:
                          "should make them")
 
 
-def _keep_shard(sweeps, makers: dict[str, tuple[str, str]], shard: tuple[int, int]) -> None:
+def _keep_shard(sweeps, shard: tuple[int, int]) -> None:
     """A CI shard keeps its jobs whole chains at a time: a job goes where the first job of its
     chain goes. Gather jobs need every shard's outputs: no shard runs them."""
     first_job: dict[str, str] = {}  # by output: the job at the head of the chain making it

@@ -489,9 +489,41 @@ def _normal(path: str) -> str:
     return path
 
 
+def _stem_suffix(template: str) -> str | None:
+    """The suffix of a `{stem}.out` template (`.out`), the usual shape; None for any other."""
+    parts = _parts(template)
+    if len(parts) == 2 and parts[0] in (("", "stem"), ("", ".")) and parts[1][1] is None \
+            and "/" not in parts[1][0] and parts[1][0]:
+        return parts[1][0]
+    return None
+
+
+def _stem_outputs(inputs: list[str], suffix: str) -> list[tuple[str, ...]]:
+    """`{stem}.out` for each input: _output_paths' loop with every call inlined, as it runs
+    once per job of every no-op run. Each output is in its input's folder."""
+    found = []
+    append = found.append
+    for rel in inputs:
+        head, dot, extension = rel.rpartition(".")
+        if dot and "/" not in extension and head.rpartition("/")[2].strip("."):
+            output = head + suffix  # as _without_extension
+        else:
+            output = rel + suffix
+        if output[0] in "-." or "/." in output:
+            output = _normal(output)
+        append((output,))
+    return found
+
+
 def _output_paths(spec: RuleSpec, inputs: list[str], root: Path,
                   bindings: list[dict[str, str]] | None = None) -> list[tuple[str, ...]]:
     """Each input's outputs; an output that would land outside the project is refused."""
+    suffix = _stem_suffix(spec.outputs[0]) if len(spec.outputs) == 1 else None
+    if bindings is None and suffix is not None:
+        found = _stem_outputs(inputs, suffix)
+        for output in {output.rpartition("/")[0]: output for (output,) in found}.values():
+            _refuse_outside(root, output)  # one check per output folder, not per output
+        return found
     templates = [_path_template(template) for template in spec.outputs]
     checked: dict[str, bool] = {}  # one check per output folder, not per output
     keys = _keys(spec.outputs)
@@ -507,13 +539,18 @@ def _output_paths(spec: RuleSpec, inputs: list[str], root: Path,
         for output in outputs:
             folder = output.rpartition("/")[0]
             if folder not in checked:
-                checked[folder] = inside(root, output)
-            if not checked[folder]:
-                raise BadConfig(f"output {output!r} lies outside the project",
-                                hint="outputs must be paths inside the project, "
-                                     "not through a symlink that leads out of it")
+                checked[folder] = _refuse_outside(root, output)
         found.append(outputs)
     return found
+
+
+def _refuse_outside(root: Path, output: str) -> bool:
+    """True for an output inside the project; one line for one outside it."""
+    if not inside(root, output):
+        raise BadConfig(f"output {output!r} lies outside the project",
+                        hint="outputs must be paths inside the project, "
+                             "not through a symlink that leads out of it")
+    return True
 
 
 def make_jobs(spec: RuleSpec, root: Path) -> list[Job]:

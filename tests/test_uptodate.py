@@ -7,14 +7,16 @@ anything else (a changed or missing file, a job never recorded) leaves it to doi
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
 from incrun.config import RuleSpec
 from incrun.events import FAILED, OK, JobResult
+from incrun.plan import build
 from incrun.rules import Sweep
 from incrun.store import Store
-from incrun.uptodate import Signatures, UpToDate
+from incrun.uptodate import Signatures, UpToDate, in_parallel
 
 INPUTS = ("a.inp", "b.inp", "c.inp")
 SPEC = RuleSpec(deps=("params.txt",))  # the default rule: runner.py {input} -> {stem}.out
@@ -128,3 +130,82 @@ def test_a_signature_needs_every_file(root):
     assert Signatures().of(spec) is not None
     (root / "a.out").unlink()
     assert Signatures().of(spec) is None
+
+
+# -- a big check, split over processes ----------------------------------------------------
+
+CHAIN = (RuleSpec(name="sim", inputs=("*.inp",), outputs=("{stem}.out",)),
+         RuleSpec(name="post", inputs=("*.out",), command=("{python}", "post.py", "{input}"),
+                  outputs=("{stem}.sum",), deps=("post.py",)))
+
+
+def built_chain(root, n: int):
+    """A two-rule project of n inputs whose 2n jobs all succeeded, as recorded."""
+    (root / "runner.py").write_text("print('run')\n")
+    (root / "post.py").write_text("print('post')\n")
+    for i in range(n):
+        for suffix in (".inp", ".out", ".sum"):
+            (root / f"p{i:04d}{suffix}").write_text(f"{suffix} of {i}\n")
+    store = Store(root / ".incrun").open()
+    signatures = Signatures()
+    for sweep in build(CHAIN, root).sweeps:
+        for index in range(len(sweep)):
+            job = sweep.job(index)
+            store.job_started(job.task, 10.0)
+            store.job_finished(JobResult(job.task, OK, 10.0, 11.0, 0), signatures.of(job.spec()))
+        store.commit()
+    store.close()
+
+
+def pending_tasks(root, cores: int) -> tuple[list[str], dict[str, int]]:
+    """The jobs a fresh run's check leaves to doit, and those it found up to date by rule."""
+    store = Store(root / ".incrun").open(writable=False)
+    try:
+        check = UpToDate(store, Signatures(), cores=cores)
+        pending = build(CHAIN, root).pending(check)
+        return [job.task for _, jobs in pending for job in jobs], check.by_rule
+    finally:
+        store.close()
+
+
+def test_a_big_check_split_over_processes_finds_what_one_process_finds(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path
+    built_chain(root, 240)
+    rewrite(root / "p0003.inp", "changed: sim and post rerun\n")
+    rewrite(root / "p0150.out", "edited by hand: sim and post rerun\n")
+    (root / "p0239.sum").unlink()  # the last job of the last part
+    (root / "p9999.inp").write_text("never run\n")
+    monkeypatch.setattr("incrun.uptodate.JOBS_PER_PART", 100)  # 482 jobs: 3 parts at most
+    expected = ["sim:p0003.inp", "sim:p0150.inp", "sim:p9999.inp",
+                "post:p0003.out", "post:p0150.out", "post:p0239.out", "post:p9999.out"]
+    alone = pending_tasks(root, cores=1)
+    assert alone[0] == expected and alone[1] == {"sim": 238, "post": 237}
+    assert pending_tasks(root, cores=3) == alone
+    assert pending_tasks(root, cores=4) == alone  # more cores than parts
+
+
+def test_in_parallel_runs_each_part_but_the_first_in_a_child_and_keeps_their_order():
+    parent = os.getpid()
+    results = in_parallel(lambda number: (number, os.getpid()), 4)
+    assert [number for number, _ in results] == [0, 1, 2, 3]
+    pids = [pid for _, pid in results]
+    assert pids[0] == parent and parent not in pids[1:] and len(set(pids)) == 4
+    with pytest.raises(ChildProcessError):  # every child was reaped
+        os.waitpid(-1, os.WNOHANG)
+
+
+@pytest.mark.parametrize("how", ["raises", "is killed"])
+def test_a_part_whose_child_fails_is_done_by_the_parent(how):
+    parent = os.getpid()
+
+    def work(number: int) -> tuple[int, bool]:
+        if number == 2 and os.getpid() != parent:
+            if how == "raises":
+                raise RuntimeError("a part that fails in its child")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return number, os.getpid() == parent
+
+    assert in_parallel(work, 3) == [(0, True), (1, False), (2, True)]
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
