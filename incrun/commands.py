@@ -17,8 +17,8 @@ from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
 from . import errors, status
 from .checker import ContentChecker
 from .config import Config
+from .coordinator import IncrunRun
 from .errors import BadDodo, IncrunError, UnknownTask
-from .executors.run import IncrunRun
 from .loader import IncrunLoader
 from .store import DB_NAME, Store
 

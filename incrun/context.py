@@ -16,7 +16,7 @@ class RunContext:
     """What one run's runner needs from the engine."""
 
     store: object  # store.Store
-    executor: object  # executors.local.LocalExecutor
+    executor: object  # executors.contract.Executor
     emit: Callable
     fail_fast: bool = False
     always: bool = False
@@ -40,7 +40,7 @@ class RunContext:
         rules = Counter(rule_of(name) for name in for_doit)
         rules.update(clean)
         durations = dict(self.expected.durations) if self.expected is not None else {}
-        self.emit(RunStarted(len(for_doit) + sum(clean.values()), self.executor.workers,
+        self.emit(RunStarted(len(for_doit) + sum(clean.values()), self.executor.slots,
                              self.started, len(for_doit), durations, dict(rules)))
         names = self.up_to_date.names if self.up_to_date else None
         for rule, count in clean.items():

@@ -2,14 +2,16 @@
 incrun and under plain doit alike.
 
 doit calls the dodo.py's task functions, not incrun: what incrun knows of a run (its fast
-up-to-date check, the order of stale jobs, the shard) reaches the rules through `run_settings`.
+up-to-date check, the order of stale jobs, the shard) is handed to the dodo.py's rules by
+incrun's loader before it asks for their tasks, as `RunSettings`. Under plain doit they have
+none, and every job is a task.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import DEFAULT_COMMAND, DEFAULT_INPUTS, DEFAULT_OUTPUTS, RuleSpec, positive_seconds
@@ -17,26 +19,30 @@ from .errors import BadConfig
 from .plan import Plan, build
 from .rules import Gather, Job, Sweep
 
-# Rules whose tasks a dodo.py asked for: the loader then adds no rule of its own.
-declared_rules: list[Rule] = []
-# Set by incrun's loader for a run: the check whose up-to-date jobs are left out of the tasks.
-job_filter: list = []
-# Set by incrun for a run with --shard I/N: (I, N); the rules keep the jobs of shard I.
-shard: list[tuple[int, int]] = []
-# Set by incrun for a run: the schedule.Expected that orders each rule's stale jobs.
-job_order: list = []
+
+@dataclass
+class RunSettings:
+    """What incrun's run tells the rules of a dodo.py, and what it learns from them."""
+
+    up_to_date: object = None  # uptodate.UpToDate: its up-to-date jobs are left out
+    order: object = None  # schedule.Expected: the order of each rule's stale jobs
+    shard: tuple[int, int] | None = None  # --shard I/N: the rules keep the jobs of shard I
+    asked: set[str] = field(default_factory=set)  # rules whose tasks the dodo.py asked for
 
 
-@contextmanager
-def run_settings(selection: tuple[int, int] | None):
-    """Meanwhile, rules keep only the jobs of shard `selection` (and the run may set
-    `job_order`); both are cleared after."""
-    shard[:] = [selection] if selection else []
-    try:
-        yield
-    finally:
-        shard.clear()
-        job_order.clear()
+def rules_in(namespace: dict) -> list[Rule]:
+    """The rules of a dodo.py: those at its top level, and the rules they read from."""
+    return _with_upstream([value for value in namespace.values() if isinstance(value, Rule)])
+
+
+def _with_upstream(rules: list[Rule]) -> list[Rule]:
+    pending, seen = list(rules), {}
+    while pending:
+        rule = pending.pop(0)
+        if id(rule) not in seen:
+            seen[id(rule)] = rule
+            pending.extend(rule.upstream)
+    return list(seen.values())
 
 
 class Rule:
@@ -84,6 +90,12 @@ class Rule:
         # Where the rule was made (the dodo.py's globals): its sibling rules are found there.
         self._namespace = sys._getframe(1).f_globals
         self._group: _Group | None = None
+        self._run = RunSettings()  # plain doit's: no check, no shard
+
+    def take_settings(self, run: RunSettings) -> None:
+        """incrun's settings for the run about to ask for this rule's tasks."""
+        self._run = run
+        self._group = None  # planned again, for the run's shard
 
     def sweep(self) -> Sweep | Gather:
         return self._planned().plan.sweep(self.spec.name)
@@ -99,8 +111,8 @@ class Rule:
     def tasks(self):
         """doit task dicts, one per input (one for a gather rule, named as the rule); a plain
         `doit` runs them as well as incrun does."""
-        declared_rules.append(self)
-        for job in self.pending(job_filter[0] if job_filter else None):
+        self._run.asked.add(self.spec.name)
+        for job in self.pending(self._run.up_to_date):
             task = job.task_dict()
             if self.spec.gather:
                 task["basename"] = self.spec.name
@@ -111,7 +123,7 @@ class Rule:
 
     def _planned(self) -> _Group:
         if self._group is None:
-            group = _Group(self._siblings(), self.root)
+            group = _Group(self._siblings(), self.root, self._run)
             for rule in group.rules:
                 rule._group = group
         return self._group
@@ -119,35 +131,28 @@ class Rule:
     def _siblings(self) -> list[Rule]:
         """The rules planned with this one: those at the top of its dodo.py, itself, and the
         rules it reads from, each once."""
-        found = [value for value in self._namespace.values() if isinstance(value, Rule)]
-        pending = [self, *found]
-        seen: dict[int, Rule] = {}
-        while pending:
-            rule = pending.pop(0)
-            if id(rule) not in seen:
-                seen[id(rule)] = rule
-                pending.extend(rule.upstream)
-        return list(seen.values())
+        return _with_upstream([self, *rules_in(self._namespace)])
 
 
 class _Group:
     """The rules of one dodo.py and their plan, made once."""
 
-    def __init__(self, rules: list[Rule], root: Path):
+    def __init__(self, rules: list[Rule], root: Path, run: RunSettings):
         names = [rule.spec.name for rule in rules]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
             raise BadConfig(f"two rules in dodo.py are named {twice[0]!r}",
                             hint="give each Rule its own name=")
         self.rules = rules
-        self.plan: Plan = build([rule.spec for rule in rules], root,
-                                shard[0] if shard else None, require_inputs=False)
+        self.order = run.order
+        self.plan: Plan = build([rule.spec for rule in rules], root, run.shard,
+                                require_inputs=False)
         self._pending: tuple[object, dict[str, list[Job]]] | None = None
 
     def pending(self, up_to_date) -> dict[str, list[Job]]:
         """Each rule's pending jobs, by name; worked out once per check."""
         if self._pending is None or self._pending[0] is not up_to_date:
-            found = self.plan.pending(up_to_date, job_order[0] if job_order else None)
+            found = self.plan.pending(up_to_date, self.order)
             self._pending = (up_to_date, {sweep.spec.name: jobs for sweep, jobs in found})
         return self._pending[1]
 

@@ -15,10 +15,9 @@ from .artifacts import make_artifacts
 from .config import Config
 from .context import RunContext
 from .display import make_display
-from .dodo_api import job_order, run_settings
 from .errors import NoRule
 from .events import DEFERRED, JobSkipped, Notice, RunFinished, Tally
-from .executors.local import LocalExecutor
+from .executors import make_executor
 from .plan import Plan, build
 from .schedule import Expected
 from .store import Store
@@ -27,8 +26,7 @@ from .uptodate import UpToDate
 
 def run(config: Config) -> int:
     os.chdir(config.root)
-    with run_settings(config.shard):
-        return _command(config)
+    return _command(config)
 
 
 def _command(config: Config) -> int:
@@ -169,7 +167,7 @@ def _run(config: Config) -> int:
                            clock=time.time)
     artifacts = make_artifacts(config.junit, config.step_summary, config.annotations,
                                sys.stdout)
-    executor = LocalExecutor(config.jobs, config.root, grace=config.grace, logs=store.logs_dir)
+    executor = make_executor(config, logs=store.logs_dir)
     store.begin_run(started, config.jobs)
     try:
         with display:
@@ -188,7 +186,6 @@ def _run(config: Config) -> int:
                                               keep_names=config.junit is not None,
                                               cores=config.jobs)
             context.expected = Expected(store, longest_first=not config.in_order)
-            job_order[:] = [context.expected]  # for a dodo.py's own rules
             pending = None
             if plan is not None:
                 pending = plan.pending(context.up_to_date, context.expected)
@@ -196,7 +193,7 @@ def _run(config: Config) -> int:
             try:
                 with _signals_stop(context, display):
                     if jobs:  # workers start while doit loads
-                        executor.prepare(len(jobs), calls=plan.calls)
+                        executor.warm_up(len(jobs), calls=plan.calls)
                         store.prefetch([job.task for job in jobs])
                     if jobs == []:
                         context.start([])  # every job is up to date: doit has nothing to do
@@ -205,9 +202,9 @@ def _run(config: Config) -> int:
                         doit_code = _invoke(config, store, context.up_to_date, pending,
                                             order=context.expected, context=context)
             except BaseException:
-                executor.shutdown(kill=True)
+                executor.close(kill=True)
                 raise
-            executor.shutdown()
+            executor.close()
             if config.limit is not None and tally.total > tally.done:
                 emit(JobSkipped("", DEFERRED, count=tally.total - tally.done))
             summary = tally.summary(time.time())
@@ -241,7 +238,7 @@ def _signals_stop(context: RunContext, display):
         if context.interrupted is None:
             context.interrupt(signum)
             return
-        context.executor.groups.kill_all()
+        context.executor.kill()
         display.close()
         sys.stdout.flush()
         os._exit(128 + signum)  # every finished job is already committed

@@ -15,7 +15,7 @@ from doit.task import Task
 
 from . import plan as plans
 from .config import Config
-from .dodo_api import declared_rules, job_filter
+from .dodo_api import RunSettings, rules_in
 from .errors import BadDodo, UnknownTask
 from .rules import META_KEY, inside
 
@@ -100,16 +100,16 @@ class IncrunLoader(TaskLoader2):
             raise BadDodo(f"dodo.py: {error}") from None
 
     def load_tasks(self, cmd, pos_args) -> list:
-        declared_rules.clear()
-        job_filter[:] = [self.up_to_date] if self.up_to_date and not pos_args else []
-        try:
-            tasks = self._dodo_tasks(cmd, pos_args)
-            if not declared_rules:
-                tasks = self._rule_tasks(None if pos_args else self.up_to_date) + tasks
-            if self.config_obj.shard:
-                tasks = _jobs_only(tasks, {spec.name for spec in self.config_obj.rules})
-        finally:
-            job_filter.clear()
+        # With names on the command line, doit selects among every job: none is left out.
+        up_to_date = None if pos_args else self.up_to_date
+        run = RunSettings(up_to_date, self.order, self.config_obj.shard)
+        for rule in rules_in(self.namespace or {}):
+            rule.take_settings(run)
+        tasks = self._dodo_tasks(cmd, pos_args)
+        if not run.asked:  # the dodo.py asked for no rule's tasks: the project's rules run
+            tasks = self._rule_tasks(up_to_date) + tasks
+        if self.config_obj.shard:
+            tasks = _jobs_only(tasks, run.asked or {spec.name for spec in self.config_obj.rules})
         _refuse_outside_targets(tasks, self.config_obj.root)
         _translate_selection(cmd, pos_args, tasks, self.config_obj.root)
         return tasks
@@ -150,10 +150,9 @@ class IncrunLoader(TaskLoader2):
         return tasks
 
 
-def _jobs_only(tasks: list, own_rules: set[str]) -> list:
-    """A shard runs its share of the sweeps' jobs, not the hand-written tasks: those may need
+def _jobs_only(tasks: list, rules: set[str]) -> list:
+    """A shard runs its share of the rules' jobs, not the hand-written tasks: those may need
     the outputs of every shard."""
-    rules = {rule.spec.name for rule in declared_rules} or own_rules
     return [task for task in tasks if is_job(task) or task.name in rules]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import posixpath
 import re
@@ -12,18 +11,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .calls import call, called_module, is_call
 from .config import (
     RuleSpec,
 )
 from .discover import find_inputs
 from .errors import BadConfig, BadPlaceholder, NoInputs
 from .executors.jobfiles import write_inputs_file
-from .store import hash_text
+from .hashing import hash_text
 from .wildcards import Binder, names
 
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
-# A command whose first word is `module:function` is a call, run in a long-lived worker process.
-CALL = re.compile(r"([A-Za-z_][\w.]*):([A-Za-z_]\w*)")
 PYTHON = "{python}"
 # Ours first, then GNU parallel's spellings of the same things.
 PLACEHOLDERS = ("input", "stem", "name", "dir", "output", "python", "", ".", "/", "//", "/.")
@@ -127,7 +125,7 @@ class Job:
         spec = self.spec()
         actions = [(call, list(self.argv)) if is_call(self.command) else list(self.argv)]
         if "inputs_file" in spec:  # as incrun's executors do, for a plain doit
-            actions.insert(0, (write_inputs_file, [spec]))
+            actions.insert(0, (write_inputs_file, [spec["inputs_file"], spec["inputs"]]))
         task = {
             "name": self.input,
             "doc": self.doc(),
@@ -141,24 +139,6 @@ class Job:
         if self.gathered is not None:
             del task["name"]  # the rule's one task, named as the rule
         return task
-
-
-def is_call(command) -> bool:
-    return bool(command) and CALL.fullmatch(command[0]) is not None
-
-
-def find_function(target: str):
-    """The function a `module:function` call names, its module imported."""
-    module_name, _, function_name = target.partition(":")
-    function = getattr(importlib.import_module(module_name), function_name, None)
-    if not callable(function):
-        raise AttributeError(f"module {module_name!r} has no function {function_name!r}")
-    return function
-
-
-def call(target: str, *args: str) -> None:
-    """A call job as plain doit runs it: in doit's own process (incrun uses worker processes)."""
-    find_function(target)(*args)
 
 
 def _safe_path(path: str) -> str:
@@ -435,7 +415,7 @@ def command_files(spec: RuleSpec, root: Path) -> list[str]:
         if not PLACEHOLDER.search(arg) and (root / arg).is_file():
             found.append(posixpath.normpath(arg))
     if is_call(spec.command):
-        module = CALL.fullmatch(spec.command[0]).group(1).replace(".", "/")
+        module = called_module(spec.command).replace(".", "/")
         found.extend(path for path in (f"{module}.py", f"{module}/__init__.py")
                      if (root / path).is_file())
     return found

@@ -9,11 +9,11 @@ import re
 import socket
 import sqlite3
 import time
-import zlib
 from pathlib import Path
 
 from .errors import Locked, StateError
 from .events import JobResult
+from .hashing import hash_text
 
 VERSION = 3
 DB_NAME = "state.db"
@@ -562,6 +562,3 @@ def _marks(chunk: list[str]) -> str:
     return ", ".join("?" * len(chunk))
 
 
-def hash_text(text: str) -> int:
-    """A stable hash (Python's own is salted per process)."""
-    return zlib.crc32(text.encode("utf-8", "surrogateescape"))

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from ..events import FAILED, OK, JobResult
+from .contract import JobSpec
 
 TAIL_LINES = 15
 SCRATCH_PREFIX = ".scratch-"  # in the logs folder; left over only by a killed run
@@ -61,38 +62,37 @@ class Lookups:
         return self._programs[name]
 
 
-def prepare(spec: dict, root: Path | str, log_path: Path | str, lookups: Lookups) -> str:
+def prepare(spec: JobSpec, root: Path | str, lookups: Lookups) -> str:
     """Before a job starts: its outputs removed (nothing half-written by an earlier attempt may
     count), the folders it writes into made, a gather job's list of inputs written; the path of
     its log file."""
-    outputs = spec["outputs"]
-    remove_outputs(outputs, root)
-    for output in outputs:
+    remove_outputs(spec.outputs, root)
+    for output in spec.outputs:
         lookups.ensure_folder(os.path.join(root, output))
-    if "inputs_file" in spec:
-        write_inputs_file(spec, root)
-    log_file = os.path.join(root, log_path)
+    if spec.inputs_file is not None:
+        write_inputs_file(spec.inputs_file, spec.inputs, root)
+    log_file = os.path.join(root, spec.log)
     lookups.ensure_folder(log_file)
     return log_file
 
 
-def write_inputs_file(spec: dict, root: Path | str = ".") -> None:
+def write_inputs_file(path: str, inputs, root: Path | str = ".") -> None:
     """A gather job's list of inputs, one per line, written whole or not at all."""
-    path = os.path.join(root, spec["inputs_file"])
+    path = os.path.join(root, path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     temporary = f"{path}.{os.getpid()}.incomplete"
     with open(temporary, "w", encoding="utf-8", errors="surrogateescape") as stream:
-        stream.writelines(f"{line}\n" for line in spec["inputs"])
+        stream.writelines(f"{line}\n" for line in inputs)
     os.replace(temporary, path)
 
 
-def job_result(spec: dict, root: Path | str, log_path: Path | str, started: float,
-               ended: float, status: str, detail: str = "", exit_code: int | None = None,
-               finished: str = "exit code 0", scratch: Scratch | None = None) -> JobResult:
+def job_result(spec: JobSpec, root: Path | str, started: float, ended: float, status: str,
+               detail: str = "", exit_code: int | None = None, finished: str = "exit code 0",
+               scratch: Scratch | None = None) -> JobResult:
     """How a job ended. A success without every declared output is a failure (`finished` says
     how it seemed to succeed); a failure leaves no outputs, keeps a log and carries its tail.
     `scratch` holds the job's output until now (None if it went to the log directly)."""
-    name, outputs = spec["task"], spec["outputs"]
+    name, outputs, log_path = spec.task, spec.outputs, spec.log
     if status == OK and (missing := missing_outputs(outputs, root)):
         status, detail = FAILED, f"{finished} but no output " + ", ".join(missing)
     log_file = os.path.join(root, log_path)

@@ -1,11 +1,13 @@
 """The local executor: jobs on this machine, N at a time. A rule's jobs go to N long-lived worker
 processes (see `workers`), each kept one job ahead; hand-written dodo.py tasks run in N threads.
-The runner hears of every start, end and cancellation through one queue of (STARTED, FINISHED
-or CANCELLED, job name, value) messages."""
+The coordinator hears of every start, end and cancellation through one queue of messages
+(`contract`). Process groups and the guard that ends them are this executor's own business."""
 
 from __future__ import annotations
 
+import os
 import queue
+import signal
 import socket
 import subprocess
 import sys
@@ -16,14 +18,20 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from ..events import ERROR, FAILED, TIMEOUT, JobResult
+from .contract import Cancelled, Finished, JobSpec, Message, Started
 from .groups import DEFAULT_GRACE, GroupLeader, ProcessGroups, end_group
 from .jobfiles import Lookups, Scratch, job_result
 from .workers import BOOT, FINISHED, STARTED, run_job
 
-CANCELLED = "cancelled"  # value: None; queued when the run stopped, never started
-
 # The folder holding the incrun package, so a worker imports this very incrun.
 _HOME = str(Path(__file__).resolve().parent.parent.parent)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 class WorkerHandle:
@@ -36,7 +44,7 @@ class WorkerHandle:
         self.label = label  # the slot's name in the run history: its lane in the report
         self.process: subprocess.Popen | None = None
         self.connection: Connection | None = None
-        self.outstanding: dict[str, tuple[dict, str]] = {}  # sent, not finished, in order
+        self.outstanding: dict[str, JobSpec] = {}  # by task: sent, not finished, in order
         self.running: tuple[str, float, int] | None = None  # name, when it started, its pid
         self._deadline: float | None = None  # when a running call times out
         self._timed_out = False
@@ -54,18 +62,18 @@ class WorkerHandle:
             if self.process is None:
                 self._start()
 
-    def send(self, name: str, spec: dict, log_path: str) -> None:
+    def send(self, spec: JobSpec) -> None:
         with self._lock:
             if self.process is None:
                 self._start()
-            self._deliver(name, spec, log_path)
+            self._deliver(spec)
 
-    def _deliver(self, name: str, spec: dict, log_path: str) -> None:
+    def _deliver(self, spec: JobSpec) -> None:
         """Hand a job to the current process (the lock held). It stays outstanding until it
         finishes: should the worker have just died, its reader passes it on to the next one."""
-        self.outstanding[name] = (spec, log_path)
+        self.outstanding[spec.task] = spec
         try:
-            self.connection.send((name, spec, log_path))
+            self.connection.send(spec.to_json())
         except OSError:
             pass  # a broken pipe: the reader hears the end next and hands the job on
 
@@ -108,13 +116,13 @@ class WorkerHandle:
 
     def _started(self, name: str, at: float, pid: int) -> None:
         self.running = (name, at, pid)
-        spec = self.outstanding[name][0]
+        spec = self.outstanding[name]
         if pid != self.process.pid:
             # A command's own group, for Ctrl-C; were incrun killed, its worker would end it.
             self.executor.groups.add(GroupLeader(pid), guarded=False)
-        elif spec.get("timeout") is not None:  # a call: only ending the worker stops it
-            self._deadline = time.monotonic() + spec["timeout"]
-        self.executor.tell(STARTED, name, at)
+        elif spec.timeout is not None:  # a call: only ending the worker stops it
+            self._deadline = time.monotonic() + spec.timeout
+        self.executor.tell(Started(name, at))
 
     def _finished(self, name: str, result: JobResult) -> None:
         with self._lock:
@@ -122,7 +130,7 @@ class WorkerHandle:
         if self.running is not None and self.running[2] != self.process.pid:
             self.executor.groups.discard(GroupLeader(self.running[2]), guarded=False)
         self.running, self._deadline = None, None
-        self.executor.tell(FINISHED, name, replace(result, worker=self.label))
+        self.executor.tell(Finished(replace(result, worker=self.label)))
 
     def _ended(self, process: subprocess.Popen) -> None:
         """The worker is gone: closed on purpose, or it died (a crash, a timeout, a stop)."""
@@ -133,34 +141,36 @@ class WorkerHandle:
             if self._closing:
                 return
             if self.running is not None:
-                self._fail_running(code)
+                self._fail_running(code, process.pid)
             queued, self.outstanding = list(self.outstanding.items()), {}
             self._timed_out = False
-            for name, (spec, log_path) in queued:
+            for name, spec in queued:
                 if self.executor.stopped:
-                    self.executor.tell(CANCELLED, name, None)
+                    self.executor.tell(Cancelled(name))
                 elif not self._heard:  # it could not even start: another would fail the same
-                    self.executor.tell(FINISHED, name, JobResult(
+                    self.executor.tell(Finished(JobResult(
                         name, ERROR, time.time(), time.time(),
-                        detail=f"the worker process could not start (exit code {code})"))
+                        detail=f"the worker process could not start (exit code {code})")))
                 else:  # to a new worker, in the same order
                     if self.process is None:
                         self._start()
-                    self._deliver(name, spec, log_path)
+                    self._deliver(spec)
 
-    def _fail_running(self, code: int) -> None:
-        name, started, _ = self.running
-        spec, log_path = self.outstanding.pop(name)
+    def _fail_running(self, code: int, worker: int) -> None:
+        name, started, pid = self.running
+        if pid != worker:  # the dead worker's command runs on, orphaned: it goes
+            _kill_group(pid)  # first, so that nothing it writes outlives its failure
+            self.executor.groups.discard(GroupLeader(pid), guarded=False)
+        spec = self.outstanding.pop(name)
         self.running, self._deadline = None, None
         if self._timed_out:
-            status, detail = TIMEOUT, f"timed out after {spec['timeout']:g}s"
+            status, detail = TIMEOUT, f"timed out after {spec.timeout:g}s"
         elif code < 0:
             status, detail = FAILED, f"the worker process was killed by signal {-code}"
         else:
             status, detail = FAILED, f"the worker process exited (code {code})"
-        result = job_result(spec, str(self.executor.root), log_path, started, time.time(),
-                            status, detail)
-        self.executor.tell(FINISHED, name, replace(result, worker=self.label))
+        result = job_result(spec, str(self.executor.root), started, time.time(), status, detail)
+        self.executor.tell(Finished(replace(result, worker=self.label)))
 
     def close(self) -> None:
         """Tell the worker to stop (it ends a running job first); wait until it has."""
@@ -180,48 +190,67 @@ class WorkerHandle:
 
 
 class LocalExecutor:
-    """At most `workers` jobs at once. Rule jobs (JSON-able specs) go to worker processes, each
-    kept one job ahead so that it starts its next job the moment its last one ends; hand-written
-    dodo.py tasks run in threads of this process."""
+    """At most `slots` jobs at once. Rule jobs go to worker processes, each kept one job ahead
+    so that it starts its next job the moment its last one ends; hand-written dodo.py tasks run
+    in threads of this process."""
 
-    def __init__(self, workers: int, root: Path, grace: float = DEFAULT_GRACE, guard: bool = True,
+    def __init__(self, slots: int, root: Path, grace: float = DEFAULT_GRACE, guard: bool = True,
                  logs: Path | None = None):
-        self.workers = workers
+        self.slots = slots
         self.root = root
         self.logs = logs  # where workers keep their scratch files (see jobfiles.Scratch)
         self.groups = ProcessGroups(grace, guard)
         self.stopped = False
         self._direct = False  # commands run from threads here, not from worker processes
-        self._handles = [WorkerHandle(self, f"w{slot}") for slot in range(workers)]
+        self._handles = [WorkerHandle(self, f"w{slot}") for slot in range(slots)]
         self._lookups = Lookups()
         self._own = threading.local()  # each thread's scratch file
         self._todo: queue.SimpleQueue = queue.SimpleQueue()  # (name, function, args) or None
         self._messages: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
 
-    def tell(self, kind: str, name: str, value) -> None:
-        """A message for the runner (from any thread)."""
-        self._messages.put((kind, name, value))
+    def tell(self, message: Message) -> None:
+        """A message for the coordinator (from any thread)."""
+        self._messages.put(message)
 
-    def prepare(self, jobs: int, calls: bool = False) -> None:
-        """Ready the executor for `jobs` jobs. No more commands than slots run from threads
-        here: a worker process costs a Python start-up, more than a few jobs gain from it.
-        Otherwise the worker processes start now, while the rest of the run is set up."""
-        self._direct = not calls and jobs <= self.workers
+    def warm_up(self, jobs: int, calls: bool = False) -> None:
+        """No more commands than slots run from threads here: a worker process costs a Python
+        start-up, more than a few jobs gain from it. Otherwise the worker processes start now,
+        while the rest of the run is set up."""
+        self._direct = not calls and jobs <= self.slots
         if not self._direct:
             for handle in self._handles[:jobs]:
                 handle.start()
 
-    def submit(self, name: str, spec: dict, log_path: str) -> None:
+    def submit(self, spec: JobSpec) -> None:
         """Send a job spec to the least busy worker process; it starts when that one is free."""
-        if self._direct and not spec.get("call"):
-            self.submit_call(name, self._run_here, spec, log_path)
+        if self._direct and not spec.call:
+            self._queue(spec.task, self._run_here, spec)
             return
-        min(self._handles, key=lambda handle: handle.load).send(name, spec, log_path)
+        min(self._handles, key=lambda handle: handle.load).send(spec)
 
-    def submit_call(self, name: str, function, *args) -> None:
-        """Queue a call in this process (a dodo.py task) that returns the job's JobResult."""
-        if len(self._threads) < self.workers:  # started as needed: most runs need none
+    def submit_task(self, name: str, task, log_path: str, timeout: float | None) -> None:
+        """A hand-written doit task: in a forked child when it has a timeout; Python actions
+        swap sys.stdout to capture output, so they are only safe in this very thread; the
+        others run in a thread here."""
+        from doit.action import PythonAction  # doit is loaded when a run needs it
+
+        from .doit_tasks import run_doit_task, run_doit_task_in_child
+
+        log = self.root / log_path
+        if timeout is not None:
+            self._queue(name, run_doit_task_in_child, task, log, self.root, timeout,
+                        self.groups)
+        elif any(isinstance(action, PythonAction) for action in task.actions):
+            result = run_doit_task(task, log, self.root)
+            self.tell(Started(name, result.started))
+            self.tell(Finished(replace(result, worker="main")))
+        else:
+            self._queue(name, run_doit_task, task, log, self.root)
+
+    def _queue(self, name: str, function, *args) -> None:
+        """A call in a thread of this process that returns the job's JobResult."""
+        if len(self._threads) < self.slots:  # started as needed: most runs need none
             label = f"t{len(self._threads)}"
             thread = threading.Thread(target=self._work, args=(label,),
                                       name=f"incrun-task-{label}", daemon=True)
@@ -229,16 +258,11 @@ class LocalExecutor:
             thread.start()
         self._todo.put((name, function, args))
 
-    def report(self, result: JobResult) -> None:
-        """A job run in the caller's thread: its start and end, as a worker would tell them."""
-        self.tell(STARTED, result.name, result.started)
-        self.tell(FINISHED, result.name, replace(result, worker="main"))
-
-    def _run_here(self, spec: dict, log_path: str) -> JobResult:
+    def _run_here(self, spec: JobSpec) -> JobResult:
         """A command run from this thread, its output into the thread's scratch file."""
         if getattr(self._own, "scratch", None) is None and self.logs is not None:
             self._own.scratch = Scratch(self.logs)
-        return run_job(spec, str(self.root), log_path, time.time, self.groups, self._lookups,
+        return run_job(spec, str(self.root), time.time, self.groups, self._lookups,
                        getattr(self._own, "scratch", None))
 
     def _work(self, label: str) -> None:
@@ -252,18 +276,18 @@ class LocalExecutor:
         while (item := self._todo.get()) is not None:
             name, function, args = item
             if self.stopped:  # taken from the queue as the run stopped: never started
-                self.tell(CANCELLED, name, None)
+                self.tell(Cancelled(name))
                 continue
             started = time.time()
-            self.tell(STARTED, name, started)
+            self.tell(Started(name, started))
             try:
                 result = function(*args)
-            except Exception as error:  # a bug here must not leave the runner waiting
+            except Exception as error:  # a bug here must not leave the coordinator waiting
                 result = JobResult(name, ERROR, started, time.time(),
                                    detail=f"{type(error).__name__}: {error}")
-            self.tell(FINISHED, name, replace(result, worker=label))
+            self.tell(Finished(replace(result, worker=label)))
 
-    def messages(self, timeout: float | None = None) -> list[tuple[str, str, object]]:
+    def messages(self, timeout: float | None = None) -> list[Message]:
         """Wait for the next message (at most `timeout` seconds: none is then an empty list),
         then take every one already there."""
         try:
@@ -278,17 +302,20 @@ class LocalExecutor:
         while not self._todo.empty():
             item = self._todo.get()
             if item is not None:
-                self.tell(CANCELLED, item[0], None)
+                self.tell(Cancelled(item[0]))
 
     def stop(self) -> None:
-        """Start nothing more: queued jobs are cancelled (each a CANCELLED message), running
-        ones ended (TERM to their whole group, KILL after the grace period), in the
-        background."""
+        """Start nothing more: queued jobs are cancelled, running ones ended (TERM to their
+        whole group, KILL after the grace period), in the background."""
         self.stopped = True
         self._cancel_queued_calls()
         threading.Thread(target=self.groups.end_all, daemon=True).start()
 
-    def shutdown(self, kill: bool = False) -> None:
+    def kill(self) -> None:
+        """Every running job's group killed at once."""
+        self.groups.kill_all()
+
+    def close(self, kill: bool = False) -> None:
         """Wait for running jobs and close the workers; with `kill`, end the running jobs."""
         self.stopped = True
         self._cancel_queued_calls()

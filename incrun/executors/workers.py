@@ -6,8 +6,8 @@ bookkeeping) off the path from one job to the next.
 
 A worker is a fresh interpreter that incrun starts itself (spawn semantics, the same on Linux,
 macOS and under Python 3.14's forkserver default), and it never imports the script that started
-incrun. Only plain data crosses its socket: (job name, JSON-able job spec, log path) one way,
-(STARTED | FINISHED, job name, value) messages the other way. If incrun goes away, or
+incrun. Only plain data crosses its socket: job specs as JSON one way, (STARTED | FINISHED,
+job name, value) messages the other way. If incrun goes away, or
 the worker is told to stop (SIGTERM), it ends its running job's whole group before it exits.
 """
 
@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from ..events import ERROR, FAILED, OK, TIMEOUT, JobResult
+from .contract import JobSpec
 from .groups import DEFAULT_GRACE, ProcessGroups, end_group
 from .jobfiles import Lookups, Scratch, job_result, prepare
 
@@ -63,7 +64,7 @@ def _output_file(log_file: str, scratch: Scratch | None):
             yield log.fileno()
 
 
-def run_job(spec: dict, root: Path | str, log_path: Path | str, clock=time.time,
+def run_job(spec: JobSpec, root: Path | str, clock=time.time,
             groups: ProcessGroups | None = None, lookups: Lookups | None = None,
             scratch: Scratch | None = None,
             on_start: Callable[[subprocess.Popen], None] | None = None,
@@ -74,8 +75,8 @@ def run_job(spec: dict, root: Path | str, log_path: Path | str, clock=time.time,
     """
     started = clock()
     lookups = lookups or Lookups()
-    log_file = prepare(spec, root, log_path, lookups)
-    argv = spec["argv"]
+    log_file = prepare(spec, root, lookups)
+    argv = spec.argv
     grace = groups.grace if groups is not None else DEFAULT_GRACE
     try:
         with _output_file(log_file, scratch) as output:
@@ -87,20 +88,19 @@ def run_job(spec: dict, root: Path | str, log_path: Path | str, clock=time.time,
             if on_start is not None:
                 on_start(process)
             try:
-                code, timed_out = wait(process, spec.get("timeout"), grace)
+                code, timed_out = wait(process, spec.timeout, grace)
             finally:
                 if groups is not None:
                     groups.discard(process)
     except OSError as error:
-        return job_result(spec, root, log_path, started, clock(), ERROR,
+        return job_result(spec, root, started, clock(), ERROR,
                           f"cannot start {argv[0]!r}: {error.strerror}", scratch=scratch)
     status, detail = OK, ""
     if timed_out:
-        status, detail = TIMEOUT, f"timed out after {spec['timeout']:g}s"
+        status, detail = TIMEOUT, f"timed out after {spec.timeout:g}s"
     elif code != 0:
         status, detail = FAILED, _exit_detail(code)
-    return job_result(spec, root, log_path, started, clock(), status, detail, code,
-                      scratch=scratch)
+    return job_result(spec, root, started, clock(), status, detail, code, scratch=scratch)
 
 
 def call(functions: dict, target: str, args: list[str], output: int) -> tuple[bool, str]:
@@ -112,7 +112,7 @@ def call(functions: dict, target: str, args: list[str], output: int) -> tuple[bo
     os.dup2(output, 2)
     try:
         if target not in functions:
-            from ..rules import find_function  # only workers that run calls need it
+            from ..calls import find_function  # only workers that run calls need it
 
             functions[target] = find_function(target)
         function = functions[target]
@@ -169,10 +169,9 @@ class Worker:
     def run(self) -> None:
         try:
             while (message := self._next()) is not None:
-                name, spec, log_path = message
-                result = self._call(name, spec, log_path) if spec.get("call") \
-                    else self._command(name, spec, log_path)
-                self.connection.send((FINISHED, name, result))
+                spec = JobSpec.from_json(message)
+                result = self._call(spec) if spec.call else self._command(spec)
+                self.connection.send((FINISHED, spec.task, result))
         except _IncrunGone:
             pass
         finally:
@@ -187,26 +186,26 @@ class Worker:
         except EOFError:
             return None
 
-    def _command(self, name: str, spec: dict, log_path: str) -> JobResult:
+    def _command(self, spec: JobSpec) -> JobResult:
         def started(process: subprocess.Popen) -> None:
             self.running = process
-            self.connection.send((STARTED, name, (time.time(), process.pid)))
+            self.connection.send((STARTED, spec.task, (time.time(), process.pid)))
 
         try:
-            return run_job(spec, self.root, log_path, lookups=self.lookups,
+            return run_job(spec, self.root, lookups=self.lookups,
                            scratch=self.scratch, on_start=started, wait=self._wait)
         finally:
             self.running = None
 
-    def _call(self, name: str, spec: dict, log_path: str) -> JobResult:
+    def _call(self, spec: JobSpec) -> JobResult:
         started = time.time()
-        self.connection.send((STARTED, name, (started, os.getpid())))
-        log_file = prepare(spec, self.root, log_path, self.lookups)
-        target, *args = spec["argv"]
+        self.connection.send((STARTED, spec.task, (started, os.getpid())))
+        log_file = prepare(spec, self.root, self.lookups)
+        target, *args = spec.argv
         with _output_file(log_file, self.scratch) as output:
             ok, detail = call(self.functions, target, args, output)
-        return job_result(spec, self.root, log_path, started, time.time(), OK if ok else FAILED,
-                          detail, finished="returned", scratch=self.scratch)
+        return job_result(spec, self.root, started, time.time(), OK if ok else FAILED, detail,
+                          finished="returned", scratch=self.scratch)
 
     def _wait(self, process: subprocess.Popen, timeout: float | None,
               grace: float) -> tuple[int, bool]:

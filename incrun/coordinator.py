@@ -1,4 +1,6 @@
-"""doit's `run` with incrun's runner: up-to-date checks in this process, jobs on an executor."""
+"""The coordinator: doit's `run` with incrun's runner, which decides what runs (doit's
+up-to-date checks, adoption, retries, rule limits) and records it in the store, while jobs run
+on an executor. Executors only run; nothing under `executors/` writes state."""
 
 from __future__ import annotations
 
@@ -7,9 +9,7 @@ import os
 import stat
 from collections import Counter, deque
 from dataclasses import replace
-from pathlib import Path
 
-from doit.action import PythonAction
 from doit.cmd_run import Run
 from doit.control import TaskControl
 from doit.exceptions import UnmetDependency
@@ -17,8 +17,8 @@ from doit.runner import ERROR as DOIT_ERROR
 from doit.runner import FAILURE, Runner
 from doit.task import Stream
 
-from ..context import RunContext
-from ..events import (
+from .context import RunContext
+from .events import (
     ADOPTED,
     ERROR,
     FAILED,
@@ -33,11 +33,10 @@ from ..events import (
     JobStarted,
     Notice,
 )
-from ..loader import is_job, selected_tasks
-from ..rules import META_KEY
-from .doit_tasks import run_doit_task, run_doit_task_in_child
-from .jobfiles import remove_outputs
-from .local import CANCELLED, STARTED
+from .executors.contract import Cancelled, JobSpec, Started
+from .executors.jobfiles import remove_outputs
+from .loader import is_job, selected_tasks
+from .rules import META_KEY
 
 NEEDS_SHOWN = 3  # failed jobs named in why a job is not run
 
@@ -179,7 +178,7 @@ class JobRunner(Runner):
         doit. One commit per turn of the loop records what ended and marks what is about to
         start, before it can start."""
         generator, tasks = task_dispatcher.generator, task_dispatcher.tasks
-        workers = self.ctx.executor.workers
+        workers = self.ctx.executor.slots
         # With --fail-fast no job may start after a failure: none waits queued, ready to start.
         capacity = workers if self.ctx.fail_fast else 2 * workers
         inflight: dict[str, object] = {}  # by task name: submitted, running or queued
@@ -222,14 +221,14 @@ class JobRunner(Runner):
                 if ended and not exhausted and not self._stopping() and not self.limit_reached:
                     continue
                 break
-            for kind, name, value in self.ctx.executor.messages():
-                if kind == STARTED:
-                    self.ctx.emit(JobStarted(name, value))
-                elif kind == CANCELLED:  # the run stopped before it started: as it was
-                    limits.release(inflight.pop(name), successor=False)
-                    self.store.jobs_not_started([name])
-                elif self._finish(inflight[name], value):
-                    node = inflight.pop(name)
+            for message in self.ctx.executor.messages():
+                if isinstance(message, Started):
+                    self.ctx.emit(JobStarted(message.task, message.at))
+                elif isinstance(message, Cancelled):  # stopped before it started: as it was
+                    limits.release(inflight.pop(message.task), successor=False)
+                    self.store.jobs_not_started([message.task])
+                elif self._finish(inflight[message.task], message.result):
+                    node = inflight.pop(message.task)
                     ended.append(node)
                     successor = limits.release(node, successor=not self._stopping())
                     if successor is not None:
@@ -259,21 +258,21 @@ class JobRunner(Runner):
 
     def _submit(self, task) -> None:
         log_path = self._log_path(task.name)
-        self._attempts[task.name] = self._attempts.get(task.name, 0) + 1
-        executor = self.ctx.executor
+        attempt = self._attempts[task.name] = self._attempts.get(task.name, 0) + 1
         if is_job(task):
-            spec = dict(task.meta[META_KEY], task=task.name)  # dodo.py may rename the rule
-            if self.ctx.timeout is not None:
-                spec["timeout"] = self.ctx.timeout
-            executor.submit(task.name, spec, log_path)
-        elif self.ctx.timeout is not None:
-            executor.submit_call(task.name, run_doit_task_in_child, task, Path(log_path),
-                                 self.root, self.ctx.timeout, executor.groups)
-        elif any(isinstance(action, PythonAction) for action in task.actions):
-            # Python actions swap sys.stdout to capture output: only safe in this thread.
-            executor.report(run_doit_task(task, Path(log_path), self.root, self.ctx.clock))
+            self.ctx.executor.submit(self._spec(task, log_path, attempt))
         else:
-            executor.submit_call(task.name, run_doit_task, task, Path(log_path), self.root)
+            self.ctx.executor.submit_task(task.name, task, log_path, self.ctx.timeout)
+
+    def _spec(self, task, log_path: str, attempt: int) -> JobSpec:
+        """What the executor is told of a rule's job (named as doit knows it: a dodo.py may
+        rename the rule)."""
+        meta = task.meta[META_KEY]
+        timeout = self.ctx.timeout if self.ctx.timeout is not None else meta["timeout"]
+        listed = "inputs_file" in meta
+        return JobSpec(task.name, tuple(meta["argv"]), tuple(meta["outputs"]), log_path,
+                       timeout, attempt, meta["call"],
+                       tuple(meta["inputs"]) if listed else (), meta.get("inputs_file"))
 
     def _log_path(self, name: str) -> str:
         """The job's log, relative to the project: the form shown to the user."""

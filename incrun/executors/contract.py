@@ -1,0 +1,97 @@
+"""What every executor is given and what it tells: the job spec, which crosses every boundary as
+JSON (to a worker process here, to a remote worker elsewhere; no user code is ever pickled),
+the three messages an executor sends back, and the protocol the coordinator drives it by."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+from .. import __version__
+from ..events import JobResult
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job, all an executor needs to run it; paths are relative to the project."""
+
+    task: str  # the job's name, "<rule>:<input>"
+    argv: tuple[str, ...]  # the command; for a call, `module:function` then its arguments
+    outputs: tuple[str, ...]  # must all exist after a success; removed before and on failure
+    log: str  # where the job's stdout and stderr go
+    timeout: float | None = None  # seconds; then the job's whole process group is ended
+    attempt: int = 1  # 2 and up: a retry
+    call: bool = False  # run `argv[0]` as a function in a worker process, not as a program
+    inputs: tuple[str, ...] = field(default=())  # a gather job's, listed in `inputs_file`
+    inputs_file: str | None = None  # written before the job starts, when its command reads it
+    version: str = __version__  # of the incrun that made the spec: a worker's must match
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> JobSpec:
+        data = json.loads(text)
+        for key in ("argv", "outputs", "inputs"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Started:
+    """The job's process runs (from `at`, on the executor's clock)."""
+
+    task: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The job ended, however it ended: its result says how."""
+
+    result: JobResult
+
+    @property
+    def task(self) -> str:
+        return self.result.name
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """The run stopped before the job started: it is as it was, to run another time."""
+
+    task: str
+
+
+Message = Started | Finished | Cancelled
+
+
+class Executor(Protocol):
+    """Runs what the coordinator submits, at most `slots` jobs at once, and tells it of every
+    start and end; it never decides what runs and never records anything."""
+
+    slots: int
+    root: object  # pathlib.Path of the project
+
+    def warm_up(self, jobs: int, calls: bool = False) -> None:
+        """A hint, before the first submit: about this many jobs will come (some calls)."""
+
+    def submit(self, spec: JobSpec) -> None:
+        """Run a rule's job; it starts when a slot is free."""
+
+    def submit_task(self, name: str, task, log_path: str, timeout: float | None) -> None:
+        """Run a hand-written doit task (its actions may be Python) on this machine."""
+
+    def messages(self, timeout: float | None = None) -> list[Message]:
+        """Wait for the next message (at most `timeout` seconds), then take all there are."""
+
+    def stop(self) -> None:
+        """Start nothing more: queued jobs are Cancelled, running ones ended in the grace
+        period, each then Finished."""
+
+    def kill(self) -> None:
+        """End every running job now (a second Ctrl-C): nothing may outlive incrun."""
+
+    def close(self, kill: bool = False) -> None:
+        """Wait for the running jobs (or, with `kill`, end them) and release everything."""
