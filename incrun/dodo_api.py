@@ -2,9 +2,9 @@
 incrun and under plain doit alike.
 
 doit calls the dodo.py's task functions, not incrun: what incrun knows of a run (its fast
-up-to-date check, the order of stale jobs, the shard) is handed to the dodo.py's rules by
-incrun's loader before it asks for their tasks, as `RunSettings`. Under plain doit they have
-none, and every job is a task.
+up-to-date check, the order of stale jobs, the shard) is put in the dodo.py's own globals by
+incrun's loader while it asks for their tasks, as `RunSettings`, where each rule made there
+finds it. Under plain doit there is none, and every job is a task.
 """
 
 from __future__ import annotations
@@ -30,19 +30,8 @@ class RunSettings:
     asked: set[str] = field(default_factory=set)  # rules whose tasks the dodo.py asked for
 
 
-def rules_in(namespace: dict) -> list[Rule]:
-    """The rules of a dodo.py: those at its top level, and the rules they read from."""
-    return _with_upstream([value for value in namespace.values() if isinstance(value, Rule)])
-
-
-def _with_upstream(rules: list[Rule]) -> list[Rule]:
-    pending, seen = list(rules), {}
-    while pending:
-        rule = pending.pop(0)
-        if id(rule) not in seen:
-            seen[id(rule)] = rule
-            pending.extend(rule.upstream)
-    return list(seen.values())
+# The name of the run's settings in a dodo.py's globals, while incrun loads its tasks.
+RUN_KEY = "__incrun_run__"
 
 
 class Rule:
@@ -90,12 +79,11 @@ class Rule:
         # Where the rule was made (the dodo.py's globals): its sibling rules are found there.
         self._namespace = sys._getframe(1).f_globals
         self._group: _Group | None = None
-        self._run = RunSettings()  # plain doit's: no check, no shard
 
-    def take_settings(self, run: RunSettings) -> None:
-        """incrun's settings for the run about to ask for this rule's tasks."""
-        self._run = run
-        self._group = None  # planned again, for the run's shard
+    @property
+    def _run(self) -> RunSettings | None:
+        """incrun's settings while it loads the dodo.py's tasks; None under plain doit."""
+        return self._namespace.get(RUN_KEY)
 
     def sweep(self) -> Sweep | Gather:
         return self._planned().plan.sweep(self.spec.name)
@@ -111,8 +99,10 @@ class Rule:
     def tasks(self):
         """doit task dicts, one per input (one for a gather rule, named as the rule); a plain
         `doit` runs them as well as incrun does."""
-        self._run.asked.add(self.spec.name)
-        for job in self.pending(self._run.up_to_date):
+        run = self._run
+        if run is not None:
+            run.asked.add(self.spec.name)
+        for job in self.pending(run.up_to_date if run is not None else None):
             task = job.task_dict()
             if self.spec.gather:
                 task["basename"] = self.spec.name
@@ -122,7 +112,7 @@ class Rule:
         return [output for outputs in self.sweep().outputs for output in outputs]
 
     def _planned(self) -> _Group:
-        if self._group is None:
+        if self._group is None or self._group.run is not self._run:  # planned for this run
             group = _Group(self._siblings(), self.root, self._run)
             for rule in group.rules:
                 rule._group = group
@@ -131,28 +121,35 @@ class Rule:
     def _siblings(self) -> list[Rule]:
         """The rules planned with this one: those at the top of its dodo.py, itself, and the
         rules it reads from, each once."""
-        return _with_upstream([self, *rules_in(self._namespace)])
+        found = [value for value in self._namespace.values() if isinstance(value, Rule)]
+        pending, seen = [self, *found], {}
+        while pending:
+            rule = pending.pop(0)
+            if id(rule) not in seen:
+                seen[id(rule)] = rule
+                pending.extend(rule.upstream)
+        return list(seen.values())
 
 
 class _Group:
     """The rules of one dodo.py and their plan, made once."""
 
-    def __init__(self, rules: list[Rule], root: Path, run: RunSettings):
+    def __init__(self, rules: list[Rule], root: Path, run: RunSettings | None):
         names = [rule.spec.name for rule in rules]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
             raise BadConfig(f"two rules in dodo.py are named {twice[0]!r}",
                             hint="give each Rule its own name=")
         self.rules = rules
-        self.order = run.order
-        self.plan: Plan = build([rule.spec for rule in rules], root, run.shard,
-                                require_inputs=False)
+        self.run = run
+        self.plan: Plan = build([rule.spec for rule in rules], root,
+                                run.shard if run is not None else None, require_inputs=False)
         self._pending: tuple[object, dict[str, list[Job]]] | None = None
 
     def pending(self, up_to_date) -> dict[str, list[Job]]:
         """Each rule's pending jobs, by name; worked out once per check."""
         if self._pending is None or self._pending[0] is not up_to_date:
-            found = self.plan.pending(up_to_date, self.order)
+            found = self.plan.pending(up_to_date, self.run.order if self.run else None)
             self._pending = (up_to_date, {sweep.spec.name: jobs for sweep, jobs in found})
         return self._pending[1]
 

@@ -15,7 +15,7 @@ from doit.task import Task
 
 from . import plan as plans
 from .config import Config
-from .dodo_api import RunSettings, rules_in
+from .dodo_api import RUN_KEY, RunSettings
 from .errors import BadDodo, UnknownTask
 from .rules import META_KEY, inside
 
@@ -103,9 +103,12 @@ class IncrunLoader(TaskLoader2):
         # With names on the command line, doit selects among every job: none is left out.
         up_to_date = None if pos_args else self.up_to_date
         run = RunSettings(up_to_date, self.order, self.config_obj.shard)
-        for rule in rules_in(self.namespace or {}):
-            rule.take_settings(run)
-        tasks = self._dodo_tasks(cmd, pos_args)
+        namespace = self.namespace if self.namespace is not None else {}
+        namespace[RUN_KEY] = run  # for the dodo.py's rules, wherever they are made in it
+        try:
+            tasks = self._dodo_tasks(cmd, pos_args)
+        finally:
+            namespace.pop(RUN_KEY, None)
         if not run.asked:  # the dodo.py asked for no rule's tasks: the project's rules run
             tasks = self._rule_tasks(up_to_date) + tasks
         if self.config_obj.shard:

@@ -50,9 +50,15 @@ class ThreadExecutor:
             if self._stopped:
                 self._messages.put(Cancelled(spec.task))
                 continue
-            self._messages.put(Started(spec.task, time.time()))
-            result = run_job(spec, self.root, groups=self.groups)
+            result = run_job(spec, self.root, groups=self.groups,
+                             on_start=lambda process, task=spec.task: self._started(task))
             self._messages.put(Finished(replace(result, worker="thread")))
+
+    def _started(self, task: str) -> None:
+        """Told once the process runs, so that a stop from then on ends it."""
+        self._messages.put(Started(task, time.time()))
+        if self._stopped:
+            self.groups.end_all()
 
     def messages(self, timeout: float | None = None) -> list:
         try:
