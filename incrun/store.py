@@ -42,6 +42,7 @@ HISTORY_KEYS = ("task", "status", "started", "ended", "exit_code", "signal", "at
 # Job states in the `jobs` table; RUNNING is written, committed, before the job starts.
 RUNNING, SUCCEEDED, FAILED, FORGOTTEN = "running", "ok", "failed", "forgotten"
 MAX_NAME = 200  # bytes of a log file name, well below the usual 255
+ONE_BY_ONE = 1_000  # job statuses read one query each; past them, every job's at once
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=@-]")
 
 
@@ -154,7 +155,11 @@ class Store:
         self.may_adopt = True  # False once state was lost: outputs on disk are then unverified
         self._conn: sqlite3.Connection | None = None
         self._signatures: dict[str, str] = {}  # of every recorded success, read at open
-        self._statuses: dict[str, str] | None = None  # of every job, read when first asked
+        # Jobs' statuses known here (None: no row), staged ones included; every job's once
+        # more than ONE_BY_ONE were asked for.
+        self._statuses: dict[str, str | None] = {}
+        self._all_statuses = False
+        self._statuses_asked = 0
         self._new_signatures: dict[str, str] = {}  # refreshed, not yet committed
         self._staged: list[tuple] = []  # job rows for the next commit
         self._unstaged: list[str] = []  # job rows to delete at the next commit
@@ -246,18 +251,30 @@ class Store:
 
     # -- jobs --------------------------------------------------------------
 
-    def _status_of_jobs(self) -> dict[str, str]:
-        if self._statuses is None:
-            self._statuses = {}
-            if self._conn is not None:
-                try:
-                    self._statuses = dict(self._conn.execute("SELECT task, status FROM jobs"))
-                except sqlite3.DatabaseError:
-                    pass  # read at open already; a failure now only makes jobs stale
-        return self._statuses
-
     def job_status(self, task: str) -> str | None:
-        return self._status_of_jobs().get(task)
+        """The job's status as recorded, or staged. A run asks for a few (one query each), or
+        for many (every job's read at once: one query, not 100,000)."""
+        if task in self._statuses or self._all_statuses or self._conn is None:
+            return self._statuses.get(task)
+        self._statuses_asked += 1
+        if self._statuses_asked > ONE_BY_ONE:
+            self._read_every_status()
+            return self._statuses.get(task)
+        try:
+            row = self._conn.execute("SELECT status FROM jobs WHERE task = ?", (task,)).fetchone()
+        except sqlite3.DatabaseError:
+            row = None  # read at open already; a failure now only makes the job stale
+        self._statuses[task] = row[0] if row else None
+        return self._statuses[task]
+
+    def _read_every_status(self) -> None:
+        try:
+            found = dict(self._conn.execute("SELECT task, status FROM jobs"))
+        except sqlite3.DatabaseError:
+            found = {}
+        found.update(self._statuses)  # what was staged since, and rows known to be missing
+        self._statuses = found
+        self._all_statuses = True
 
     def job_row(self, task: str) -> dict | None:
         """Everything recorded of the task's last run (read from the database on demand)."""
@@ -447,11 +464,7 @@ class Store:
 
     def _track(self, task: str, status: str | None, sig: str | None) -> None:
         """Keep the in-memory view of the jobs table in step with what is staged."""
-        if self._statuses is not None:
-            if status is None:
-                self._statuses.pop(task, None)
-            else:
-                self._statuses[task] = status
+        self._statuses[task] = status
         if status == SUCCEEDED and sig is not None:
             self._signatures[task] = sig
         else:

@@ -172,17 +172,21 @@ class WorkerHandle:
         result = job_result(spec, str(self.executor.root), started, time.time(), status, detail)
         self.executor.tell(Finished(replace(result, worker=self.label)))
 
-    def close(self) -> None:
-        """Tell the worker to stop (it ends a running job first); wait until it has."""
+    def ask_to_close(self) -> None:
+        """Tell the worker to stop (it ends a running job first)."""
         with self._lock:
             self._closing = True
-            process = self.process
-            if process is None:
+            if self.process is None:
                 return
             try:
                 self.connection.send(None)
             except OSError:
                 pass
+
+    def wait_closed(self) -> None:
+        process = self.process
+        if process is None:
+            return
         try:
             process.wait(self.executor.groups.grace)
         except subprocess.TimeoutExpired:
@@ -321,8 +325,10 @@ class LocalExecutor:
         self._cancel_queued_calls()
         if kill:
             self.groups.end_all()
+        for handle in self._handles:  # all told first: they end at the same time
+            handle.ask_to_close()
         for handle in self._handles:
-            handle.close()
+            handle.wait_closed()
         for _ in self._threads:
             self._todo.put(None)
         for thread in self._threads:

@@ -35,7 +35,9 @@ STARTED = "started"  # value: (when, pid of the process leading the job's group)
 FINISHED = "finished"  # value: the JobResult
 
 # How incrun starts a worker: this very incrun package, whatever sys.path the interpreter has.
-BOOT = ("import sys; sys.path.insert(0, {home!r}); "
+# Not the working folder (`-c` puts it first): every import would list the project's folder,
+# which may hold 100,000 files.
+BOOT = ("import sys; sys.path[:] = [{home!r}, *(path for path in sys.path if path)]; "
         "from incrun.executors.workers import serve; serve({fd}, {root!r}, {logs!r}, {grace!r})")
 
 
@@ -114,6 +116,8 @@ def call(functions: dict, target: str, args: list[str], output: int) -> tuple[bo
         if target not in functions:
             from ..calls import find_function  # only workers that run calls need it
 
+            if os.getcwd() not in sys.path:  # the project's modules, as `python runner.py`
+                sys.path.insert(0, os.getcwd())  # would find them
             functions[target] = find_function(target)
         function = functions[target]
         function(*args)
@@ -245,5 +249,4 @@ class Worker:
 def serve(fd: int, root: str, logs: str | None, grace: float = DEFAULT_GRACE) -> None:
     """The worker process's entry point."""
     os.chdir(root)
-    sys.path.insert(0, root)  # the project's modules, as `python runner.py` would find them
     Worker(Connection(fd), root, logs, grace).run()
