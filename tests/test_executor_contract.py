@@ -9,7 +9,6 @@ against."""
 
 from __future__ import annotations
 
-import os
 import queue
 import sys
 import threading
@@ -18,9 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from test_executors import alive
 
 from incrun.events import FAILED, OK, TIMEOUT
-from incrun.executors.contract import Cancelled, Finished, JobSpec, Started
+from incrun.executors.contract import Cancelled, Finished, JobSpec, Started, take_messages
 from incrun.executors.groups import ProcessGroups
 from incrun.executors.local import LocalExecutor
 from incrun.executors.workers import run_job
@@ -61,13 +61,7 @@ class ThreadExecutor:
             self.groups.end_all()
 
     def messages(self, timeout: float | None = None) -> list:
-        try:
-            found = [self._messages.get(timeout=timeout)]
-        except queue.Empty:
-            return []
-        while not self._messages.empty():
-            found.append(self._messages.get())
-        return found
+        return take_messages(self._messages, timeout)
 
     def stop(self) -> None:
         self._stopped = True
@@ -172,9 +166,9 @@ def test_a_job_past_its_timeout_is_ended_with_its_children(make, tmp_path):
     assert result.ended - result.started < 30
     child = int(pidfile.read_text())
     deadline = time.monotonic() + 10
-    while _alive(child) and time.monotonic() < deadline:
+    while alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(child)
+    assert not alive(child)
 
 
 def test_stop_ends_the_running_job_and_cancels_those_queued(make, tmp_path):
@@ -207,14 +201,22 @@ def test_a_worker_that_dies_mid_job_fails_that_job_and_runs_the_next(make, tmp_p
     if make.kind == "threads":
         pytest.skip("its jobs run in this very process: it has no worker to lose")
     executor = make(1)
+    pidfile = tmp_path / "dies.pid"
     # The job's parent is the process running it: the worker. It dies as the job runs.
-    executor.submit(job("dies", "import os, signal, time; "
-                                "os.kill(os.getppid(), signal.SIGKILL); time.sleep(30)"))
+    executor.submit(job("dies", f"import os, signal, time; open({str(pidfile)!r}, 'w')"
+                                ".write(str(os.getpid())); "
+                                "os.kill(os.getppid(), signal.SIGKILL); time.sleep(30)",
+                        ["dies.out"]))
     executor.submit(job("next", "open('next.out', 'w')", ["next.out"]))
     told = heard(executor, 2)
     assert told["sweep:dies"][-1].result.status == FAILED
     assert "killed by signal 9" in told["sweep:dies"][-1].result.detail
     assert told["sweep:next"][-1].result.ok and (tmp_path / "next.out").exists()
+    orphan = int(pidfile.read_text())  # the dead worker's command: it must not run on
+    deadline = time.monotonic() + 10
+    while alive(orphan) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(orphan)
 
 
 def test_messages_wait_at_most_their_timeout(make):
@@ -229,11 +231,3 @@ def test_the_job_spec_crosses_as_json_unchanged():
                    2, False, ("a.sum", "b.sum"), ".incrun/inputs/gather.txt")
     assert JobSpec.from_json(spec.to_json()) == spec
     assert isinstance(spec.to_json(), str) and spec.version
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -68,7 +68,7 @@ def test_log_tail_keeps_the_last_lines(tmp_path):
     assert log_tail(tmp_path / "missing") == ()
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -95,6 +95,6 @@ def test_terminate_all_ends_a_job_and_its_grandchild(tmp_path):
     worker.join(20)
     assert results and results[0].status == FAILED and "signal" in results[0].detail
     deadline = time.monotonic() + 5
-    while _alive(grandchild) and time.monotonic() < deadline:  # init reaps it
+    while alive(grandchild) and time.monotonic() < deadline:  # init reaps it
         time.sleep(0.02)
-    assert not _alive(grandchild)
+    assert not alive(grandchild)

@@ -5,6 +5,7 @@ the three messages an executor sends back, and the protocol the coordinator driv
 from __future__ import annotations
 
 import json
+import queue
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -65,6 +66,18 @@ class Cancelled:
 
 
 Message = Started | Finished | Cancelled
+
+
+def take_messages(messages: queue.SimpleQueue, timeout: float | None) -> list[Message]:
+    """`Executor.messages` over a queue: the next one (waiting at most `timeout` seconds; none
+    is then an empty list), and every one already there."""
+    try:
+        found = [messages.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while not messages.empty():
+        found.append(messages.get())
+    return found
 
 
 class Executor(Protocol):

@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from ..events import ERROR, FAILED, TIMEOUT, JobResult
-from .contract import Cancelled, Finished, JobSpec, Message, Started
+from .contract import Cancelled, Finished, JobSpec, Message, Started, take_messages
 from .groups import DEFAULT_GRACE, GroupLeader, ProcessGroups, end_group
 from .jobfiles import Lookups, Scratch, job_result
 from .workers import BOOT, FINISHED, STARTED, run_job
@@ -292,15 +292,7 @@ class LocalExecutor:
             self.tell(Finished(replace(result, worker=label)))
 
     def messages(self, timeout: float | None = None) -> list[Message]:
-        """Wait for the next message (at most `timeout` seconds: none is then an empty list),
-        then take every one already there."""
-        try:
-            found = [self._messages.get(timeout=timeout)]
-        except queue.Empty:
-            return []
-        while not self._messages.empty():
-            found.append(self._messages.get())
-        return found
+        return take_messages(self._messages, timeout)
 
     def _cancel_queued_calls(self) -> None:
         while not self._todo.empty():
