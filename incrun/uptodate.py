@@ -13,6 +13,7 @@ import hashlib
 import os
 import pickle
 import signal
+import sys
 from collections.abc import Callable
 
 
@@ -72,6 +73,8 @@ def gathered_stamp(paths) -> str | None:
 # A no-op check of more jobs than this per core is split over the cores (see check_ahead):
 # below it, forking costs more than it saves.
 JOBS_PER_PART = 25_000
+# fork() without exec is safe on Linux; macOS's system libraries may crash in such a child.
+FORKS_SAFELY = sys.platform.startswith("linux")
 
 
 class UpToDate:
@@ -101,7 +104,7 @@ class UpToDate:
         cores. A small one is left to `stale`."""
         rules = [sweep for sweep in sweeps if not sweep.spec.gather and len(sweep)]
         parts = min(self.cores, sum(len(sweep) for sweep in rules) // JOBS_PER_PART)
-        if parts < 2:
+        if parts < 2 or not FORKS_SAFELY:
             return
         keys = [self.signatures.rule_key(sweep.digest, sweep.shared) for sweep in rules]
         recorded = self.store.signatures()

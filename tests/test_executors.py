@@ -3,15 +3,20 @@ What every executor must do with many is in test_executor_contract."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import sys
 import threading
 import time
+from dataclasses import replace
 
+import incrun
 from incrun.events import ERROR, FAILED, OK
-from incrun.executors.contract import JobSpec
+from incrun.executors.contract import PYTHON, JobSpec
 from incrun.executors.groups import ProcessGroups
 from incrun.executors.jobfiles import log_tail
+from incrun.executors.remote import refusal, result_of, run_remote
 from incrun.executors.workers import run_job
 
 
@@ -98,3 +103,31 @@ def test_terminate_all_ends_a_job_and_its_grandchild(tmp_path):
     while alive(grandchild) and time.monotonic() < deadline:  # init reaps it
         time.sleep(0.02)
     assert not alive(grandchild)
+
+
+# -- the worker side of a remote executor --------------------------------------------------
+
+
+def test_a_remote_worker_runs_a_spec_from_json_and_answers_with_plain_values(tmp_path):
+    answer = run_remote(spec("open('a.out', 'w').write('x')").to_json(), str(tmp_path))
+    assert answer["status"] == OK and answer["name"] == "sweep:a.inp"
+    assert (tmp_path / "a.out").read_text() == "x"
+    assert json.loads(json.dumps(answer)) == answer  # nothing but plain data
+    assert result_of(answer).ok and result_of(answer).name == "sweep:a.inp"
+
+
+def test_a_worker_with_another_incrun_refuses_the_job_and_names_both_versions(tmp_path):
+    old = replace(spec("open('a.out', 'w').write('x')"), version="0.0.1")
+    answer = run_remote(old.to_json(), str(tmp_path))
+    assert answer["status"] == ERROR
+    assert answer["detail"] == (f"stale worker: {socket.gethostname()} has incrun "
+                                f"{incrun.__version__}, this run needs 0.0.1")
+    assert not (tmp_path / "a.out").exists()  # refused, not run
+
+
+def test_a_call_needs_the_same_python_on_the_worker_a_command_does_not(tmp_path):
+    call = JobSpec("sweep:a.inp", ("pkg.sim:run", "a.inp"), (), "a.log", call=True,
+                   python="2.7")
+    assert refusal(call, "node7") == (f"stale worker: node7 has Python {PYTHON}, this run "
+                                      "needs Python 2.7")
+    assert refusal(replace(call, call=False), "node7") is None

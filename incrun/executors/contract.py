@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import queue
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 from .. import __version__
 from ..events import JobResult
+
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class JobSpec:
     inputs: tuple[str, ...] = field(default=())  # a gather job's, listed in `inputs_file`
     inputs_file: str | None = None  # written before the job starts, when its command reads it
     version: str = __version__  # of the incrun that made the spec: a worker's must match
+    python: str = PYTHON  # "3.11": a worker running a call must have the same
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
