@@ -573,5 +573,3 @@ def _chunks(items: list[str]) -> list[list[str]]:
 
 def _marks(chunk: list[str]) -> str:
     return ", ".join("?" * len(chunk))
-
-

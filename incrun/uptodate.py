@@ -222,15 +222,15 @@ def in_parallel(work: Callable[[int], object], parts: int) -> list:
     sends its result back pickled. A part whose child cannot start or fails is done here.
     Only for work that reads memory and the file system: a child never returns to the caller,
     and leaves nothing behind."""
-    children = []
+    children = []  # (part, child) not yet reaped
     try:
         for number in range(1, parts):
             children.append((number, _start_part(work, number)))
         results = [work(0)]
-        for number, child in children:
+        while children:
+            number, child = children.pop(0)  # _result_of reaps it, however it returns
             result = _result_of(child) if child is not None else None
             results.append(work(number) if result is None else result[0])
-        children = []
         return results
     finally:
         for _, child in children:  # interrupted: no child outlives the check

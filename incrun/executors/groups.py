@@ -28,6 +28,14 @@ def end_group(process: subprocess.Popen, grace: float) -> None:
                 pass
 
 
+def kill_group(pid: int) -> None:
+    """SIGKILL the group `pid` leads, now; gone already is fine."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 class ChildProcess:
     """A multiprocessing.Process as ProcessGroups sees a job: a pid that leads a group, and
     wait() as Popen has it."""
@@ -116,10 +124,7 @@ class ProcessGroups:
         with self._lock:
             processes = list(self._processes.values())
         for process in processes:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            kill_group(process.pid)
 
     def close(self) -> None:
         if self._guard is not None:

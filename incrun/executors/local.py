@@ -5,9 +5,7 @@ The coordinator hears of every start, end and cancellation through one queue of 
 
 from __future__ import annotations
 
-import os
 import queue
-import signal
 import socket
 import subprocess
 import sys
@@ -19,19 +17,12 @@ from pathlib import Path
 
 from ..events import ERROR, FAILED, TIMEOUT, JobResult
 from .contract import Cancelled, Finished, JobSpec, Message, Started, take_messages
-from .groups import DEFAULT_GRACE, GroupLeader, ProcessGroups, end_group
+from .groups import DEFAULT_GRACE, GroupLeader, ProcessGroups, end_group, kill_group
 from .jobfiles import Lookups, Scratch, job_result
 from .workers import BOOT, FINISHED, STARTED, run_job
 
 # The folder holding the incrun package, so a worker imports this very incrun.
 _HOME = str(Path(__file__).resolve().parent.parent.parent)
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class WorkerHandle:
@@ -159,7 +150,7 @@ class WorkerHandle:
     def _fail_running(self, code: int, worker: int) -> None:
         name, started, pid = self.running
         if pid != worker:  # the dead worker's command runs on, orphaned: it goes
-            _kill_group(pid)  # first, so that nothing it writes outlives its failure
+            kill_group(pid)  # first, so that nothing it writes outlives its failure
             self.executor.groups.discard(GroupLeader(pid), guarded=False)
         spec = self.outstanding.pop(name)
         self.running, self._deadline = None, None
