@@ -33,6 +33,7 @@ and jobs; a dodo.py adds doit tasks of its own.
 exit codes: 0 all succeeded, 1 a job failed, 2 usage, 3 nothing to run,
 4 no input matched, 5 bad config, 6 unknown placeholder, 7 bad dodo.py,
 8 unknown task, 9 state not writable, 10 another run holds the project,
+11 cluster unreachable or lost, 12 an optional part (incrun[dask]) missing,
 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
@@ -84,6 +85,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--in-order", action="store_true",
                         help="start the jobs in input order (default: longest expected "
                              "first, from the last run of each)")
+    parser.add_argument("--cluster", metavar="WHERE",
+                        help="run the jobs on a Dask cluster: tcp://HOST:PORT or tls://HOST:PORT "
+                             "(a running scheduler), local:N (N worker processes here) or "
+                             "slurm ([tool.incrun.slurm]); -n then caps the jobs in flight "
+                             "(default: every worker thread)")
+    parser.add_argument("--stage", action="store_true",
+                        help="with --cluster, when the workers do not share the project "
+                             "folder: send each job's files with it, bring its outputs back")
     parser.add_argument("--junit", type=Path, metavar="PATH",
                         help="write a JUnit XML report there: a testcase per job, for CI")
     parser.add_argument("--out", type=Path, metavar="PATH",
@@ -164,8 +173,18 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
     if not args.directory.is_dir():
         raise errors.IncrunError(f"no such folder: {args.directory}", exit_code=errors.USAGE,
                                  hint="-C takes the project folder")
+    cluster = None
+    if args.cluster is not None:
+        try:
+            cluster = config.parse_cluster(args.cluster)
+        except errors.BadConfig as error:
+            raise errors.IncrunError(error.message, error.hint, errors.USAGE) from None
+    if args.stage and cluster is None and not _configured_cluster(args.directory):
+        raise errors.IncrunError("--stage is for jobs run on a cluster", exit_code=errors.USAGE,
+                                 hint="add --cluster, or set 'cluster' in [tool.incrun]")
     return config.build(
         args.directory, command=command, targets=tuple(targets), jobs=args.jobs,
+        cluster=cluster, stage=args.stage,
         fail_fast=args.fail_fast, always=args.always, quiet=args.quiet,
         timeout=args.timeout, retries=args.retries, grace=args.grace,
         display=config.choose_display(stdout, env, as_json=args.json and command == "run"),
@@ -175,6 +194,10 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
         graph_jobs=graph_jobs,
         step_summary=_absolute(env.get("GITHUB_STEP_SUMMARY")),
         annotations=env.get("GITHUB_ACTIONS") == "true" and not args.json)  # JSON stays JSON
+
+
+def _configured_cluster(directory: Path) -> bool:
+    return config.read_settings(directory.resolve()).cluster is not None
 
 
 def _absolute(path) -> Path | None:

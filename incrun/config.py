@@ -6,7 +6,7 @@ import os
 import re
 import shlex
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import BadConfig
@@ -23,12 +23,52 @@ DEFAULT_INPUTS = ("*.inp",)
 DEFAULT_COMMAND = ("{python}", RUNNER, "{input}")
 DEFAULT_OUTPUTS = ("{stem}.out",)
 RULE_KEYS = ("inputs", "exclude", "command", "outputs", "deps", "timeout")
-KNOWN_KEYS = (*RULE_KEYS, "jobs", "retries", "grace", "rules")
+KNOWN_KEYS = (*RULE_KEYS, "jobs", "retries", "grace", "rules", "cluster", "env", "stage",
+              "stage_limit", "dask", "slurm")
 # What a named rule (`[tool.incrun.rules.NAME]`) may set: a rule's keys, its own retries and
 # limit of jobs at once, gather.
 NAMED_RULE_KEYS = (*RULE_KEYS, "retries", "jobs", "gather")
 RULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")  # becomes a task name's first part
 DEFAULT_GRACE = 5.0  # seconds a job that is ended has between SIGTERM and SIGKILL
+DEFAULT_STAGE_LIMIT = 64 * 2**20  # bytes a staged job may send, and bring back
+# `[tool.incrun.dask]`: Dask's own TLS settings for a `tls://` scheduler (file paths).
+DASK_KEYS = ("ca", "cert", "key")
+# `[tool.incrun.slurm]`: what builds a dask-jobqueue SLURMCluster (see executors.dask).
+SLURM_KEYS = ("partition", "account", "cores", "memory", "walltime", "max_workers",
+              "processes", "extra", "python", "local_directory")
+CLUSTER_FORMS = "tcp://HOST:PORT, tls://HOST:PORT, local:N or slurm"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where jobs run when not on this machine's worker processes (`--cluster`)."""
+
+    kind: str  # "scheduler" (an existing Dask scheduler), "local" (a LocalCluster), "slurm"
+    address: str = ""  # of the scheduler: tcp://HOST:PORT or tls://HOST:PORT
+    workers: int = 0  # local:N
+
+    def __str__(self) -> str:
+        return {"local": f"local:{self.workers}", "slurm": "slurm"}.get(self.kind, self.address)
+
+
+def parse_cluster(text: str, where: str = "--cluster") -> Cluster:
+    """A `--cluster` value, or a clear error naming the forms it may take."""
+    if not isinstance(text, str):
+        raise BadConfig(f"{where} must be a string, not {text!r}", hint=CLUSTER_FORMS)
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme in ("tcp", "tls"):
+        host, colon, port = rest.rpartition(":")
+        if host and colon and port.isdigit() and 0 < int(port) < 65536:
+            return Cluster("scheduler", address=text)
+        raise BadConfig(f"{where} {text!r}: a scheduler's address is {scheme}://HOST:PORT",
+                        hint=f"for example {scheme}://10.0.0.5:8786")
+    kind, colon, count = text.partition(":")
+    if kind == "local" and colon and count.isdigit() and int(count) > 0:
+        return Cluster("local", workers=int(count))
+    if text == "slurm":
+        return Cluster("slurm")
+    raise BadConfig(f"{where} {text!r} is not a cluster incrun knows",
+                    hint=f"one of {CLUSTER_FORMS}")
 
 
 @dataclass(frozen=True)
@@ -57,6 +97,12 @@ class FileSettings:
     jobs: int | None = None
     retries: int | None = None
     grace: float | None = None
+    cluster: Cluster | None = None
+    env: tuple[str, ...] = ()
+    stage: bool = False
+    stage_limit: int = DEFAULT_STAGE_LIMIT
+    dask: dict = field(default_factory=dict)  # DASK_KEYS
+    slurm: dict = field(default_factory=dict)  # SLURM_KEYS
     source: str | None = None  # "incrun.toml" or "pyproject.toml [tool.incrun]"
 
 
@@ -67,6 +113,13 @@ class Config:
     targets: tuple[str, ...] = ()
     rules: tuple[RuleSpec, ...] = ()  # the project's own rules, in the order written
     jobs: int = 1
+    in_flight: int | None = None  # -n or `jobs` as given; None: the cluster's worker threads
+    cluster: Cluster | None = None  # --cluster or `cluster`: None is this machine
+    env: tuple[str, ...] = ()  # variables a remote job gets from incrun's environment
+    stage: bool = False  # send inputs with remote jobs, bring outputs back: no shared folder
+    stage_limit: int = DEFAULT_STAGE_LIMIT
+    dask: dict = field(default_factory=dict)  # [tool.incrun.dask]: TLS files
+    slurm: dict = field(default_factory=dict)  # [tool.incrun.slurm]
     fail_fast: bool = False
     always: bool = False  # run every selected job, up to date or not
     timeout: float | None = None  # from the command line: for every job
@@ -131,7 +184,37 @@ def _settings_from(table: dict, source: str) -> FileSettings:
                         jobs=_count(table.get("jobs"), "jobs", source, minimum=1),
                         retries=_count(table.get("retries"), "retries", source, minimum=0),
                         grace=positive_seconds(table.get("grace"), f"{source}: 'grace'"),
-                        source=source)
+                        **_cluster_settings(table, source), source=source)
+
+
+def _cluster_settings(table: dict, source: str) -> dict:
+    """What the config file says about running beyond this machine."""
+    found = {}
+    if "cluster" in table:
+        found["cluster"] = parse_cluster(table["cluster"], f"{source}: 'cluster'")
+    env = table.get("env", [])
+    if not isinstance(env, list) or not all(isinstance(name, str) and name for name in env):
+        raise BadConfig(f"{source}: 'env' must be a list of variable names",
+                        hint='for example env = ["OMP_NUM_THREADS", "LICENSE_SERVER"]')
+    found["env"] = tuple(env)
+    stage = table.get("stage", False)
+    if not isinstance(stage, bool):
+        raise BadConfig(f"{source}: 'stage' must be true or false, not {stage!r}")
+    found["stage"] = stage
+    limit = table.get("stage_limit")
+    if limit is not None:
+        found["stage_limit"] = _count(limit, "stage_limit", source, minimum=1)
+    for key, known in (("dask", DASK_KEYS), ("slurm", SLURM_KEYS)):
+        section = table.get(key, {})
+        where = f"{source}: [{key}]" if source == "incrun.toml" else f"[tool.incrun.{key}]"
+        if not isinstance(section, dict):
+            raise BadConfig(f"{where} must be a table of settings")
+        unknown = sorted(set(section) - set(known))
+        if unknown:
+            raise BadConfig(f"{where}: unknown setting {unknown[0]!r}",
+                            hint=f"known settings: {', '.join(known)}")
+        found[key] = dict(section)
+    return found
 
 
 def _rules(table: dict, source: str) -> tuple[RuleSpec, ...]:
@@ -262,7 +345,10 @@ def build(root: Path, **options) -> Config:
     """Combine the project's files with the command-line options (which win)."""
     root = root.resolve()
     settings = read_settings(root)
-    jobs = options.pop("jobs", None) or settings.jobs or default_jobs()
+    in_flight = options.pop("jobs", None) or settings.jobs
+    jobs = in_flight or default_jobs()
+    cluster = options.pop("cluster", None) or settings.cluster
+    stage = options.pop("stage", False) or settings.stage
     retries = options.pop("retries", None)
     retries = retries if retries is not None else settings.retries or 0
     grace = options.pop("grace", None) or settings.grace or DEFAULT_GRACE
@@ -271,6 +357,13 @@ def build(root: Path, **options) -> Config:
         root=root,
         rules=project_rules(root, settings),
         jobs=jobs,
+        in_flight=in_flight,
+        cluster=cluster,
+        env=settings.env,
+        stage=stage,
+        stage_limit=settings.stage_limit,
+        dask=settings.dask,
+        slurm=settings.slurm,
         retries=retries,
         grace=grace,
         dodo=dodo if dodo.is_file() else None,

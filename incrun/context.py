@@ -25,6 +25,9 @@ class RunContext:
     limit: int | None = None  # --limit: at most this many jobs start
     clock: Callable[[], float] = time.time
     interrupted: int | None = None  # the signal that stopped the run
+    lost: str = ""  # why the executor can run nothing more (its cluster is gone)
+    stage: bool = False  # jobs carry the files they read (--stage)
+    job_env: tuple[tuple[str, str], ...] = ()  # `env`: variables every job is given
     signatures: Signatures = field(default_factory=Signatures)
     up_to_date: UpToDate | None = None  # finds the jobs up to date before doit sees them
     started: float = 0.0  # when the run began, before any job was checked
@@ -46,6 +49,12 @@ class RunContext:
         for rule, count in clean.items():
             of_rule = tuple(name for name in names if rule_of(name) == rule) if names else ()
             self.emit(JobSkipped("", UP_TO_DATE, count=count, names=of_rule, rule=rule))
+
+    def lose(self, reason: str) -> None:
+        """The executor's cluster is gone: launch nothing more; the run ends with `reason`."""
+        if not self.lost:
+            self.lost = reason
+            self.executor.stop()
 
     def interrupt(self, signum: int) -> None:
         """First Ctrl-C or SIGTERM: launch nothing more, end the running jobs."""

@@ -33,7 +33,7 @@ from .events import (
     JobStarted,
     Notice,
 )
-from .executors.contract import Cancelled, JobSpec, Started
+from .executors.contract import Cancelled, JobSpec, Lost, Note, Started
 from .executors.jobfiles import remove_outputs
 from .loader import is_job, selected_tasks
 from .rules import META_KEY
@@ -178,9 +178,6 @@ class JobRunner(Runner):
         doit. One commit per turn of the loop records what ended and marks what is about to
         start, before it can start."""
         generator, tasks = task_dispatcher.generator, task_dispatcher.tasks
-        workers = self.ctx.executor.slots
-        # With --fail-fast no job may start after a failure: none waits queued, ready to start.
-        capacity = workers if self.ctx.fail_fast else 2 * workers
         inflight: dict[str, object] = {}  # by task name: submitted, running or queued
         ended: list = []  # nodes to hand back to doit
         limits = RuleLimits()
@@ -195,7 +192,7 @@ class JobRunner(Runner):
                     chosen.append(node)
             released = []
             while not exhausted and not self._stopping() and not self.limit_reached and (
-                    ended or len(inflight) + len(chosen) < capacity):
+                    ended or len(inflight) + len(chosen) < self._capacity()):
                 try:
                     node = generator.send(ended.pop() if ended else None)
                 except StopIteration:
@@ -223,7 +220,11 @@ class JobRunner(Runner):
                 break
             for message in self.ctx.executor.messages():
                 if isinstance(message, Started):
-                    self.ctx.emit(JobStarted(message.task, message.at))
+                    self.ctx.emit(JobStarted(message.task, message.at, message.worker))
+                elif isinstance(message, Note):
+                    self.ctx.emit(Notice(message.text, "warning" if message.warning else "info"))
+                elif isinstance(message, Lost):
+                    self.ctx.lose(message.reason)
                 elif isinstance(message, Cancelled):  # stopped before it started: as it was
                     limits.release(inflight.pop(message.task), successor=False)
                     self.store.jobs_not_started([message.task])
@@ -235,13 +236,20 @@ class JobRunner(Runner):
                         released.append(successor)
         self.store.commit()
 
+    def _capacity(self) -> int:
+        """Jobs submitted at once: one queued for each slot besides those running; with
+        --fail-fast, none waits queued, ready to start after a failure. An executor whose
+        slots are known only once it has its cluster says 0 until then: one job, to start."""
+        slots = self.ctx.executor.slots
+        return max(slots if self.ctx.fail_fast else 2 * slots, 1)
+
     @property
     def limit_reached(self) -> bool:
         """--limit K: K jobs have started; the others wait for a later run."""
         return self.ctx.limit is not None and self._started >= self.ctx.limit
 
     def _stopping(self) -> bool:
-        return self._stop_running or self.ctx.interrupted is not None
+        return self._stop_running or self.ctx.interrupted is not None or self.ctx.lost
 
     def _mark_started(self, node) -> bool:
         """A job about to start is marked running (committed before it starts); False for a
@@ -272,7 +280,8 @@ class JobRunner(Runner):
         listed = "inputs_file" in meta
         return JobSpec(task.name, tuple(meta["argv"]), tuple(meta["outputs"]), log_path,
                        timeout, attempt, meta["call"],
-                       tuple(meta["inputs"]) if listed else (), meta.get("inputs_file"))
+                       tuple(meta["inputs"]) if listed else (), meta.get("inputs_file"),
+                       tuple(task.file_dep) if self.ctx.stage else (), self.ctx.job_env)
 
     def _log_path(self, name: str) -> str:
         """The job's log, relative to the project: the form shown to the user."""
@@ -281,7 +290,7 @@ class JobRunner(Runner):
     def _finish(self, node, result: JobResult) -> bool:
         """Record a finished job; False if it was submitted again, to retry."""
         task = node.task
-        if not result.ok and self.ctx.interrupted is not None:
+        if not result.ok and (self.ctx.interrupted is not None or self.ctx.lost):
             self._interrupted(node, result)
             return True
         if result.ok:
@@ -321,7 +330,8 @@ class JobRunner(Runner):
         return replace(result, attempts=attempts, detail=f"{result.detail}, {attempts} attempts")
 
     def _interrupted(self, node, result: JobResult) -> None:
-        """Stopped by a signal: neither done nor failed; its RUNNING mark makes it rerun."""
+        """Stopped by a signal, or its cluster lost: neither done nor failed; its RUNNING mark
+        makes it rerun (and keeps whatever it left from being adopted)."""
         self.store.job_ran(replace(result, status=INTERRUPTED))
         node.run_status = "failure"
         self.dep_manager.remove_success(node.task)

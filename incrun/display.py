@@ -335,7 +335,8 @@ class PlainDisplay(Display):
     def _start(self, event: RunStarted) -> None:
         self._workers, self._last_progress = event.workers, self._clock()
         if not self._quiet:
-            self._write(f"incrun: {event.total} jobs, {event.workers} workers")
+            workers = f", {event.workers} workers" if event.workers else ""  # 0: not known yet
+            self._write(f"incrun: {event.total} jobs{workers}")
 
     def _maybe_progress(self) -> None:
         now = self._clock()

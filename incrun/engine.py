@@ -180,7 +180,8 @@ def _run(config: Config) -> int:
             for warning in store.warnings:
                 emit(Notice(warning, "warning"))
             context = RunContext(store, executor, emit, config.fail_fast, config.always,
-                                 config.retries, config.timeout, config.limit, started=started)
+                                 config.retries, config.timeout, config.limit, started=started,
+                                 stage=config.stage, job_env=_job_env(config.env))
             if not config.always:
                 context.up_to_date = UpToDate(store, context.signatures,
                                               keep_names=config.junit is not None,
@@ -208,19 +209,30 @@ def _run(config: Config) -> int:
             if config.limit is not None and tally.total > tally.done:
                 emit(JobSkipped("", DEFERRED, count=tally.total - tally.done))
             summary = tally.summary(time.time())
-            store.end_run(time.time(), summary.succeeded + summary.failed, summary.failed)
+            store.end_run(time.time(), summary.succeeded + summary.failed, summary.failed,
+                          executor.slots if config.cluster is not None else None)
             if summary.adopted:
                 emit(Notice(f"adopted {summary.adopted} outputs made before incrun "
                             "(newer than their inputs): recorded as done, not rerun"))
             if context.interrupted is not None:
                 emit(Notice(f"stopped by {signal.Signals(context.interrupted).name}: "
                             "finished jobs are recorded, the rest run next time", "warning"))
+            elif context.lost:
+                emit(Notice(f"{context.lost}: finished jobs are recorded, the rest run next "
+                            "time", "warning"))
             emit(RunFinished(summary))
     finally:
         store.close()
     if context.interrupted is not None:
         return 128 + context.interrupted
+    if context.lost:
+        return errors.CLUSTER
     return errors.OK if doit_code == 0 and summary.ok else errors.JOBS_FAILED
+
+
+def _job_env(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """`env`: the variables, of those named, that incrun has; they travel with each job."""
+    return tuple((name, os.environ[name]) for name in names if name in os.environ)
 
 
 def _checked_plan(config: Config) -> Plan | None:

@@ -14,6 +14,8 @@ BAD_DODO = 7  # dodo.py failed to import or defines an invalid task
 UNKNOWN_TASK = 8  # a task or file named on the command line is not known
 STATE_ERROR = 9  # .incrun/ cannot be written
 LOCKED = 10  # another incrun run holds this project
+CLUSTER = 11  # the cluster cannot be reached, cannot read the project, or was lost mid-run
+MISSING_EXTRA = 12  # an optional part (dask, dask-jobqueue) is not installed
 INTERRUPTED = 130  # Ctrl-C
 TERMINATED = 143  # SIGTERM
 
@@ -64,3 +66,17 @@ class StateError(IncrunError):
 
 class Locked(IncrunError):
     exit_code = LOCKED
+
+
+class ClusterError(IncrunError):
+    exit_code = CLUSTER
+
+
+class MissingExtra(IncrunError):
+    """`module` is missing: `pip install 'incrun[extra]'` brings it."""
+
+    exit_code = MISSING_EXTRA
+
+    def __init__(self, module: str, extra: str, needed_for: str):
+        super().__init__(f"{needed_for} needs {module}, which is not installed",
+                         hint=f"pip install 'incrun[{extra}]'")

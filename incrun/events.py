@@ -67,6 +67,7 @@ class RunStarted:
 class JobStarted:
     name: str
     at: float
+    worker: str = ""  # where it runs, when not on this machine: a cluster worker's name
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ class Tally:
         self.total = total
         self.started_at = started_at
         self.running: dict[str, float] = {}
+        self.where: dict[str, str] = {}  # of the running jobs, those whose executor says
         self.counts = {OK: 0, FAILED: 0, UP_TO_DATE: 0, ADOPTED: 0, NOT_RUN: 0, DEFERRED: 0}
         self.failures: list[JobResult] = []
         self.blocked: list[tuple[str, str]] = []  # jobs not run for a failure: (job, why)
@@ -167,10 +169,13 @@ class Tally:
                           for rule, total in event.rules.items()}
         elif isinstance(event, JobStarted):
             self.running[event.name] = event.at
+            if event.worker:
+                self.where[event.name] = event.worker
         elif isinstance(event, JobFinished):
             result = event.result
             self._left(result.name)
             self.running.pop(result.name, None)
+            self.where.pop(result.name, None)
             self.run_durations.append(result.duration)
             outcome = OK if result.ok else FAILED
             self.counts[outcome] += 1

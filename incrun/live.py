@@ -23,10 +23,13 @@ def _running_rows(tally: Tally, now: float) -> Table:
     rows = Table.grid(padding=(0, 2))
     rows.add_column(no_wrap=True, overflow="ellipsis")
     rows.add_column(justify="right", no_wrap=True)
+    rows.add_column(no_wrap=True, overflow="ellipsis")
     # Longest-running first; nsmallest stays linear however many workers run.
     oldest = heapq.nsmallest(MAX_RUNNING_ROWS, tally.running.items(), key=lambda item: item[1])
     for name, started in oldest:
-        rows.add_row(Text("  " + clean(name)), Text(format_seconds(now - started), "cyan"))
+        where = tally.where.get(name)
+        rows.add_row(Text("  " + clean(name)), Text(format_seconds(now - started), "cyan"),
+                     Text(f"on {clean(where)}", "dim") if where else "")
     hidden = len(tally.running) - len(oldest)
     if hidden > 0:
         rows.add_row(Text(f"  … and {hidden} more", "dim"), "")

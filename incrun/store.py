@@ -385,16 +385,18 @@ class Store:
                               result.ended, None if signal else code, signal, result.attempts,
                               result.worker, result.detail, result.log_path))
 
-    def end_run(self, at: float, ran: int, failed: int) -> None:
-        """The run is over: its totals, and older runs beyond the bounds dropped."""
+    def end_run(self, at: float, ran: int, failed: int, workers: int | None = None) -> None:
+        """The run is over: its totals (its `workers`, if known only now: a cluster's), and
+        older runs beyond the bounds dropped."""
         if self._run is None or self._run[0] is None or self._conn is None:
             return
         self.commit()
         conn = self._conn
         try:
             conn.execute("BEGIN")
-            conn.execute("UPDATE runs SET ended = ?, ran = ?, failed = ? WHERE id = ?",
-                         (at, ran, failed, self._run[0]))
+            conn.execute("UPDATE runs SET ended = ?, ran = ?, failed = ?, "
+                         "workers = COALESCE(?, workers) WHERE id = ?",
+                         (at, ran, failed, workers, self._run[0]))
             self._prune_history()
             conn.execute("COMMIT")
         except sqlite3.Error:

@@ -5,9 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import MissingExtra
+
 
 def make_executor(config, logs: Path | None = None):
-    """The executor for this run's config: today, this machine's worker processes."""
-    from .local import LocalExecutor
+    """The executor for this run's config: this machine's worker processes, or a cluster's."""
+    if config.cluster is None:
+        from .local import LocalExecutor
 
-    return LocalExecutor(config.jobs, config.root, grace=config.grace, logs=logs)
+        return LocalExecutor(config.jobs, config.root, grace=config.grace, logs=logs)
+    try:
+        from .dask import DaskExecutor
+    except ImportError as error:
+        if error.name not in ("dask", "distributed"):
+            raise
+        raise MissingExtra("dask", "dask", f"--cluster {config.cluster}") from None
+    return DaskExecutor(config.cluster, config.root, config.in_flight, grace=config.grace,
+                        stage=config.stage, stage_limit=config.stage_limit, tls=config.dask,
+                        slurm=config.slurm, logs=logs)

@@ -29,6 +29,8 @@ class JobSpec:
     call: bool = False  # run `argv[0]` as a function in a worker process, not as a program
     inputs: tuple[str, ...] = field(default=())  # a gather job's, listed in `inputs_file`
     inputs_file: str | None = None  # written before the job starts, when its command reads it
+    reads: tuple[str, ...] = field(default=())  # every file it reads: what --stage sends
+    env: tuple[tuple[str, str], ...] = field(default=())  # (name, value): set for the command
     version: str = __version__  # of the incrun that made the spec: a worker's must match
     python: str = PYTHON  # "3.11": a worker running a call must have the same
 
@@ -38,17 +40,19 @@ class JobSpec:
     @classmethod
     def from_json(cls, text: str) -> JobSpec:
         data = json.loads(text)
-        for key in ("argv", "outputs", "inputs"):
+        for key in ("argv", "outputs", "inputs", "reads"):
             data[key] = tuple(data[key])
+        data["env"] = tuple(tuple(pair) for pair in data["env"])
         return cls(**data)
 
 
 @dataclass(frozen=True)
 class Started:
-    """The job's process runs (from `at`, on the executor's clock)."""
+    """The job's process runs (from `at`, on the executor's clock), on `worker` if it says."""
 
     task: str
     at: float
+    worker: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,23 @@ class Cancelled:
     task: str
 
 
-Message = Started | Finished | Cancelled
+@dataclass(frozen=True)
+class Note:
+    """Something the user should hear of (a worker joined or left); `warning` if it hurts."""
+
+    text: str
+    warning: bool = False
+
+
+@dataclass(frozen=True)
+class Lost:
+    """The executor can run nothing more (its cluster is gone): the run ends, every job it
+    had is then Finished or Cancelled, and what finished stays recorded."""
+
+    reason: str
+
+
+Message = Started | Finished | Cancelled | Note | Lost
 
 
 def take_messages(messages: queue.SimpleQueue, timeout: float | None) -> list[Message]:

@@ -190,7 +190,7 @@ class LocalExecutor:
     in threads of this process."""
 
     def __init__(self, slots: int, root: Path, grace: float = DEFAULT_GRACE, guard: bool = True,
-                 logs: Path | None = None):
+                 logs: Path | None = None, messages: queue.SimpleQueue | None = None):
         self.slots = slots
         self.root = root
         self.logs = logs  # where workers keep their scratch files (see jobfiles.Scratch)
@@ -201,7 +201,8 @@ class LocalExecutor:
         self._lookups = Lookups()
         self._own = threading.local()  # each thread's scratch file
         self._todo: queue.SimpleQueue = queue.SimpleQueue()  # (name, function, args) or None
-        self._messages: queue.SimpleQueue = queue.SimpleQueue()
+        # Another executor may pass on its hand-written tasks, and hear of them on its queue.
+        self._messages = messages if messages is not None else queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
 
     def tell(self, message: Message) -> None:

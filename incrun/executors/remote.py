@@ -5,15 +5,24 @@ workers do, and answers with the result as plain data."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import sys
+import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from .. import __version__
-from ..events import ERROR, JobResult
+from ..events import ERROR, FAILED, OK, JobResult
 from .contract import PYTHON, JobSpec
+from .jobfiles import remove_outputs
 from .workers import run_job
+
+# A call run on a worker of a cluster: in a Python of its own, which a stop can end (the worker's
+# own threads are shared by its jobs). The project folder is its working folder, on sys.path.
+CALL_BOOT = "import sys; from incrun.calls import call; call(*sys.argv[1:])"
 
 
 def refusal(spec: JobSpec, host: str | None = None) -> str | None:
@@ -27,17 +36,65 @@ def refusal(spec: JobSpec, host: str | None = None) -> str | None:
     return None
 
 
-def run_remote(spec_json: str, root: str | Path) -> dict:
-    """Run one job here, to the end; its JobResult as JSON-able values (see `result_of`)."""
+def as_command(spec: JobSpec) -> JobSpec:
+    """The job as a program to start: a call becomes a Python of its own that makes it."""
+    if not spec.call:
+        return spec
+    return replace(spec, argv=(sys.executable, "-c", CALL_BOOT, *spec.argv), call=False)
+
+
+def run_remote(spec_json: str, root: str | Path, **hooks) -> dict:
+    """Run one job here, to the end; its JobResult as JSON-able values (see `result_of`).
+    `hooks` are run_job's (groups, on_start, wait)."""
     spec = JobSpec.from_json(spec_json)
     why = refusal(spec)
     if why is not None:
         now = time.time()
-        return _plain(JobResult(spec.task, ERROR, now, now, detail=why))
-    return _plain(run_job(spec, root))
+        return plain(JobResult(spec.task, ERROR, now, now, detail=why))
+    return plain(run_job(as_command(spec), root, **hooks))
 
 
-def _plain(result: JobResult) -> dict:
+def run_staged(spec_json: str, files: dict[str, bytes], scratch: str, limit: int,
+               **hooks) -> tuple[dict, dict[str, bytes]]:
+    """Run one job in a folder of its own under `scratch`, holding the files it reads (there is
+    no shared project folder); its result, and its outputs and log as bytes, at most `limit`."""
+    folder = tempfile.mkdtemp(prefix="incrun-job-", dir=scratch)
+    try:
+        for path, data in files.items():
+            place = os.path.join(folder, path)
+            os.makedirs(os.path.dirname(place), exist_ok=True)
+            with open(place, "wb") as stream:
+                stream.write(data)
+        values = run_remote(spec_json, folder, **hooks)
+        spec = JobSpec.from_json(spec_json)
+        if values["status"] != OK:
+            return values, _files_of(folder, [spec.log], limit)[0]
+        made, too_big = _files_of(folder, [*spec.outputs, spec.log], limit)
+        if too_big:
+            remove_outputs(spec.outputs, folder)
+            values.update(status=FAILED, detail=too_big)
+            return values, _files_of(folder, [spec.log], limit)[0]
+        return values, made
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _files_of(folder: str, paths, limit: int) -> tuple[dict[str, bytes], str]:
+    """The files among `paths` that exist, and why not, if together they pass `limit`."""
+    found, total = {}, 0
+    for path in paths:
+        place = os.path.join(folder, path)
+        if not os.path.isfile(place):
+            continue
+        total += os.path.getsize(place)
+        if total > limit:
+            return {}, f"{path} takes the job's files past the --stage limit of {limit:,} bytes"
+        with open(place, "rb") as stream:
+            found[path] = stream.read()
+    return found, ""
+
+
+def plain(result: JobResult) -> dict:
     values = asdict(result)
     values["log_tail"] = list(values["log_tail"])
     return values

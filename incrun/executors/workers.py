@@ -83,6 +83,7 @@ def run_job(spec: JobSpec, root: Path | str, clock=time.time,
     try:
         with _output_file(log_file, scratch) as output:
             process = subprocess.Popen(argv, executable=lookups.program(argv[0]), cwd=root,
+                                       env={**os.environ, **dict(spec.env)} if spec.env else None,
                                        stdin=subprocess.DEVNULL, stdout=output,
                                        stderr=subprocess.STDOUT, start_new_session=True)
             if groups is not None:
