@@ -35,7 +35,7 @@ DEFAULT_STAGE_LIMIT = 64 * 2**20  # bytes a staged job may send, and bring back
 DASK_KEYS = ("ca", "cert", "key")
 # `[tool.incrun.slurm]`: what builds a dask-jobqueue SLURMCluster (see executors.dask).
 SLURM_KEYS = ("partition", "account", "cores", "memory", "walltime", "max_workers",
-              "processes", "extra", "python", "local_directory")
+              "processes", "extra", "python", "local_directory", "interface")
 CLUSTER_FORMS = "tcp://HOST:PORT, tls://HOST:PORT, local:N or slurm"
 
 

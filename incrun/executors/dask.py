@@ -9,10 +9,10 @@ process on each worker ends the jobs of a worker that dies, which Dask then runs
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import socket
+import threading
 import time
 import uuid
 from dataclasses import replace
@@ -25,13 +25,14 @@ from .. import __version__, errors
 from ..config import Cluster
 from ..events import ERROR, FAILED, JobResult
 from .contract import Cancelled, Finished, JobSpec, Lost, Note, Started, take_messages
+from .dask_clusters import Connection, first_line
 from .groups import DEFAULT_GRACE, ProcessGroups, end_group
+from .jobfiles import remove_outputs
 from .remote import result_of, run_remote, run_staged
 
 POLL = 0.2  # seconds between a worker's looks at whether its job was cancelled
-CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler
-WORKER_TIMEOUT = 60.0  # seconds to wait for a first worker (a SLURM job may queue)
-PROBE_TIMEOUT = 60.0
+PROBE_TIMEOUT = 60.0  # seconds a worker has to read the probe file
+_REPLACE_LOST = "replace lost workers"  # a message to itself, once a lost worker is gone
 
 # ---- the worker side: installed incrun code, called by name ----
 
@@ -72,7 +73,7 @@ def run_on_worker(spec_json: str, files: dict[str, bytes] | None = None, *, root
     task = JobSpec.from_json(spec_json).task
 
     def started(process) -> None:
-        worker.log_event(topic, {"task": task, "at": time.time()})
+        worker.log_event(topic, {"task": task, "at": time.time(), "name": name})
 
     def wait(process, timeout: float | None, grace: float) -> tuple[int, bool]:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -126,17 +127,16 @@ class DaskExecutor:
         self._asked = in_flight
         self._grace = grace
         self._stage, self._limit = stage, stage_limit
-        self._tls, self._slurm = tls or {}, slurm or {}
         self._logs = logs
-        self._client = None
-        self._owned = None  # the LocalCluster or SLURMCluster this run started
+        self._connection = Connection(cluster, root, tls or {}, slurm or {})
+        self._client = None  # once connected
         self._topic = f"incrun-started-{uuid.uuid4().hex}"
+        self._topics: list[str] = []  # of the scheduler's events, those heard
         self._messages: queue.SimpleQueue = queue.SimpleQueue()
         self._todo: list[JobSpec] = []  # submitted, not yet sent
         self._sent: dict[str, tuple[JobSpec, Future]] = {}  # by Dask key
-        self._names: dict[str, str] = {}  # a worker's name, by address
+        self._where: dict[str, str] = {}  # the worker running a job, by task
         self._local = None  # a LocalExecutor for hand-written dodo.py tasks
-        self._topics: list[str] = []  # of the scheduler's events, those heard
 
     # -- the cluster ----------------------------------------------------------------------
 
@@ -144,82 +144,25 @@ class DaskExecutor:
         self._connect(jobs)
 
     def _connect(self, jobs: int = 0) -> None:
-        if self._client is not None:
+        if self._client is not None or self.stopped:
             return
-        _silence_dask()
-        self._client = self._start_client(jobs)
-        client = self._client
+        client = self._client = self._connection.open(jobs)
         try:
-            if self._owned is None or self.cluster.kind != "slurm":
-                client.wait_for_workers(1, timeout=WORKER_TIMEOUT)
-            info = client.scheduler_info(n_workers=-1)
-        except (TimeoutError, OSError) as error:
+            if not self._connection.wait_for_a_worker(lambda: self.stopped):
+                return
+            workers = client.scheduler_info(n_workers=-1)["workers"]
+            self.slots = self._asked or self._connection.threads(workers)
+            client.register_plugin(JobGroups(self._grace), name=JobGroups.name)
+            if not self._stage:
+                self._probe()
+            for topic, heard in ((self._topic, self._heard_start), ("all", self._heard_cluster)):
+                client.subscribe_topic(topic, heard)
+                self._topics.append(topic)
+        except BaseException:
             self.close(kill=True)
-            raise errors.ClusterError(
-                f"no Dask worker joined the scheduler at {self.cluster} within "
-                f"{WORKER_TIMEOUT:g}s ({type(error).__name__})",
-                hint="start workers: dask worker ADDRESS") from None
-        self._names = {address: str(worker["name"])
-                       for address, worker in info["workers"].items()}
-        threads = sum(worker["nthreads"] for worker in info["workers"].values())
-        if self.cluster.kind == "slurm":
-            threads = max(threads, self._slurm_threads(jobs))
-        self.slots = self._asked or max(threads, 1)
-        client.register_plugin(JobGroups(self._grace), name=JobGroups.name)
-        if not self._stage:
-            self._probe()
-        for topic, handler in ((self._topic, self._heard_start), ("all", self._heard_cluster)):
-            client.subscribe_topic(topic, handler)
-            self._topics.append(topic)
-        self._messages.put(Note(f"on the Dask cluster {self.cluster}: {len(self._names)} "
-                                f"workers, {self.slots} jobs at once"))
-
-    def _start_client(self, jobs: int):
-        kind = self.cluster.kind
-        if kind == "local":
-            self._owned = distributed.LocalCluster(
-                n_workers=self.cluster.workers, threads_per_worker=1, processes=True,
-                host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
-            return distributed.Client(self._owned)
-        if kind == "slurm":
-            self._owned = _slurm_cluster(self._slurm)
-            self._owned.scale(jobs=self._slurm_jobs(jobs))
-            return distributed.Client(self._owned)
-        try:
-            return distributed.Client(self.cluster.address, timeout=CONNECT_TIMEOUT,
-                                      security=self._security(), set_as_default=False)
-        except (OSError, TimeoutError) as error:
-            raise errors.ClusterError(
-                f"cannot reach the Dask scheduler at {self.cluster.address}: "
-                f"{_first_line(error)}",
-                hint="is `dask scheduler` running there, and the port open to this host?") \
-                from None
-
-    def _security(self):
-        if self.cluster.address.startswith("tls://"):
-            missing = [key for key in ("ca", "cert", "key") if not self._tls.get(key)]
-            if missing:
-                raise errors.BadConfig(f"a tls:// scheduler needs {', '.join(missing)} in "
-                                       "[tool.incrun.dask]",
-                                       hint='ca = "ca.pem", cert = "me.pem", key = "me.key"')
-            files = {key: str(self.root / self._tls[key]) for key in ("ca", "cert", "key")}
-            for key, path in files.items():
-                if not os.path.isfile(path):
-                    raise errors.BadConfig(f"[tool.incrun.dask] {key}: no such file "
-                                           f"{self._tls[key]}")
-            return distributed.security.Security(
-                tls_ca_file=files["ca"], tls_client_cert=files["cert"],
-                tls_client_key=files["key"], require_encryption=True)
-        return None
-
-    def _slurm_threads(self, jobs: int) -> int:
-        return int(self._slurm.get("cores", 1)) * self._slurm_jobs(jobs)
-
-    def _slurm_jobs(self, jobs: int) -> int:
-        """SLURM jobs to ask for: enough for the stale jobs, at most `max_workers`."""
-        cores = int(self._slurm.get("cores", 1))
-        wanted = max(1, -(-max(jobs, 1) // cores))
-        return min(wanted, int(self._slurm.get("max_workers", wanted)))
+            raise
+        self._messages.put(Note(f"on the Dask cluster {self.cluster}: {len(workers)} workers "
+                                f"now, {self.slots} jobs at once"))
 
     def _probe(self) -> None:
         """Stop before the first job if the workers do not see the project folder."""
@@ -248,20 +191,23 @@ class DaskExecutor:
                                            "or use --stage")
 
     def _heard_start(self, event) -> None:
+        """From Dask's event thread: a worker started a job."""
         _, message = event
-        worker = self._names.get(message.get("worker", ""), message.get("worker", ""))
-        self._messages.put(Started(message["task"], message["at"], worker))
+        self._messages.put(Started(message["task"], message["at"], message["name"]))
 
     def _heard_cluster(self, event) -> None:
+        """From Dask's event thread: a worker joined or left the cluster."""
         _, message = event
         action, address = message.get("action"), message.get("worker", "")
         if action == "add-worker":
-            self._names.setdefault(address, address)
             self._messages.put(Note(f"worker {address} joined"))
         elif action == "remove-worker":
-            name = self._names.pop(address, address)
-            busy = " (its jobs run again elsewhere)" if self._sent else ""
-            self._messages.put(Note(f"worker {name} left{busy}", warning=bool(self._sent)))
+            busy = bool(self._sent)
+            again = " (its jobs run again elsewhere)" if busy else ""
+            if self._connection.replaces_workers:
+                again = " (it is asked for again)"
+                threading.Timer(2.0, self._messages.put, (_REPLACE_LOST,)).start()
+            self._messages.put(Note(f"worker {address} left{again}", warning=busy))
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -324,8 +270,13 @@ class DaskExecutor:
         if self._todo:
             self._send()
         found = take_messages(self._messages, timeout)
+        if _REPLACE_LOST in found and not self.stopped:
+            self._connection.replace_lost_workers()
         done = [item for item in found if isinstance(item, Future)]
-        messages = [item for item in found if not isinstance(item, Future)]
+        messages = [item for item in found if not isinstance(item, Future | str)]
+        for message in messages:
+            if isinstance(message, Started):
+                self._where[message.task] = message.worker
         if done:
             messages.extend(self._results(done))
             if self._todo and not self.stopped:
@@ -355,6 +306,9 @@ class DaskExecutor:
                 continue
             spec, _ = self._sent.pop(future.key)
             messages.append(self._failed(spec, future))
+        for message in messages:
+            if isinstance(message, Finished):
+                self._where.pop(message.task, None)
         return messages
 
     def _failed(self, spec: JobSpec, future: Future):
@@ -364,12 +318,14 @@ class DaskExecutor:
             return Finished(JobResult(spec.task, FAILED, now, now, log_path=spec.log,
                                       detail="stopped"))
         error = future.exception()
+        remove_outputs(spec.outputs, self.root)  # what its dead process left: a failure's
         if isinstance(error, distributed.KilledWorker):  # Dask gave up running it elsewhere
+            why = self._connection.why_lost(self._where.get(spec.task, ""))
             return Finished(JobResult(spec.task, FAILED, now, now, log_path=spec.log,
-                                      detail="the worker process was killed, each time Dask "
-                                             "ran it"))
+                                      detail=why or "the worker process was killed, each "
+                                                    "time Dask ran it"))
         return Finished(JobResult(spec.task, ERROR, now, now, log_path=spec.log,
-                                  detail=f"{type(error).__name__}: {_first_line(error)}"))
+                                  detail=f"{type(error).__name__}: {first_line(error)}"))
 
     def _bring_back(self, spec: JobSpec, result: JobResult, made: dict[str, bytes]):
         """A staged job's outputs and log, written into the project whole or not at all."""
@@ -424,42 +380,9 @@ class DaskExecutor:
             self._local.close(kill)
         client, self._client = self._client, None
         if client is not None:
-            try:
-                for topic in self._topics:
+            for topic in self._topics:
+                try:
                     client.unsubscribe_topic(topic)
-                client.close(timeout=CONNECT_TIMEOUT)
-            except (OSError, TimeoutError, RuntimeError):
-                pass
-        owned, self._owned = self._owned, None
-        if owned is not None:
-            owned.close()
-
-
-def _slurm_cluster(settings: dict):
-    """A dask-jobqueue SLURMCluster from [tool.incrun.slurm]; no job is asked for yet."""
-    try:
-        from dask_jobqueue import SLURMCluster
-    except ImportError:
-        raise errors.MissingExtra("dask-jobqueue", "slurm", "--cluster slurm") from None
-    options = {"cores": int(settings.get("cores", 1)), "memory": settings.get("memory", "1GB"),
-               "processes": int(settings.get("processes", 1)),
-               "job_extra_directives": list(settings.get("extra", [])),
-               "scheduler_options": {"dashboard_address": None},
-               "silence_logs": "error"}
-    for key, name in (("partition", "queue"), ("account", "account"), ("walltime", "walltime"),
-                      ("python", "python"), ("local_directory", "local_directory")):
-        if key in settings:
-            options[name] = settings[key]
-    return SLURMCluster(**options)
-
-
-def _silence_dask() -> None:
-    """Dask's own log lines would garble the display; incrun says what went wrong itself."""
-    for name in ["distributed", *logging.root.manager.loggerDict]:
-        if name.startswith("distributed"):
-            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+                except (ValueError, OSError, RuntimeError):
+                    pass
+        self._connection.close()
