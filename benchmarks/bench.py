@@ -13,15 +13,18 @@ See benchmarks/README.md for what each case measures and how.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import dbm
 import fcntl
 import hashlib
 import importlib.util
+import json
 import os
 import platform
 import pty
 import shutil
+import signal
 import statistics
 import struct
 import subprocess
@@ -45,12 +48,13 @@ def installed(name: str) -> list[str]:
     return [str(script)] if script.exists() else [PY, "-m", name]
 
 CASES = ("dispatch", "noop20k", "noop100k", "changed1", "display", "pipeline100k", "inprocess",
-         "longest")
+         "longest", "dask")
 # display runs before changed1: it then measures a tree that no tool but incrun last touched
 ORDER = ("dispatch", "noop20k", "noop100k", "display", "changed1", "pipeline100k", "inprocess",
-         "longest")
+         "longest", "dask")
 SIZES = {"dispatch": 2_000, "noop20k": 20_000, "noop100k": 100_000, "pipeline100k": 100_000,
-         "inprocess": 20_000}
+         "inprocess": 20_000, "dask": 10_000}
+DASK_SLEEPS = 64  # jobs of one second each, on 1 and on 4 Dask workers
 STAGES = {"pipeline100k": 2}  # the others: one rule, X.inp -> X.out
 QUICK_DIVISOR = 10
 
@@ -783,6 +787,67 @@ class Bench:
         self.target(f"longest {len(MIXED)}: longest first ÷ input order (makespan)", "< 1.00",
                     longest / plain, longest < plain)
 
+    def case_dask(self) -> None:
+        """incrun --cluster: sleep-bound jobs on 4 Dask workers against 1; the coordinator's
+        CPU per tiny job with the scheduler and workers in processes of their own (so that
+        incrun's CPU is the coordinator's alone); a no-op with --cluster set, which must not
+        touch a cluster (its address is one where no scheduler listens)."""
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            self.table(["### dask", "", "not measured: pip install 'incrun[dask]'"])
+            return
+        sleeps = DASK_SLEEPS // (4 if self.args.quick else 1)
+        tree = self.work / "dask-sleep"
+        make_tree(tree, sleeps, prebuilt=False)
+        (tree / "runner.py").write_text(SLEEP_RUNNER)
+        for i in range(sleeps):
+            (tree / input_name(i)).write_text("1\n")
+        rows = {workers: Row(f"incrun --cluster local:{workers}, {sleeps} jobs of 1 s")
+                for workers in (1, 4)}
+        for workers, row in rows.items():
+            for _ in range(1 if workers == 1 else self.reps):  # one worker: a minute a run
+                self.timed(row, [*installed("incrun"), "-B", "--cluster", f"local:{workers}"],
+                           tree, check=lambda: check_slept(tree, sleeps))
+        speedup = rows[1].wall / rows[4].wall
+        self.target(f"dask: {sleeps} sleeps of 1 s, 1 worker ÷ 4 workers (speed-up)", "≥ 3.5",
+                    speedup, speedup >= 3.5)
+        n = self.size("dask")
+        tiny = self.work / "dask-tiny"
+        make_tree(tiny, n, prebuilt=False)
+        tiny_row = Row(f"incrun --cluster tcp:// (dask scheduler, 2 workers), {n} tiny jobs")
+        with dask_processes(self.work / "dask-cluster", self.env, workers=self.jobs) as address:
+            remove_state(tiny)  # once: it takes minutes on two cores
+            self.timed(tiny_row, [*installed("incrun"), "--cluster", address], tiny,
+                       check=lambda: check_built(tiny, n))
+        per_job = 1000 * tiny_row.cpu / n
+        self.target(f"dask: {n} tiny jobs, coordinator CPU per job", "≤ 2.0 ms", per_job,
+                    per_job <= 2.0, f"{per_job:.2f} ms")
+        noop_rows = {name: Row(name) for name in ("incrun", "incrun --cluster (none listens)")}
+        for _rep in range(self.reps):
+            for name, row in noop_rows.items():
+                extra = ["--cluster", "tcp://127.0.0.1:9"] if "cluster" in name else []
+                before = output_mtimes(tiny)
+                self.timed(row, self.incrun(*extra), tiny, check=self.noop_check(tiny, before))
+        plain, clustered = (row.wall for row in noop_rows.values())
+        self.target(f"dask: no-op of {n} with --cluster ÷ without", "≤ 1.05", clustered / plain)
+        lines = ["### dask: incrun --cluster on Dask, this machine", "",
+                 "| run | median s | min–max s | CPU s (incrun's process) | note |",
+                 "|---|---:|---:|---:|---|"]
+        for row in rows.values():
+            lines.append(f"| {row.tool} | {fmt(row.wall)} | {row.spread()} | {fmt(row.cpu)} | "
+                         f"{'speed-up ' + f'{speedup:.2f}×' if row is rows[4] else ''} |"
+                         f"{self.flag(row)}")
+        lines.append(f"| {tiny_row.tool} | {fmt(tiny_row.wall)} | {tiny_row.spread()} | "
+                     f"{fmt(tiny_row.cpu)} | {per_job:.2f} ms of coordinator CPU per job |"
+                     f"{self.flag(tiny_row)}")
+        for row in noop_rows.values():
+            lines.append(f"| no-op, {n} jobs: {row.tool} | {fmt(row.wall)} | {row.spread()} | "
+                         f"{fmt(row.cpu)} | |{self.flag(row)}")
+        self.table(lines)
+        shutil.rmtree(tree)
+        shutil.rmtree(tiny)
+
     def probe_inprocess(self, loops: int) -> tuple[bool, str]:
         """Whether incrun runs a `module:function` command in-process, on three inputs."""
         tree = self.work / "probe"
@@ -820,6 +885,40 @@ class Bench:
                  if wall else "")
         lines += ["", f"_load average before this case: {self.load_before}{noise}_"]
         print("\n".join(lines) + "\n", flush=True)
+
+
+@contextlib.contextmanager
+def dask_processes(folder: Path, env: dict[str, str], workers: int):
+    """`dask scheduler` and `dask worker --nworkers N` on 127.0.0.1, as a user starts them;
+    the scheduler's address."""
+    folder.mkdir(parents=True, exist_ok=True)
+    scheduler_file = folder / "scheduler.json"
+    started = [subprocess.Popen([*installed("dask"), "scheduler", "--host", "127.0.0.1",
+                                 "--port", "0", "--no-dashboard", "--scheduler-file",
+                                 str(scheduler_file)], cwd=folder, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)]
+    try:
+        deadline = time.monotonic() + 60
+        while not (scheduler_file.exists() and scheduler_file.stat().st_size):
+            if time.monotonic() > deadline:
+                raise SystemExit("bench: dask scheduler did not start")
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        started.append(subprocess.Popen(
+            [*installed("dask"), "worker", address, "--nworkers", str(workers), "--nthreads",
+             "1", "--no-dashboard"], cwd=folder, env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True))
+        from distributed import Client
+
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(workers, timeout=60)
+        yield address
+    finally:
+        for process in reversed(started):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def calibrate() -> int:

@@ -237,11 +237,12 @@ class JobRunner(Runner):
         self.store.commit()
 
     def _capacity(self) -> int:
-        """Jobs submitted at once: one queued for each slot besides those running; with
-        --fail-fast, none waits queued, ready to start after a failure. An executor whose
-        slots are known only once it has its cluster says 0 until then: one job, to start."""
-        slots = self.ctx.executor.slots
-        return max(slots if self.ctx.fail_fast else 2 * slots, 1)
+        """Jobs submitted at once: those running and as many ready to start as the executor
+        wants; with --fail-fast, none waits queued, ready to start after a failure. An
+        executor whose slots are known only once it has its cluster says 0 until then: one
+        job, to start."""
+        executor = self.ctx.executor
+        return max(executor.slots + (0 if self.ctx.fail_fast else executor.ahead), 1)
 
     @property
     def limit_reached(self) -> bool:

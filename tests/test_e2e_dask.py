@@ -153,6 +153,7 @@ def test_a_worker_killed_mid_job_its_job_finishes_on_the_other_once(slow, cluste
     dask_processes.kill(victim)
     out, err = run.communicate(timeout=90)
     assert run.returncode == 0, out + err
+    assert "left (its jobs run again elsewhere)" in out  # the display says so
     assert (slow.root / "data/long.out").read_text() == "half done "  # not half-written
     rows = history(slow)
     assert sorted(task for task, _, _ in rows) == sorted(
@@ -368,3 +369,65 @@ def test_a_tls_scheduler_with_the_certificates_named_in_config(slow, dask_proces
     assert done.returncode == 0, done.stdout + done.stderr
     assert (slow.root / "data/a.out").read_text() == "half done "
     assert str(files["key"]) not in done.stdout + done.stderr
+
+
+def test_the_same_experience_json_junit_report_and_the_slots_of_n(slow, cluster, tmp_path):
+    slow.inputs(*(f"data/j{i}.inp" for i in range(4)), text="0.3")
+    junit = tmp_path / "junit.xml"
+    done = slow.run("--cluster", cluster, "-n", "1", "--json", "--junit", str(junit))
+    assert done.returncode == 0, done.stdout + done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    started = [event for event in events if event["event"] == "job_started"]
+    assert len(started) == 4 and {event["worker"] for event in started} <= {"w1", "w2"}
+    assert any(event["event"] == "notice" and "1 jobs at once" in event["text"]
+               for event in events)
+    assert junit.read_text().count("<testcase") == 4
+    with sqlite3.connect(slow.root / ".incrun" / "state.db") as db:
+        spans = sorted(db.execute("SELECT started, ended FROM history").fetchall())
+        workers = db.execute("SELECT workers FROM runs").fetchone()[0]
+    assert workers == 1
+    assert all(later[0] >= earlier[1] - 0.05 for earlier, later in zip(spans, spans[1:]))
+    report = slow.run("report")
+    assert report.returncode == 0
+    page = (slow.root / ".incrun" / "report.html").read_text()
+    assert all(f">{name}<" in page for name in {w for _, _, w in history(slow)})
+
+
+CALLED = '''
+import os
+
+def simulate(inp, out):
+    open(out, "w").write(open(inp).read() + " by " + str(os.getpid()))
+'''
+
+DODO = '''
+from incrun import Rule
+
+sim = Rule(name="sim", inputs=["data/*.inp"], command=["sims:simulate", "{input}", "{stem}.out"])
+
+
+def task_sim():
+    yield from sim.tasks()
+
+
+def task_notes():
+    """A hand-written task: Python of the user's, which never leaves this machine."""
+    def write():
+        open("notes.txt", "w").write("written here")
+    return {"actions": [write], "targets": ["notes.txt"], "file_dep": ["data/a.inp"]}
+'''
+
+
+def test_calls_run_on_the_workers_and_hand_written_tasks_here(project, cluster):
+    (project.root / "runner.py").unlink()
+    project.write("sims.py", CALLED)
+    project.write("dodo.py", DODO)
+    project.inputs("data/a.inp", "data/b.inp", text="x")
+    done = project.run("--cluster", cluster)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (project.root / "data/a.out").read_text().startswith("x by ")
+    assert (project.root / "notes.txt").read_text() == "written here"
+    pids = {(project.root / f"data/{name}.out").read_text().split()[-1] for name in "ab"}
+    assert str(os.getpid()) not in pids
+    workers = dict((task, worker) for task, _, worker in history(project))
+    assert workers["notes"] not in ("w1", "w2") and workers["sim:data/a.inp"] in ("w1", "w2")

@@ -68,9 +68,12 @@ def test_stale_jobs_run_as_slurm_jobs_which_are_given_back_after(on_slurm, slurm
     assert not slurm.jobs()
 
 
-def test_a_scancelled_slurm_job_fails_its_job_with_why_and_it_reruns(on_slurm, slurm):
-    on_slurm.inputs("data/long.inp", text="60")
-    run = start(on_slurm, "--cluster", "slurm")
+def test_a_scancelled_slurm_job_fails_its_job_with_why_and_is_replaced(on_slurm, slurm):
+    on_slurm.write("incrun.toml", SETTINGS.format(walltime="00:05:00").replace(
+        "max_workers = 2", "max_workers = 1"))
+    on_slurm.inputs("data/a-long.inp", text="60")
+    on_slurm.inputs("data/b-short.inp", text="0")
+    run = start(on_slurm, "--cluster", "slurm", "--in-order")
     poll(lambda: job_pids(on_slurm), timeout=60, what="the job to start on a SLURM worker")
     pid = job_pids(on_slurm)[0]
     job_id = slurm_job_of(pid)
@@ -78,7 +81,8 @@ def test_a_scancelled_slurm_job_fails_its_job_with_why_and_it_reruns(on_slurm, s
     out, err = run.communicate(timeout=90)
     assert run.returncode == 1, out + err
     assert f"its SLURM job {job_id} ended: CANCELLED" in out
-    assert not alive(pid) and not (on_slurm.root / "data/long.out").exists()
+    assert not alive(pid) and not (on_slurm.root / "data/a-long.out").exists()
+    assert (on_slurm.root / "data/b-short.out").exists()  # on the SLURM job asked for again
     status = on_slurm.run("status")
     assert "1 failed" in status.stdout  # and so it runs again next time
 

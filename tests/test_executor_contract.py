@@ -46,6 +46,10 @@ class ThreadExecutor:
         for thread in self._threads:
             thread.start()
 
+    @property
+    def ahead(self) -> int:
+        return self.slots
+
     def warm_up(self, jobs: int, calls: bool = False) -> None:
         pass
 

@@ -108,7 +108,8 @@ class Executor(Protocol):
     """Runs what the coordinator submits, at most `slots` jobs at once, and tells it of every
     start and end; it never decides what runs and never records anything."""
 
-    slots: int
+    slots: int  # 0 until known (a cluster's, once reached): the coordinator submits one job
+    ahead: int  # jobs it wants submitted beyond those running, ready to start
     root: object  # pathlib.Path of the project
 
     def warm_up(self, jobs: int, calls: bool = False) -> None:

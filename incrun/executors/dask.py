@@ -9,13 +9,16 @@ process on each worker ends the jobs of a worker that dies, which Dask then runs
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import select
 import socket
+import subprocess
 import threading
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import distributed
@@ -32,7 +35,17 @@ from .remote import result_of, run_remote, run_staged
 
 POLL = 0.2  # seconds between a worker's looks at whether its job was cancelled
 PROBE_TIMEOUT = 60.0  # seconds a worker has to read the probe file
+CHECK_EVERY = 0.2  # seconds between looks for tasks that ended without a word
+BATCH = 64  # jobs sent in one go, once those sent run low: one round trip, not 64
 _REPLACE_LOST = "replace lost workers"  # a message to itself, once a lost worker is gone
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A job's result, as its worker sent it (by the Dask key of its task)."""
+
+    key: str
+    values: dict
 
 # ---- the worker side: installed incrun code, called by name ----
 
@@ -56,6 +69,31 @@ class JobGroups(WorkerPlugin):
             self.groups.close()
 
 
+@contextlib.contextmanager
+def _exit_watch(process):
+    """`exited(seconds)`: the exit code once the process ends, waiting at most that long (None
+    if it still runs). On Linux a pidfd wakes the wait the moment it ends; elsewhere, polling."""
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # not Linux 5.3+, or the process is gone already
+        pidfd = None
+
+    def exited(seconds: float) -> int | None:
+        if pidfd is not None:
+            select.select([pidfd], [], [], seconds)
+            return process.poll()
+        try:
+            return process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return None
+
+    try:
+        yield exited
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
 def _cancelled(worker, key) -> bool:
     """Whether the scheduler gave up this task: cancelled, or its client gone."""
     task = worker.state.tasks.get(key)
@@ -77,26 +115,27 @@ def run_on_worker(spec_json: str, files: dict[str, bytes] | None = None, *, root
 
     def wait(process, timeout: float | None, grace: float) -> tuple[int, bool]:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            try:
-                return process.wait(POLL), False
-            except Exception:  # subprocess.TimeoutExpired: still running
-                pass
-            if deadline is not None and time.monotonic() > deadline:
-                end_group(process, grace)
-                return process.wait(), True
-            if _cancelled(worker, key):
-                end_group(process, grace)
-                return process.wait(), False
+        with _exit_watch(process) as exited:
+            while (code := exited(POLL)) is None:
+                if deadline is not None and time.monotonic() > deadline:
+                    end_group(process, grace)
+                    return process.wait(), True
+                if _cancelled(worker, key):
+                    end_group(process, grace)
+                    return process.wait(), False
+        return code, False
 
     hooks = {"groups": plugin.groups if plugin is not None else None, "on_start": started,
              "wait": wait}
-    if files is None:
-        values, made = run_remote(spec_json, root, **hooks), None
-    else:
+    if files is not None:  # the outputs' bytes come back as the task's result
         values, made = run_staged(spec_json, files, worker.local_directory, limit, **hooks)
+        values["worker"] = name
+        return values, made
+    values = run_remote(spec_json, root, **hooks)
     values["worker"] = name
-    return values, made
+    # Pushed to the client with the scheduler's events: no fetch of a result per job.
+    worker.log_event(topic, {"key": key, "result": values})
+    return None
 
 
 def read_probe(path: str) -> tuple[str, str, str]:
@@ -155,7 +194,7 @@ class DaskExecutor:
             client.register_plugin(JobGroups(self._grace), name=JobGroups.name)
             if not self._stage:
                 self._probe()
-            for topic, heard in ((self._topic, self._heard_start), ("all", self._heard_cluster)):
+            for topic, heard in ((self._topic, self._heard_job), ("all", self._heard_cluster)):
                 client.subscribe_topic(topic, heard)
                 self._topics.append(topic)
         except BaseException:
@@ -190,10 +229,13 @@ class DaskExecutor:
                                       hint="mount the project at the same path on the workers, "
                                            "or use --stage")
 
-    def _heard_start(self, event) -> None:
-        """From Dask's event thread: a worker started a job."""
+    def _heard_job(self, event) -> None:
+        """From Dask's event thread: a worker started a job, or says how one ended."""
         _, message = event
-        self._messages.put(Started(message["task"], message["at"], message["name"]))
+        if "result" in message:
+            self._messages.put(_Answer(message["key"], message["result"]))
+        else:
+            self._messages.put(Started(message["task"], message["at"], message["name"]))
 
     def _heard_cluster(self, event) -> None:
         """From Dask's event thread: a worker joined or left the cluster."""
@@ -225,9 +267,16 @@ class DaskExecutor:
                                         logs=self._logs, messages=self._messages)
         self._local.submit_task(name, task, log_path, timeout)
 
+    @property
+    def ahead(self) -> int:
+        """A batch, held here and sent in one go (without -n, which caps what is in flight)."""
+        return self.slots if self._asked else self.slots + BATCH
+
     def _send(self) -> None:
-        """Send what waits: all of it, for Dask to queue on the workers; with -n, only as many
-        as keep -n jobs in flight."""
+        """Send what waits: with -n, as many as keep -n jobs in flight; otherwise all of it,
+        for the scheduler to queue, once fewer than two per slot are left: in batches."""
+        if self._asked is None and self._sent and len(self._sent) >= 2 * self.slots:
+            return
         room = len(self._todo) if self._asked is None else self._asked - len(self._sent)
         todo, self._todo = self._todo[:room], self._todo[room:]
         sendable, staged = [], []
@@ -249,7 +298,6 @@ class DaskExecutor:
                                    limit=self._limit, key=keys, pure=False)
         for spec, future in zip(sendable, futures):
             self._sent[future.key] = (spec, future)
-            future.add_done_callback(self._messages.put)
 
     def _files(self, spec: JobSpec) -> tuple[dict[str, bytes] | None, str]:
         """With --stage: the files the job reads, or why they are too much to send."""
@@ -269,23 +317,57 @@ class DaskExecutor:
     def messages(self, timeout: float | None = None) -> list:
         if self._todo:
             self._send()
-        found = take_messages(self._messages, timeout)
+        found = self._take(timeout)
         if _REPLACE_LOST in found and not self.stopped:
             self._connection.replace_lost_workers()
-        done = [item for item in found if isinstance(item, Future)]
-        messages = [item for item in found if not isinstance(item, Future | str)]
-        for message in messages:
-            if isinstance(message, Started):
-                self._where[message.task] = message.worker
+        messages = []
+        for item in found:
+            if isinstance(item, _Answer):
+                if item.key in self._sent:
+                    messages.append(self._answered(item))
+            elif isinstance(item, Started):
+                self._where[item.task] = item.worker
+                messages.append(item)
+            elif not isinstance(item, str):
+                messages.append(item)
+        done = [future for _, future in self._sent.values() if self._ended_unheard(future)]
         if done:
             messages.extend(self._results(done))
-            if self._todo and not self.stopped:
-                self._send()
+        for message in messages:
+            if isinstance(message, Finished):
+                self._where.pop(message.task, None)
+        if self._todo and not self.stopped:  # places freed: the next jobs go
+            self._send()
         return messages
 
+    def _take(self, timeout: float | None) -> list:
+        """What the workers and the cluster said, waiting at most `timeout`; a task that ends
+        without a word (staged, failed, its worker or the scheduler lost) is found by looking
+        at the futures every CHECK_EVERY seconds: no callback per job."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = CHECK_EVERY if deadline is None else min(CHECK_EVERY,
+                                                            deadline - time.monotonic())
+            found = take_messages(self._messages, max(step, 0))
+            if found or (deadline is not None and time.monotonic() >= deadline):
+                return found
+            if any(self._ended_unheard(future) for _, future in self._sent.values()):
+                return found
+
+    def _ended_unheard(self, future: Future) -> bool:
+        """A task that ended, and will send no answer of its own (see run_on_worker)."""
+        return future.status in ("error", "cancelled", "lost") or (
+            self._stage and future.status == "finished")
+
+    def _answered(self, answer: _Answer) -> Finished:
+        self._sent.pop(answer.key)
+        return Finished(result_of(answer.values))
+
     def _results(self, done: list[Future]) -> list:
-        finished = [future for future in done
-                    if future.status == "finished" and future.key in self._sent]
+        """Tasks that ended without an answer of their own yet: staged ones (their result is
+        fetched, with the outputs), failed or cancelled ones."""
+        done = [future for future in done if future.key in self._sent]
+        finished = [future for future in done if future.status == "finished" and self._stage]
         try:
             values = self._client.gather(finished, errors="skip") if finished else []
         except (OSError, distributed.client.FutureCancelledError):
@@ -302,13 +384,9 @@ class DaskExecutor:
                 result = self._bring_back(spec, result, made)
             messages.append(Finished(result))
         for future in done:
-            if future.key not in self._sent:
-                continue
-            spec, _ = self._sent.pop(future.key)
-            messages.append(self._failed(spec, future))
-        for message in messages:
-            if isinstance(message, Finished):
-                self._where.pop(message.task, None)
+            if future.key in self._sent and future.status != "finished":
+                spec, _ = self._sent.pop(future.key)
+                messages.append(self._failed(spec, future))
         return messages
 
     def _failed(self, spec: JobSpec, future: Future):

@@ -205,6 +205,11 @@ class LocalExecutor:
         self._messages = messages if messages is not None else queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
 
+    @property
+    def ahead(self) -> int:
+        """One job queued in each worker, to start the moment its last one ends."""
+        return self.slots
+
     def tell(self, message: Message) -> None:
         """A message for the coordinator (from any thread)."""
         self._messages.put(message)
