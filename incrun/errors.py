@@ -20,6 +20,12 @@ INTERRUPTED = 130  # Ctrl-C
 TERMINATED = 143  # SIGTERM
 
 
+def first_line(error: BaseException) -> str:
+    """An exception's first line, for a one-line message (its type if it says nothing)."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
 class IncrunError(Exception):
     """A mistake the user can fix: one line, a hint, an exit code, no traceback."""
 

@@ -154,3 +154,57 @@ def test_config_choose_display_dumb_terminal_is_plain():
 def test_config_choose_display_json_when_asked():
     assert choose_display(Tty(), env={}, as_json=True) == "json"
     assert choose_display(io.StringIO(), env={"CI": "true"}, as_json=True) == "json"
+
+
+# -- beyond one machine ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, kind, address, workers", [
+    ("tcp://10.0.0.5:8786", "scheduler", "tcp://10.0.0.5:8786", 0),
+    ("tls://sched.lab:8786", "scheduler", "tls://sched.lab:8786", 0),
+    ("local:8", "local", "", 8),
+    ("slurm", "slurm", "", 0),
+])
+def test_config_parse_cluster_takes_the_four_forms(text, kind, address, workers):
+    from incrun.config import parse_cluster
+
+    cluster = parse_cluster(text)
+    assert (cluster.kind, cluster.address, cluster.workers) == (kind, address, workers)
+    assert str(cluster) == text
+
+
+@pytest.mark.parametrize("text", ["localhost:8786", "tcp://host", "tcp://host:0", "local:0",
+                                  "local:x", "slurm:4", "http://h:1", ""])
+def test_config_parse_cluster_refuses_anything_else_naming_the_forms(text):
+    from incrun.config import parse_cluster
+
+    with pytest.raises(BadConfig) as refused:
+        parse_cluster(text)
+    assert "tcp://" in refused.value.hint
+
+
+def test_config_cluster_env_stage_and_sections_from_the_config_file(tmp_path):
+    from incrun.config import build
+
+    write(tmp_path / "pyproject.toml", '[tool.incrun]\ncluster = "local:3"\nenv = ["A", "B"]\n'
+          'stage = true\nstage_limit = 1000\n[tool.incrun.slurm]\ncores = 4\n'
+          '[tool.incrun.dask]\nca = "ca.pem"\n')
+    config = build(tmp_path)
+    assert str(config.cluster) == "local:3" and config.in_flight is None
+    assert (config.env, config.stage, config.stage_limit) == (("A", "B"), True, 1000)
+    assert config.slurm == {"cores": 4} and config.dask == {"ca": "ca.pem"}
+    assert build(tmp_path, jobs=2).in_flight == 2  # -n, as given: the cap in flight
+
+
+@pytest.mark.parametrize("table, words", [
+    ('env = "A"', "'env' must be a list"),
+    ("stage = 1", "'stage' must be true or false"),
+    ('[tool.incrun.slurm]\nqueue = "x"', "unknown setting 'queue'"),
+    ('[tool.incrun.dask]\npassword = "x"', "unknown setting 'password'"),
+    ('cluster = "sge"', "not a cluster incrun knows"),
+])
+def test_config_bad_cluster_settings_are_one_line(tmp_path, table, words):
+    write(tmp_path / "pyproject.toml", f"[tool.incrun]\n{table}\n")
+    with pytest.raises(BadConfig) as refused:
+        read_settings(tmp_path)
+    assert words in refused.value.message and refused.value.exit_code == BAD_CONFIG

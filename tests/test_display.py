@@ -101,6 +101,17 @@ def test_render_shows_done_total_counts_running_jobs_and_eta():
     assert "9.0s" in text and "1.0s" in text
 
 
+def test_render_says_where_a_job_runs_when_its_executor_says():
+    tally = tally_of(JobStarted("remote", at=1.0, worker="node7"), JobStarted("here", at=2.0),
+                     JobStarted("moved", at=3.0, worker="node1"),
+                     JobStarted("moved", at=4.0, worker="node2"))  # its worker died: again
+    text = visible(rendered(render(tally, now=10.0, width=100)))
+    assert "on node7" in text and "on node2" in text and "on node1" not in text
+    assert text.count(" on ") == 2  # the job run here says nothing
+    tally.add(finished("remote"))
+    assert "remote" not in tally.where
+
+
 def test_render_is_pure_and_leaves_the_tally_alone():
     tally = tally_of(JobStarted("a", at=0.0), finished("b"))
     before = (dict(tally.counts), dict(tally.running), list(tally.run_durations))

@@ -431,3 +431,23 @@ def test_calls_run_on_the_workers_and_hand_written_tasks_here(project, cluster):
     assert str(os.getpid()) not in pids
     workers = dict((task, worker) for task, _, worker in history(project))
     assert workers["notes"] not in ("w1", "w2") and workers["sim:data/a.inp"] in ("w1", "w2")
+
+
+def test_fail_fast_starts_nothing_on_the_cluster_after_a_failure(project, cluster):
+    project.inputs("a.inp", text="FAIL\n")
+    project.inputs(*(f"q{i}.inp" for i in range(6)))
+    done = project.run("--cluster", cluster, "-x", "--in-order")
+    assert done.returncode == 1, done.stdout + done.stderr
+    ran = project.ran()
+    assert len(ran) <= 1  # at most the one running beside the failure, on the other worker
+    assert "not run" in done.stdout
+
+
+def test_a_run_with_nothing_to_do_never_loads_dask(slow, tmp_path):
+    slow.inputs("data/a.inp", text="0")
+    assert slow.run("--cluster", "local:1").returncode == 0
+    fake = tmp_path / "no-dask"  # importing distributed now fails: it must not be imported
+    (fake / "distributed").mkdir(parents=True)
+    (fake / "distributed" / "__init__.py").write_text("raise SystemExit('distributed loaded')\n")
+    again = slow.run("--cluster", "local:1", env={"PYTHONPATH": str(fake)})
+    assert again.returncode == 0 and "up to date" in again.stdout, again.stderr

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import MissingExtra
-
 
 def make_executor(config, logs: Path | None = None):
     """The executor for this run's config: this machine's worker processes, or a cluster's."""
@@ -14,12 +12,8 @@ def make_executor(config, logs: Path | None = None):
         from .local import LocalExecutor
 
         return LocalExecutor(config.jobs, config.root, grace=config.grace, logs=logs)
-    try:
-        from .dask import DaskExecutor
-    except ImportError as error:
-        if error.name not in ("dask", "distributed"):
-            raise
-        raise MissingExtra("dask", "dask", f"--cluster {config.cluster}") from None
+    from .dask import DaskExecutor  # Dask itself only once a job needs the cluster
+
     return DaskExecutor(config.cluster, config.root, config.in_flight, grace=config.grace,
                         stage=config.stage, stage_limit=config.stage_limit, tls=config.dask,
                         slurm=config.slurm, logs=logs)

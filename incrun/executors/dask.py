@@ -2,38 +2,33 @@
 LocalCluster of worker processes here (`local:N`) or SLURM jobs through dask-jobqueue (`slurm`).
 
 Only a job spec as JSON (and, with --stage, the bytes of its files) crosses to a worker, to be
-run by installed incrun code (`run_on_worker`); nothing of the user's is ever pickled. Dask
-cannot stop a task that runs, so the worker side watches its own task: once it is cancelled (the
-run stopped, or incrun's client is gone, killed even) the job's process group is ended. A guard
-process on each worker ends the jobs of a worker that dies, which Dask then runs elsewhere."""
+run by installed incrun code (`dask_worker.run_on_worker`); nothing of the user's is ever
+pickled. A guard process on each worker ends the jobs of a worker that dies, which Dask then
+runs elsewhere. Dask itself is imported when the cluster is first needed: a run with nothing to
+do never loads it."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
-import select
-import socket
-import subprocess
 import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import distributed
-from distributed import Future, WorkerPlugin
+from typing import TYPE_CHECKING
 
 from .. import __version__, errors
 from ..config import Cluster
 from ..events import ERROR, FAILED, JobResult
 from .contract import Cancelled, Finished, JobSpec, Lost, Note, Started, take_messages
-from .dask_clusters import Connection, first_line
-from .groups import DEFAULT_GRACE, ProcessGroups, end_group
+from .groups import DEFAULT_GRACE
 from .jobfiles import remove_outputs
-from .remote import result_of, run_remote, run_staged
+from .remote import result_of
 
-POLL = 0.2  # seconds between a worker's looks at whether its job was cancelled
+if TYPE_CHECKING:
+    from distributed import Future
+
 PROBE_TIMEOUT = 60.0  # seconds a worker has to read the probe file
 CHECK_EVERY = 0.2  # seconds between looks for tasks that ended without a word
 BATCH = 64  # jobs sent in one go, once those sent run low: one round trip, not 64
@@ -46,106 +41,6 @@ class _Answer:
 
     key: str
     values: dict
-
-# ---- the worker side: installed incrun code, called by name ----
-
-
-class JobGroups(WorkerPlugin):
-    """On each worker: the process groups of the jobs it runs, and the guard that ends them
-    should the worker die (SIGKILL, out of memory) before it can."""
-
-    name = "incrun-job-groups"
-
-    def __init__(self, grace: float = DEFAULT_GRACE):
-        self.grace = grace
-        self.groups: ProcessGroups | None = None
-
-    def setup(self, worker) -> None:
-        self.groups = ProcessGroups(self.grace)
-
-    def teardown(self, worker) -> None:
-        if self.groups is not None:
-            self.groups.end_all()
-            self.groups.close()
-
-
-@contextlib.contextmanager
-def _exit_watch(process):
-    """`exited(seconds)`: the exit code once the process ends, waiting at most that long (None
-    if it still runs). On Linux a pidfd wakes the wait the moment it ends; elsewhere, polling."""
-    try:
-        pidfd = os.pidfd_open(process.pid)
-    except (AttributeError, OSError):  # not Linux 5.3+, or the process is gone already
-        pidfd = None
-
-    def exited(seconds: float) -> int | None:
-        if pidfd is not None:
-            select.select([pidfd], [], [], seconds)
-            return process.poll()
-        try:
-            return process.wait(seconds)
-        except subprocess.TimeoutExpired:
-            return None
-
-    try:
-        yield exited
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
-
-
-def _cancelled(worker, key) -> bool:
-    """Whether the scheduler gave up this task: cancelled, or its client gone."""
-    task = worker.state.tasks.get(key)
-    return task is None or task.state in ("cancelled", "released", "forgotten")
-
-
-def run_on_worker(spec_json: str, files: dict[str, bytes] | None = None, *, root: str,
-                  topic: str, limit: int = 0):
-    """What a Dask worker runs for one job: the job, to its end or until its task is cancelled;
-    its result as plain values (and with `files`, staged: the outputs' bytes)."""
-    worker = distributed.get_worker()
-    key = worker.get_current_task()
-    name = str(worker.name)
-    plugin = worker.plugins.get(JobGroups.name)
-    task = JobSpec.from_json(spec_json).task
-
-    def started(process) -> None:
-        worker.log_event(topic, {"task": task, "at": time.time(), "name": name})
-
-    def wait(process, timeout: float | None, grace: float) -> tuple[int, bool]:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with _exit_watch(process) as exited:
-            while (code := exited(POLL)) is None:
-                if deadline is not None and time.monotonic() > deadline:
-                    end_group(process, grace)
-                    return process.wait(), True
-                if _cancelled(worker, key):
-                    end_group(process, grace)
-                    return process.wait(), False
-        return code, False
-
-    hooks = {"groups": plugin.groups if plugin is not None else None, "on_start": started,
-             "wait": wait}
-    if files is not None:  # the outputs' bytes come back as the task's result
-        values, made = run_staged(spec_json, files, worker.local_directory, limit, **hooks)
-        values["worker"] = name
-        return values, made
-    values = run_remote(spec_json, root, **hooks)
-    values["worker"] = name
-    # Pushed to the client with the scheduler's events: no fetch of a result per job.
-    worker.log_event(topic, {"key": key, "result": values})
-    return None
-
-
-def read_probe(path: str) -> tuple[str, str, str]:
-    """The probe file as a worker sees it: its text (empty if it cannot), the host, incrun."""
-    try:
-        text = Path(path).read_text()
-    except OSError:
-        text = ""
-    return text, socket.gethostname(), __version__
-
 
 # ---- the coordinator side ----
 
@@ -167,8 +62,9 @@ class DaskExecutor:
         self._grace = grace
         self._stage, self._limit = stage, stage_limit
         self._logs = logs
-        self._connection = Connection(cluster, root, tls or {}, slurm or {})
-        self._client = None  # once connected
+        self._settings = tls or {}, slurm or {}
+        self._connection = None  # dask_clusters.Connection, once the first job comes
+        self._client = None
         self._topic = f"incrun-started-{uuid.uuid4().hex}"
         self._topics: list[str] = []  # of the scheduler's events, those heard
         self._messages: queue.SimpleQueue = queue.SimpleQueue()
@@ -185,6 +81,14 @@ class DaskExecutor:
     def _connect(self, jobs: int = 0) -> None:
         if self._client is not None or self.stopped:
             return
+        try:
+            from .dask_clusters import Connection
+            from .dask_worker import JobGroups
+        except ImportError as error:
+            if error.name not in ("dask", "distributed"):
+                raise
+            raise errors.MissingExtra("dask", "dask", f"--cluster {self.cluster}") from None
+        self._connection = Connection(self.cluster, self.root, *self._settings)
         client = self._client = self._connection.open(jobs)
         try:
             if not self._connection.wait_for_a_worker(lambda: self.stopped):
@@ -205,6 +109,10 @@ class DaskExecutor:
 
     def _probe(self) -> None:
         """Stop before the first job if the workers do not see the project folder."""
+        from distributed.client import FutureCancelledError
+
+        from .dask_worker import read_probe
+
         probes = self.root / ".incrun"
         probes.mkdir(exist_ok=True)
         token = uuid.uuid4().hex
@@ -213,7 +121,7 @@ class DaskExecutor:
         try:
             text, host, version = self._client.submit(
                 read_probe, str(probe), pure=False).result(timeout=PROBE_TIMEOUT)
-        except (TimeoutError, OSError, distributed.client.FutureCancelledError) as error:
+        except (TimeoutError, OSError, FutureCancelledError) as error:
             raise errors.ClusterError(f"no Dask worker answered within {PROBE_TIMEOUT:g}s "
                                       f"({type(error).__name__})") from None
         finally:
@@ -246,7 +154,7 @@ class DaskExecutor:
         elif action == "remove-worker":
             busy = bool(self._sent)
             again = " (its jobs run again elsewhere)" if busy else ""
-            if self._connection.replaces_workers:
+            if self._connection is not None and self._connection.replaces_workers:
                 again = " (it is asked for again)"
                 threading.Timer(2.0, self._messages.put, (_REPLACE_LOST,)).start()
             self._messages.put(Note(f"worker {address} left{again}", warning=busy))
@@ -293,6 +201,8 @@ class DaskExecutor:
             return
         keys = [f"incrun-{spec.task}-{spec.attempt}-{uuid.uuid4().hex[:8]}" for spec in sendable]
         staging = [staged] if self._stage else []
+        from .dask_worker import run_on_worker
+
         futures = self._client.map(run_on_worker, [spec.to_json() for spec in sendable],
                                    *staging, root=str(self.root), topic=self._topic,
                                    limit=self._limit, key=keys, pure=False)
@@ -366,11 +276,13 @@ class DaskExecutor:
     def _results(self, done: list[Future]) -> list:
         """Tasks that ended without an answer of their own yet: staged ones (their result is
         fetched, with the outputs), failed or cancelled ones."""
+        from distributed.client import FutureCancelledError
+
         done = [future for future in done if future.key in self._sent]
         finished = [future for future in done if future.status == "finished" and self._stage]
         try:
             values = self._client.gather(finished, errors="skip") if finished else []
-        except (OSError, distributed.client.FutureCancelledError):
+        except (OSError, FutureCancelledError):
             values = []  # the scheduler went: the futures below say so
         messages = []
         if not self.stopped and any(future.status == "cancelled" for future in done):
@@ -395,15 +307,17 @@ class DaskExecutor:
         if future.status == "cancelled" or self.stopped:
             return Finished(JobResult(spec.task, FAILED, now, now, log_path=spec.log,
                                       detail="stopped"))
+        from distributed import KilledWorker
+
         error = future.exception()
         remove_outputs(spec.outputs, self.root)  # what its dead process left: a failure's
-        if isinstance(error, distributed.KilledWorker):  # Dask gave up running it elsewhere
+        if isinstance(error, KilledWorker):  # Dask gave up running it elsewhere
             why = self._connection.why_lost(self._where.get(spec.task, ""))
             return Finished(JobResult(spec.task, FAILED, now, now, log_path=spec.log,
                                       detail=why or "the worker process was killed, each "
                                                     "time Dask ran it"))
         return Finished(JobResult(spec.task, ERROR, now, now, log_path=spec.log,
-                                  detail=f"{type(error).__name__}: {first_line(error)}"))
+                                  detail=f"{type(error).__name__}: {errors.first_line(error)}"))
 
     def _bring_back(self, spec: JobSpec, result: JobResult, made: dict[str, bytes]):
         """A staged job's outputs and log, written into the project whole or not at all."""
@@ -463,4 +377,5 @@ class DaskExecutor:
                     client.unsubscribe_topic(topic)
                 except (ValueError, OSError, RuntimeError):
                     pass
-        self._connection.close()
+        if self._connection is not None:
+            self._connection.close()

@@ -65,7 +65,7 @@ class Connection:
         except (OSError, TimeoutError) as error:
             raise errors.ClusterError(
                 f"cannot reach the Dask scheduler at {self.cluster.address}: "
-                f"{first_line(error)}",
+                f"{errors.first_line(error)}",
                 hint="is `dask scheduler` running there, and the port open to this host?") \
                 from None
         return self.client
@@ -214,8 +214,3 @@ def slurm_state(job_id: str) -> str:
         return ""
     return next((part.split("=", 1)[1] for part in out.split() if part.startswith("JobState=")),
                 "")
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

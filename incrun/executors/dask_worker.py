@@ -1,0 +1,122 @@
+"""The worker side of the Dask executor: installed incrun code that a Dask worker runs by name
+for each job (`run_on_worker`), the plugin that keeps the process groups of a worker's jobs, and
+the probe of the project folder. A job runs to its end, or until the scheduler gives up its task
+(the run stopped, or incrun's client is gone, killed even): then its process group is ended, as
+Dask itself cannot stop a task that runs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import distributed
+from distributed import WorkerPlugin
+
+from .. import __version__
+from .contract import JobSpec
+from .groups import DEFAULT_GRACE, ProcessGroups, end_group
+from .remote import run_remote, run_staged
+
+POLL = 0.2  # seconds between a worker's looks at whether its job was cancelled
+
+
+class JobGroups(WorkerPlugin):
+    """On each worker: the process groups of the jobs it runs, and the guard that ends them
+    should the worker die (SIGKILL, out of memory) before it can."""
+
+    name = "incrun-job-groups"
+
+    def __init__(self, grace: float = DEFAULT_GRACE):
+        self.grace = grace
+        self.groups: ProcessGroups | None = None
+
+    def setup(self, worker) -> None:
+        self.groups = ProcessGroups(self.grace)
+
+    def teardown(self, worker) -> None:
+        if self.groups is not None:
+            self.groups.end_all()
+            self.groups.close()
+
+
+@contextlib.contextmanager
+def _exit_watch(process):
+    """`exited(seconds)`: the exit code once the process ends, waiting at most that long (None
+    if it still runs). On Linux a pidfd wakes the wait the moment it ends; elsewhere, polling."""
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # not Linux 5.3+, or the process is gone already
+        pidfd = None
+
+    def exited(seconds: float) -> int | None:
+        if pidfd is not None:
+            select.select([pidfd], [], [], seconds)
+            return process.poll()
+        try:
+            return process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return None
+
+    try:
+        yield exited
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _cancelled(worker, key) -> bool:
+    """Whether the scheduler gave up this task: cancelled, or its client gone."""
+    task = worker.state.tasks.get(key)
+    return task is None or task.state in ("cancelled", "released", "forgotten")
+
+
+def run_on_worker(spec_json: str, files: dict[str, bytes] | None = None, *, root: str,
+                  topic: str, limit: int = 0):
+    """What a Dask worker runs for one job: the job, to its end or until its task is cancelled;
+    its result as plain values (and with `files`, staged: the outputs' bytes)."""
+    worker = distributed.get_worker()
+    key = worker.get_current_task()
+    name = str(worker.name)
+    plugin = worker.plugins.get(JobGroups.name)
+    task = JobSpec.from_json(spec_json).task
+
+    def started(process) -> None:
+        worker.log_event(topic, {"task": task, "at": time.time(), "name": name})
+
+    def wait(process, timeout: float | None, grace: float) -> tuple[int, bool]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with _exit_watch(process) as exited:
+            while (code := exited(POLL)) is None:
+                if deadline is not None and time.monotonic() > deadline:
+                    end_group(process, grace)
+                    return process.wait(), True
+                if _cancelled(worker, key):
+                    end_group(process, grace)
+                    return process.wait(), False
+        return code, False
+
+    hooks = {"groups": plugin.groups if plugin is not None else None, "on_start": started,
+             "wait": wait}
+    if files is not None:  # the outputs' bytes come back as the task's result
+        values, made = run_staged(spec_json, files, worker.local_directory, limit, **hooks)
+        values["worker"] = name
+        return values, made
+    values = run_remote(spec_json, root, **hooks)
+    values["worker"] = name
+    # Pushed to the client with the scheduler's events: no fetch of a result per job.
+    worker.log_event(topic, {"key": key, "result": values})
+    return None
+
+
+def read_probe(path: str) -> tuple[str, str, str]:
+    """The probe file as a worker sees it: its text (empty if it cannot), the host, incrun."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        text = ""
+    return text, socket.gethostname(), __version__
