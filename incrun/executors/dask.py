@@ -298,11 +298,14 @@ class DaskExecutor:
         for future in done:
             if future.key in self._sent and future.status != "finished":
                 spec, _ = self._sent.pop(future.key)
-                messages.append(self._failed(spec, future))
+                failed = self._failed(spec, future)
+                if failed is not None:
+                    messages.append(failed)
         return messages
 
-    def _failed(self, spec: JobSpec, future: Future):
-        """A task that did not return: its worker kept dying, or the cluster is gone."""
+    def _failed(self, spec: JobSpec, future: Future) -> Finished | None:
+        """A task that did not return: its worker kept dying, or the cluster is gone; None
+        if its worker was lost before the job started, and it goes again."""
         now = time.time()
         if future.status == "cancelled" or self.stopped:
             return Finished(JobResult(spec.task, FAILED, now, now, log_path=spec.log,
@@ -310,6 +313,9 @@ class DaskExecutor:
         from distributed import KilledWorker
 
         error = future.exception()
+        if isinstance(error, KilledWorker) and spec.task not in self._where:
+            self._todo.insert(0, spec)  # queued on a worker that went: it never started
+            return None
         remove_outputs(spec.outputs, self.root)  # what its dead process left: a failure's
         if isinstance(error, KilledWorker):  # Dask gave up running it elsewhere
             why = self._connection.why_lost(self._where.get(spec.task, ""))
