@@ -213,8 +213,22 @@ def _cluster_settings(table: dict, source: str) -> dict:
         if unknown:
             raise BadConfig(f"{where}: unknown setting {unknown[0]!r}",
                             hint=f"known settings: {', '.join(known)}")
+        for name, value in section.items():
+            _check_cluster_value(where, name, value)
         found[key] = dict(section)
     return found
+
+
+def _check_cluster_value(where: str, name: str, value) -> None:
+    """[tool.incrun.slurm] and [tool.incrun.dask] values: counts, a list of lines, or text."""
+    if name in ("cores", "processes", "max_workers"):
+        _count(value, name, where, minimum=1)
+    elif name == "extra":
+        if not isinstance(value, list) or not all(isinstance(line, str) for line in value):
+            raise BadConfig(f"{where}: 'extra' must be a list of #SBATCH options",
+                            hint='for example extra = ["--qos=normal"]')
+    elif not isinstance(value, str) or not value:
+        raise BadConfig(f"{where}: {name!r} must be a non-empty string, not {value!r}")
 
 
 def _rules(table: dict, source: str) -> tuple[RuleSpec, ...]:

@@ -367,6 +367,7 @@ class JobRunner(Runner):
             self.final_result = DOIT_ERROR
         if not self.continue_:
             self._stop_running = True
+            self.ctx.executor.hold()
 
 
 class IncrunRun(Run):

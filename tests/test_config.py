@@ -202,6 +202,9 @@ def test_config_cluster_env_stage_and_sections_from_the_config_file(tmp_path):
     ('[tool.incrun.slurm]\nqueue = "x"', "unknown setting 'queue'"),
     ('[tool.incrun.dask]\npassword = "x"', "unknown setting 'password'"),
     ('cluster = "sge"', "not a cluster incrun knows"),
+    ("[tool.incrun.slurm]\ncores = 0", "'cores' must be a positive integer"),
+    ('[tool.incrun.slurm]\nextra = "--qos=x"', "'extra' must be a list"),
+    ("[tool.incrun.slurm]\nwalltime = 60", "'walltime' must be a non-empty string"),
 ])
 def test_config_bad_cluster_settings_are_one_line(tmp_path, table, words):
     write(tmp_path / "pyproject.toml", f"[tool.incrun]\n{table}\n")

@@ -451,3 +451,28 @@ def test_a_run_with_nothing_to_do_never_loads_dask(slow, tmp_path):
     (fake / "distributed" / "__init__.py").write_text("raise SystemExit('distributed loaded')\n")
     again = slow.run("--cluster", "local:1", env={"PYTHONPATH": str(fake)})
     assert again.returncode == 0 and "up to date" in again.stdout, again.stderr
+
+
+def test_two_runs_on_one_scheduler_leave_each_other_alone(slow, cluster, tmp_path):
+    slow.inputs("data/a.inp", "data/b.inp", text="3")
+    first = start(slow, "--cluster", cluster)
+    poll(lambda: len(job_pids(slow)) == 2, what="the first run's jobs to start")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "runner.py").write_text(SLOW_RUNNER)
+    (other / "c.inp").write_text("0")
+    second = subprocess.run([str(BIN / "incrun"), "--cluster", cluster], cwd=other,
+                            env=incrun_env(), capture_output=True, text=True, timeout=60)
+    assert second.returncode == 0, second.stdout + second.stderr
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, out + err  # its jobs were not ended by the second run
+    assert (slow.root / "data/a.out").read_text() == "half done "
+
+
+def test_stage_refuses_to_send_a_file_outside_the_project(slow, cluster, tmp_path):
+    (slow.root.parent / "shared.txt").write_text("parameters")
+    slow.write("incrun.toml", 'deps = ["../shared.txt"]\n')
+    slow.inputs("data/a.inp", text="0")
+    done = slow.run("--cluster", cluster, "--stage")
+    assert done.returncode == 1
+    assert "cannot send ../shared.txt with --stage: it is outside the project" in done.stdout

@@ -74,6 +74,9 @@ class ThreadExecutor:
     def messages(self, timeout: float | None = None) -> list:
         return take_messages(self._messages, timeout)
 
+    def hold(self) -> None:
+        pass  # under --fail-fast nothing is submitted beyond the slots: each runs at once
+
     def stop(self) -> None:
         self._stopped = True
         threading.Thread(target=self.groups.end_all, daemon=True).start()

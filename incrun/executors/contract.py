@@ -124,6 +124,10 @@ class Executor(Protocol):
     def messages(self, timeout: float | None = None) -> list[Message]:
         """Wait for the next message (at most `timeout` seconds), then take all there are."""
 
+    def hold(self) -> None:
+        """Start nothing more (--fail-fast after a failure): what has not started is
+        Cancelled, what runs finishes."""
+
     def stop(self) -> None:
         """Start nothing more: queued jobs are Cancelled, running ones ended in the grace
         period, each then Finished."""

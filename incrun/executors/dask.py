@@ -42,8 +42,6 @@ class _Answer:
     key: str
     values: dict
 
-# ---- the coordinator side ----
-
 
 class DaskExecutor:
     """Runs the coordinator's jobs as Dask tasks, at most `slots` at once: -n if given, else
@@ -58,6 +56,8 @@ class DaskExecutor:
         self.root = root
         self.slots = in_flight or 0  # known once connected, when not asked for
         self.stopped = False
+        self._stop_asked = False  # by a signal: done at the next `messages`
+        self._held = False  # --fail-fast, after a failure: nothing more is sent
         self._asked = in_flight
         self._grace = grace
         self._stage, self._limit = stage, stage_limit
@@ -71,6 +71,7 @@ class DaskExecutor:
         self._todo: list[JobSpec] = []  # submitted, not yet sent
         self._sent: dict[str, tuple[JobSpec, Future]] = {}  # by Dask key
         self._where: dict[str, str] = {}  # the worker running a job, by task
+        self._names: dict[str, str] = {}  # workers' names by address (Dask's event thread's)
         self._local = None  # a LocalExecutor for hand-written dodo.py tasks
 
     # -- the cluster ----------------------------------------------------------------------
@@ -94,6 +95,7 @@ class DaskExecutor:
             if not self._connection.wait_for_a_worker(lambda: self.stopped):
                 return
             workers = client.scheduler_info(n_workers=-1)["workers"]
+            self._names = {address: str(worker["name"]) for address, worker in workers.items()}
             self.slots = self._asked or self._connection.threads(workers)
             client.register_plugin(JobGroups(self._grace), name=JobGroups.name)
             if not self._stage:
@@ -124,6 +126,11 @@ class DaskExecutor:
         except (TimeoutError, OSError, FutureCancelledError) as error:
             raise errors.ClusterError(f"no Dask worker answered within {PROBE_TIMEOUT:g}s "
                                       f"({type(error).__name__})") from None
+        except Exception as error:  # the worker cannot run incrun's code at all
+            raise errors.ClusterError(f"a Dask worker cannot run incrun: "
+                                      f"{type(error).__name__}: {errors.first_line(error)}",
+                                      hint=f"pip install incrun=={__version__} on the workers "
+                                           "and the scheduler, and restart them") from None
         finally:
             probe.unlink()
         if version != __version__:
@@ -143,6 +150,7 @@ class DaskExecutor:
         if "result" in message:
             self._messages.put(_Answer(message["key"], message["result"]))
         else:
+            self._names[message["worker"]] = message["name"]
             self._messages.put(Started(message["task"], message["at"], message["name"]))
 
     def _heard_cluster(self, event) -> None:
@@ -150,20 +158,26 @@ class DaskExecutor:
         _, message = event
         action, address = message.get("action"), message.get("worker", "")
         if action == "add-worker":
-            self._messages.put(Note(f"worker {address} joined"))
+            self._names.setdefault(address, "a worker")
+            self._messages.put(Note(f"a worker joined: {len(self._names)} now"))
         elif action == "remove-worker":
             busy = bool(self._sent)
             again = " (its jobs run again elsewhere)" if busy else ""
             if self._connection is not None and self._connection.replaces_workers:
                 again = " (it is asked for again)"
                 threading.Timer(2.0, self._messages.put, (_REPLACE_LOST,)).start()
-            self._messages.put(Note(f"worker {address} left{again}", warning=busy))
+            name = self._names.pop(address, "a worker")
+            self._messages.put(Note(f"{name} left{again}: {len(self._names)} now",
+                                    warning=busy))
 
     # -- jobs -----------------------------------------------------------------------------
 
     def submit(self, spec: JobSpec) -> None:
         """Queued here, sent with the others of its turn (at the next `messages`)."""
         self._connect()
+        if self.stopped:  # stopped while the cluster was being reached
+            self._messages.put(Cancelled(spec.task))
+            return
         self._todo.append(spec)
 
     def submit_task(self, name: str, task, log_path: str, timeout: float | None) -> None:
@@ -183,8 +197,10 @@ class DaskExecutor:
     def _send(self) -> None:
         """Send what waits: with -n, as many as keep -n jobs in flight; otherwise all of it,
         for the scheduler to queue, once fewer than two per slot are left: in batches."""
-        if self._asked is None and self._sent and len(self._sent) >= 2 * self.slots:
+        if self.stopped or self._held or (self._asked is None and self._sent
+                                          and len(self._sent) >= 2 * self.slots):
             return
+        self._connection.grow(len(self._todo) + len(self._sent))
         room = len(self._todo) if self._asked is None else self._asked - len(self._sent)
         todo, self._todo = self._todo[:room], self._todo[room:]
         sendable, staged = [], []
@@ -213,6 +229,9 @@ class DaskExecutor:
         """With --stage: the files the job reads, or why they are too much to send."""
         files, total = {}, 0
         for path in spec.reads:
+            if os.path.isabs(path) or ".." in Path(path).parts:
+                return None, (f"cannot send {path} with --stage: it is outside the project "
+                              "(the workers need it at the same path)")
             try:
                 data = (self.root / path).read_bytes()
             except OSError as error:
@@ -228,6 +247,10 @@ class DaskExecutor:
         if self._todo:
             self._send()
         found = self._take(timeout)
+        if self._stop_asked:
+            self._stop_asked = False
+            self._cancel_all()
+            found += take_messages(self._messages, 0)
         if _REPLACE_LOST in found and not self.stopped:
             self._connection.replace_lost_workers()
         messages = []
@@ -259,7 +282,8 @@ class DaskExecutor:
             step = CHECK_EVERY if deadline is None else min(CHECK_EVERY,
                                                             deadline - time.monotonic())
             found = take_messages(self._messages, max(step, 0))
-            if found or (deadline is not None and time.monotonic() >= deadline):
+            if found or self._stop_asked or (
+                    deadline is not None and time.monotonic() >= deadline):
                 return found
             if any(self._ended_unheard(future) for _, future in self._sent.values()):
                 return found
@@ -281,22 +305,20 @@ class DaskExecutor:
         done = [future for future in done if future.key in self._sent]
         finished = [future for future in done if future.status == "finished" and self._stage]
         try:
-            values = self._client.gather(finished, errors="skip") if finished else []
+            values = self._client.gather({future.key: future for future in finished},
+                                         errors="skip") if finished else {}
         except (OSError, FutureCancelledError):
-            values = []  # the scheduler went: the futures below say so
+            values = {}  # the scheduler went: the futures below say so
         messages = []
         if not self.stopped and any(future.status == "cancelled" for future in done):
             # Nothing of this run cancels a task but a stop: the scheduler is gone.
             messages.append(Lost(f"lost the Dask scheduler at {self.cluster}"))
             self.stopped = True
-        for future, (answer, made) in zip(finished, values):
-            spec, _ = self._sent.pop(future.key)
-            result = result_of(answer)
-            if made is not None:
-                result = self._bring_back(spec, result, made)
-            messages.append(Finished(result))
-        for future in done:
-            if future.key in self._sent and future.status != "finished":
+        for key, (answer, made) in values.items():
+            spec, _ = self._sent.pop(key)
+            messages.append(Finished(self._bring_back(spec, result_of(answer), made)))
+        for future in done:  # failed, or a staged result that could not be fetched
+            if future.key in self._sent and future.key not in values:
                 spec, _ = self._sent.pop(future.key)
                 failed = self._failed(spec, future)
                 if failed is not None:
@@ -326,7 +348,10 @@ class DaskExecutor:
                                   detail=f"{type(error).__name__}: {errors.first_line(error)}"))
 
     def _bring_back(self, spec: JobSpec, result: JobResult, made: dict[str, bytes]):
-        """A staged job's outputs and log, written into the project whole or not at all."""
+        """A staged job's outputs and log, written into the project whole or not at all; a
+        failed job leaves none of its outputs, not even those of an earlier run."""
+        if not result.ok:
+            remove_outputs(spec.outputs, self.root)
         try:
             for path, data in made.items():
                 place = self.root / path
@@ -360,15 +385,34 @@ class DaskExecutor:
         self._todo = []
 
     def stop(self) -> None:
-        self.stopped = True
-        self._cancel_all()
+        """Asked from a signal handler, maybe in the middle of `messages`: the tasks are
+        cancelled by the next `messages`, at a point where nothing else is counting them."""
+        self.stopped = self._stop_asked = True
         if self._local is not None:
             self._local.stop()
 
     def kill(self) -> None:
-        self.stop()
+        """A second Ctrl-C: incrun exits at once; what runs is cancelled now, and SLURM jobs
+        are given back, not left to start idle."""
+        self.stopped = True
+        self._cancel_all()
+        if self._connection is not None:
+            self._connection.kill()
         if self._local is not None:
             self._local.kill()
+
+    def hold(self) -> None:
+        """--fail-fast after a failure: the jobs sent that have not started are taken back
+        (Cancelled); those running finish."""
+        self._held = True
+        for key, (spec, future) in list(self._sent.items()):
+            if spec.task not in self._where:
+                future.cancel()
+                del self._sent[key]
+                self._messages.put(Cancelled(spec.task))
+        for spec in self._todo:
+            self._messages.put(Cancelled(spec.task))
+        self._todo = []
 
     def close(self, kill: bool = False) -> None:
         self.stopped = True

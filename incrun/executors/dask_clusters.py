@@ -52,10 +52,7 @@ class Connection:
         elif kind == "slurm":
             self._owned = slurm_cluster(self._slurm, self.root)
             _check_job_script(self._owned.job_script(), self.root)
-            cores = int(self._slurm.get("cores", 1))
-            wanted = max(1, -(-max(jobs, 1) // cores))
-            self._slurm_jobs = min(wanted, int(self._slurm.get("max_workers", wanted)))
-            self._owned.scale(jobs=self._slurm_jobs)
+            self.grow(jobs)
         if self._owned is not None:
             self.client = distributed.Client(self._owned, set_as_default=False)
             return self.client
@@ -69,6 +66,30 @@ class Connection:
                 hint="is `dask scheduler` running there, and the port open to this host?") \
                 from None
         return self.client
+
+    def grow(self, jobs: int) -> None:
+        """Enough SLURM jobs for `jobs` jobs (at most `max_workers`); 0: not known yet, as
+        many as allowed."""
+        if self.cluster.kind != "slurm" or self._owned is None:
+            return
+        cores, most = int(self._slurm.get("cores", 1)), self._slurm.get("max_workers")
+        wanted = max(1, -(-jobs // cores)) if jobs else (most or 1)
+        wanted = min(wanted, most or wanted)
+        if wanted > self._slurm_jobs:
+            self._slurm_jobs = wanted
+            self._owned.scale(jobs=wanted)
+
+    def kill(self) -> None:
+        """The SLURM jobs this run asked for, cancelled now (incrun is about to exit)."""
+        if self.cluster.kind != "slurm" or self._owned is None:
+            return
+        ids = [str(job.job_id) for job in list(self._owned.workers.values())
+               if getattr(job, "job_id", None)]
+        if ids:
+            try:
+                subprocess.run(["scancel", *ids], capture_output=True, timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
 
     def _security(self):
         """Dask's TLS, from the files [tool.incrun.dask] names, for a tls:// scheduler."""

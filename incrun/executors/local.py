@@ -297,6 +297,10 @@ class LocalExecutor:
             if item is not None:
                 self.tell(Cancelled(item[0]))
 
+    def hold(self) -> None:
+        """Nothing waits here to start under --fail-fast: the coordinator submits no more
+        jobs than there are workers, so each one submitted runs at once."""
+
     def stop(self) -> None:
         """Start nothing more: queued jobs are cancelled, running ones ended (TERM to their
         whole group, KILL after the grace period), in the background."""

@@ -61,7 +61,12 @@ def run_staged(spec_json: str, files: dict[str, bytes], scratch: str, limit: int
     folder = tempfile.mkdtemp(prefix="incrun-job-", dir=scratch)
     try:
         for path, data in files.items():
-            place = os.path.join(folder, path)
+            place = os.path.realpath(os.path.join(folder, path))
+            if not place.startswith(folder + os.sep):  # never written outside its folder
+                spec = JobSpec.from_json(spec_json)
+                now = time.time()
+                return plain(JobResult(spec.task, ERROR, now, now, detail=f"cannot stage "
+                                       f"{path}: outside the job's folder")), {}
             os.makedirs(os.path.dirname(place), exist_ok=True)
             with open(place, "wb") as stream:
                 stream.write(data)
