@@ -40,6 +40,7 @@ class Connection:
         self.client = None
         self._owned = None  # the LocalCluster or SLURMCluster this run started
         self._slurm_jobs = 0
+        self._reasons: dict[str, str | None] = {}  # why a lost worker went, by its name
 
     def open(self, jobs: int):
         """The client, the cluster started first if it is this run's; `jobs` are stale."""
@@ -143,9 +144,15 @@ class Connection:
             self._owned.scale(jobs=self._slurm_jobs)
 
     def why_lost(self, worker: str) -> str | None:
-        """Why a worker went, when the cluster can say: its SLURM job's state."""
+        """Why a worker went, when the cluster can say: its SLURM job's state (asked once per
+        worker: its other jobs hear the same)."""
         if self.cluster.kind != "slurm" or self._owned is None:
             return None
+        if worker not in self._reasons:
+            self._reasons[worker] = self._slurm_reason(worker)
+        return self._reasons[worker]
+
+    def _slurm_reason(self, worker: str) -> str | None:
         job = next((job for name, job in list(self._owned.workers.items())
                     if worker == str(name) or worker.startswith(f"{name}-")), None)
         job_id = getattr(job, "job_id", None)
