@@ -34,7 +34,7 @@ exit codes: 0 all succeeded, 1 a job failed, 2 usage, 3 nothing to run,
 4 no input matched, 5 bad config, 6 unknown placeholder, 7 bad dodo.py,
 8 unknown task, 9 state not writable, 10 another run holds the project,
 11 cluster unreachable or lost, 12 an optional part (incrun[dask]) missing,
-130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+130 interrupted (Ctrl-C), 141 the output's reader went (| head), 143 terminated (SIGTERM).
 """
 
 SUBCOMMANDS = {
@@ -173,6 +173,7 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
     if not args.directory.is_dir():
         raise errors.IncrunError(f"no such folder: {args.directory}", exit_code=errors.USAGE,
                                  hint="-C takes the project folder")
+    args.directory, targets = _project_above(args.directory, targets)
     cluster = None
     if args.cluster is not None:
         try:
@@ -196,6 +197,25 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
         annotations=env.get("GITHUB_ACTIONS") == "true" and not args.json)  # JSON stays JSON
 
 
+def _project_above(directory: Path, targets: list[str]) -> tuple[Path, list[str]]:
+    """Run from a folder inside a project (`cd data/a && incrun status`): the project above,
+    said on stderr, and the targets named from here made the project's."""
+    here = directory.resolve()
+    root = config.find_project(here)
+    if root is None or root == here:
+        return directory, targets
+    print(f"incrun: project {root}", file=sys.stderr)
+    moved = []
+    for target in targets:
+        path = here / target
+        if target in (".", "./") or path.exists():
+            relative = os.path.relpath(path, root)
+            moved.append(relative + "/" if path.is_dir() else relative)
+        else:
+            moved.append(target)  # a task's name, or a file yet to be made
+    return root, moved
+
+
 def _configured_cluster(directory: Path) -> bool:
     return config.read_settings(directory.resolve()).cluster is not None
 
@@ -217,7 +237,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("incrun: interrupted", file=sys.stderr)
         return errors.INTERRUPTED
+    except BrokenPipeError:  # `incrun list --all | head`: the reader has what it wanted
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # what is left to write goes nowhere, quietly
+    return errors.BROKEN_PIPE
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    try:
+        sys.stdout.flush()  # the last of the output, while a closed pipe can still be told
+    except BrokenPipeError:
+        code = _reader_gone()
+    sys.exit(code)

@@ -148,6 +148,31 @@ class Config:
         return self.root / STATE_DIR
 
 
+def is_project(folder: Path) -> bool:
+    """Whether incrun has something to run here: state, a config, a dodo.py or a runner.py."""
+    if any((folder / name).exists() for name in (STATE_DIR, "incrun.toml", DODO, RUNNER)):
+        return True
+    pyproject = folder / "pyproject.toml"
+    try:
+        return pyproject.is_file() and "[tool.incrun" in pyproject.read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def find_project(start: Path) -> Path | None:
+    """The project `start` is in, when it is not one itself: the nearest folder above it that
+    is (as git finds its repository), not past the top of a git repository; None if none."""
+    start = start.resolve()
+    if is_project(start):
+        return start
+    for folder in start.parents:
+        if is_project(folder):
+            return folder
+        if (folder / ".git").exists():
+            return None
+    return None
+
+
 def read_settings(root: Path) -> FileSettings:
     """Read incrun.toml, else `[tool.incrun]` of pyproject.toml; a missing file is no settings."""
     own = root / "incrun.toml"

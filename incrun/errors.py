@@ -17,6 +17,7 @@ LOCKED = 10  # another incrun run holds this project
 CLUSTER = 11  # the cluster cannot be reached, cannot read the project, or was lost mid-run
 MISSING_EXTRA = 12  # an optional part (dask, dask-jobqueue) is not installed
 INTERRUPTED = 130  # Ctrl-C
+BROKEN_PIPE = 141  # the reader of the output went (`| head`), as a shell tool killed by SIGPIPE
 TERMINATED = 143  # SIGTERM
 
 

@@ -201,6 +201,9 @@ class Store:
     def _make_dir(self) -> None:
         try:
             self.logs_dir.mkdir(parents=True, exist_ok=True)
+            ignore = self.dir / ".gitignore"
+            if not ignore.exists():  # a new project: its state never lands in git
+                ignore.write_text("# incrun's state: kept out of version control\n*\n")
         except OSError as error:
             raise StateError(f"cannot create {self.logs_dir}: {error.strerror}",
                              hint="incrun keeps its state there; check the permissions") from None

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import incrun_env
+from conftest import incrun_command, incrun_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -163,3 +163,48 @@ def test_python_dash_m_and_help_with_examples():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "examples:" in result.stdout and "exit codes:" in result.stdout
+
+
+def test_run_from_a_subfolder_finds_the_project_above_and_says_so(project):
+    project.inputs("data/a/x.inp", "data/b.inp")
+    inside = project.root / "data" / "a"
+    status = subprocess.run([*incrun_command(), "status"], cwd=inside, env=incrun_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    assert "0 up to date, 2 stale" in status.stdout
+    assert f"incrun: project {project.root}" in status.stderr
+    one = subprocess.run([*incrun_command(), "x.inp"], cwd=inside, env=incrun_env(),
+                         capture_output=True, text=True, timeout=60)  # named from here
+    assert one.returncode == 0, one.stdout + one.stderr
+    assert project.ran() == ["data/a/x.inp"]
+    assert not (inside / ".incrun").exists() and (project.root / ".incrun").is_dir()
+
+
+def test_a_folder_in_no_project_is_still_nothing_to_run(tmp_path):
+    (tmp_path / ".git").mkdir()  # the top of a repository: the search stops there
+    inside = tmp_path / "docs" / "notes"
+    inside.mkdir(parents=True)
+    result = subprocess.run([*incrun_command(), "status"], cwd=inside, env=incrun_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3 and f"nothing to run in {inside}" in result.stderr
+
+
+def test_the_state_folder_keeps_itself_out_of_git(project):
+    project.inputs("a.inp")
+    assert project.run().returncode == 0
+    assert (project.root / ".incrun" / ".gitignore").read_text().splitlines()[-1] == "*"
+
+
+def test_output_piped_into_head_ends_quietly(project):
+    project.inputs(*(f"in{i:04d}.inp" for i in range(3000)))
+    for args in (["list", "--all"], ["status"], ["--dry-run"]):
+        writer = subprocess.Popen([*incrun_command(), *args], cwd=project.root,
+                                  env=incrun_env(), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        head = subprocess.run(["head", "-1"], stdin=writer.stdout, capture_output=True,
+                              text=True, timeout=60)
+        writer.stdout.close()  # head's end of the pipe only: incrun then writes into nothing
+        errors = writer.stderr.read()
+        assert writer.wait(60) in (0, 141), (args, errors)
+        assert len(head.stdout.splitlines()) == 1, args
+        assert "Traceback" not in errors and "BrokenPipe" not in errors, args
