@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shlex
@@ -199,17 +200,30 @@ def _load_toml(path: Path) -> dict:
 def _settings_from(table: dict, source: str) -> FileSettings:
     if not isinstance(table, dict):
         raise BadConfig(f"{source} must be a table of settings")
-    unknown = sorted(set(table) - set(KNOWN_KEYS))
-    if unknown:
-        raise BadConfig(
-            f"{source}: unknown setting {unknown[0]!r}",
-            hint="known settings: " + ", ".join(KNOWN_KEYS),
-        )
+    if source == "incrun.toml" and isinstance(table.get("tool"), dict):
+        raise BadConfig("incrun.toml: the settings go at the top level there, not under "
+                        "[tool.incrun] (that is pyproject.toml's form)",
+                        hint="remove the [tool.incrun] line; [tool.incrun.rules.X] becomes "
+                             "[rules.X]")
+    _refuse_unknown(table, KNOWN_KEYS, source)
     return FileSettings(rules=_rules(table, source),
                         jobs=_count(table.get("jobs"), "jobs", source, minimum=1),
                         retries=_count(table.get("retries"), "retries", source, minimum=0),
                         grace=positive_seconds(table.get("grace"), f"{source}: 'grace'"),
                         **_cluster_settings(table, source), source=source)
+
+
+def _refuse_unknown(table: dict, known: tuple[str, ...], where: str,
+                    listed: str = "known settings") -> None:
+    """One line for a key the table may not have, with the nearest known one if it is a slip
+    (`output` for `outputs`)."""
+    unknown = sorted(set(table) - set(known))
+    if not unknown:
+        return
+    near = difflib.get_close_matches(unknown[0], known, n=1)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    raise BadConfig(f"{where}: unknown setting {unknown[0]!r}",
+                    hint=hint + f"{listed}: " + ", ".join(known))
 
 
 def _cluster_settings(table: dict, source: str) -> dict:
@@ -234,10 +248,7 @@ def _cluster_settings(table: dict, source: str) -> dict:
         where = f"{source}: [{key}]" if source == "incrun.toml" else f"[tool.incrun.{key}]"
         if not isinstance(section, dict):
             raise BadConfig(f"{where} must be a table of settings")
-        unknown = sorted(set(section) - set(known))
-        if unknown:
-            raise BadConfig(f"{where}: unknown setting {unknown[0]!r}",
-                            hint=f"known settings: {', '.join(known)}")
+        _refuse_unknown(section, known, where)
         for name, value in section.items():
             _check_cluster_value(where, name, value)
         found[key] = dict(section)
@@ -277,10 +288,7 @@ def _rules(table: dict, source: str) -> tuple[RuleSpec, ...]:
             raise BadConfig(f"{where}: a rule's name is letters, digits, '_', '-' and '.'")
         if not isinstance(rule_table, dict):
             raise BadConfig(f"{where} must be a table of settings")
-        unknown = sorted(set(rule_table) - set(NAMED_RULE_KEYS))
-        if unknown:
-            raise BadConfig(f"{where}: unknown setting {unknown[0]!r}",
-                            hint="a rule's settings: " + ", ".join(NAMED_RULE_KEYS))
+        _refuse_unknown(rule_table, NAMED_RULE_KEYS, where, "a rule's settings")
         specs.append(_rule_spec(rule_table, where, name))
     return tuple(specs)
 

@@ -211,3 +211,18 @@ def test_config_bad_cluster_settings_are_one_line(tmp_path, table, words):
     with pytest.raises(BadConfig) as refused:
         read_settings(tmp_path)
     assert words in refused.value.message and refused.value.exit_code == BAD_CONFIG
+
+
+def test_config_an_unknown_key_that_is_a_slip_gets_the_known_one(tmp_path):
+    write(tmp_path / "incrun.toml", 'output = ["{stem}.res"]\n')
+    with pytest.raises(BadConfig) as refused:
+        read_settings(tmp_path)
+    assert "unknown setting 'output'" in refused.value.message
+    assert refused.value.hint.startswith("did you mean 'outputs'?")
+
+
+def test_config_tool_incrun_inside_incrun_toml_says_where_the_keys_go(tmp_path):
+    write(tmp_path / "incrun.toml", '[tool.incrun]\ninputs = ["*.dat"]\n')
+    with pytest.raises(BadConfig) as refused:
+        read_settings(tmp_path)
+    assert "the settings go at the top level there" in refused.value.message
