@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import __version__, errors
-from ..config import Cluster
+from ..config import DEFAULT_STAGE_LIMIT, Cluster
 from ..events import ERROR, FAILED, JobResult
 from .contract import Cancelled, Finished, JobSpec, Lost, Note, Started, take_messages
 from .groups import DEFAULT_GRACE
 from .jobfiles import remove_outputs
-from .remote import result_of
+from .remote import past_stage_limit, result_of
 
 if TYPE_CHECKING:
     from distributed import Future
@@ -43,6 +43,12 @@ class _Answer:
     values: dict
 
 
+def _ended(spec: JobSpec, status: str, detail: str) -> Finished:
+    """A job that ended with no result from its worker: stopped, refused here, or lost."""
+    now = time.time()
+    return Finished(JobResult(spec.task, status, now, now, log_path=spec.log, detail=detail))
+
+
 class DaskExecutor:
     """Runs the coordinator's jobs as Dask tasks, at most `slots` at once: -n if given, else
     every thread of the cluster's workers. The cluster is reached (or started) only when the
@@ -50,7 +56,7 @@ class DaskExecutor:
 
     def __init__(self, cluster: Cluster, root: Path, in_flight: int | None = None,
                  grace: float = DEFAULT_GRACE, stage: bool = False,
-                 stage_limit: int = 64 * 2**20, tls: dict | None = None,
+                 stage_limit: int = DEFAULT_STAGE_LIMIT, tls: dict | None = None,
                  slurm: dict | None = None, logs: Path | None = None):
         self.cluster = cluster
         self.root = root
@@ -207,9 +213,7 @@ class DaskExecutor:
         for spec in todo:
             files, why = self._files(spec) if self._stage else (None, "")
             if why:
-                now = time.time()
-                self._messages.put(Finished(JobResult(spec.task, ERROR, now, now,
-                                                      log_path=spec.log, detail=why)))
+                self._messages.put(_ended(spec, ERROR, why))
                 continue
             sendable.append(spec)
             staged.append(files)
@@ -238,8 +242,7 @@ class DaskExecutor:
                 return None, f"cannot read {path} to send it: {error.strerror}"
             total += len(data)
             if total > self._limit:
-                return None, (f"{path} takes the job's files past the --stage limit of "
-                              f"{self._limit:,} bytes")
+                return None, past_stage_limit(path, self._limit)
             files[path] = data
         return files, ""
 
@@ -328,10 +331,8 @@ class DaskExecutor:
     def _failed(self, spec: JobSpec, future: Future) -> Finished | None:
         """A task that did not return: its worker kept dying, or the cluster is gone; None
         if its worker was lost before the job started, and it goes again."""
-        now = time.time()
         if future.status == "cancelled" or self.stopped:
-            return Finished(JobResult(spec.task, FAILED, now, now, log_path=spec.log,
-                                      detail="stopped"))
+            return _ended(spec, FAILED, "stopped")
         from distributed import KilledWorker
 
         error = future.exception()
@@ -341,11 +342,9 @@ class DaskExecutor:
         remove_outputs(spec.outputs, self.root)  # what its dead process left: a failure's
         if isinstance(error, KilledWorker):  # Dask gave up running it elsewhere
             why = self._connection.why_lost(self._where.get(spec.task, ""))
-            return Finished(JobResult(spec.task, FAILED, now, now, log_path=spec.log,
-                                      detail=why or "the worker process was killed, each "
-                                                    "time Dask ran it"))
-        return Finished(JobResult(spec.task, ERROR, now, now, log_path=spec.log,
-                                  detail=f"{type(error).__name__}: {errors.first_line(error)}"))
+            return _ended(spec, FAILED, why or "the worker process was killed, each time Dask "
+                                               "ran it")
+        return _ended(spec, ERROR, f"{type(error).__name__}: {errors.first_line(error)}")
 
     def _bring_back(self, spec: JobSpec, result: JobResult, made: dict[str, bytes]):
         """A staged job's outputs and log, written into the project whole or not at all; a
@@ -376,10 +375,8 @@ class DaskExecutor:
                 self._client.cancel([future for _, future in sent])
             except (OSError, RuntimeError):
                 pass  # the scheduler is gone: so is every task
-        now = time.time()
         for spec, _ in sent:  # none is known not to have started: none may be adopted
-            self._messages.put(Finished(JobResult(spec.task, FAILED, now, now,
-                                                  log_path=spec.log, detail="stopped")))
+            self._messages.put(_ended(spec, FAILED, "stopped"))
         for spec in self._todo:
             self._messages.put(Cancelled(spec.task))
         self._todo = []

@@ -58,12 +58,12 @@ def run_staged(spec_json: str, files: dict[str, bytes], scratch: str, limit: int
                **hooks) -> tuple[dict, dict[str, bytes]]:
     """Run one job in a folder of its own under `scratch`, holding the files it reads (there is
     no shared project folder); its result, and its outputs and log as bytes, at most `limit`."""
+    spec = JobSpec.from_json(spec_json)
     folder = tempfile.mkdtemp(prefix="incrun-job-", dir=scratch)
     try:
         for path, data in files.items():
             place = os.path.realpath(os.path.join(folder, path))
             if not place.startswith(folder + os.sep):  # never written outside its folder
-                spec = JobSpec.from_json(spec_json)
                 now = time.time()
                 return plain(JobResult(spec.task, ERROR, now, now, detail=f"cannot stage "
                                        f"{path}: outside the job's folder")), {}
@@ -71,7 +71,6 @@ def run_staged(spec_json: str, files: dict[str, bytes], scratch: str, limit: int
             with open(place, "wb") as stream:
                 stream.write(data)
         values = run_remote(spec_json, folder, **hooks)
-        spec = JobSpec.from_json(spec_json)
         if values["status"] != OK:
             return values, _files_of(folder, [spec.log], limit)[0]
         made, too_big = _files_of(folder, [*spec.outputs, spec.log], limit)
@@ -93,10 +92,15 @@ def _files_of(folder: str, paths, limit: int) -> tuple[dict[str, bytes], str]:
             continue
         total += os.path.getsize(place)
         if total > limit:
-            return {}, f"{path} takes the job's files past the --stage limit of {limit:,} bytes"
+            return {}, past_stage_limit(path, limit)
         with open(place, "rb") as stream:
             found[path] = stream.read()
     return found, ""
+
+
+def past_stage_limit(path: str, limit: int) -> str:
+    """Why a staged job's files, sent or brought back, are too much: the file that passed."""
+    return f"{path} takes the job's files past the --stage limit of {limit:,} bytes"
 
 
 def plain(result: JobResult) -> dict:
