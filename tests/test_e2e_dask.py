@@ -174,7 +174,10 @@ def test_ctrl_c_ends_the_jobs_on_the_workers_within_the_grace_period(slow, clust
     assert run.returncode == 130, out + err
     poll(lambda: not any(alive(pid) for pid in pids), timeout=10,
          what="the remote jobs to end")
-    assert not (slow.root / "data/a.out").exists()  # a stopped job leaves no output
+    # A stopped job leaves no output: its worker removes it once the job has ended, which
+    # may be just after incrun has exited.
+    poll(lambda: not (slow.root / "data/a.out").exists(), timeout=10,
+         what="the stopped job's output to be removed")
     status = slow.run("status")
     assert "2 stale" in status.stdout and "interrupted" in status.stdout
 
