@@ -1,12 +1,15 @@
-"""doit's commands (run, list, info, clean, forget, status) run with incrun's loader, state and
-checker; doit's errors mapped to incrun's."""
+"""doit's commands (run, list, info, clean, forget, ignore, reset-dep, status) run with incrun's
+loader, state and checker; doit's errors mapped to incrun's."""
 
 from __future__ import annotations
 
 import os
+import time
 
+from doit.cmd_base import DoitCmdBase, check_tasks_exist, subtasks_iter
 from doit.cmd_clean import Clean
 from doit.cmd_forget import Forget
+from doit.cmd_ignore import Ignore
 from doit.cmd_info import Info
 from doit.cmd_list import List
 from doit.cmdparse import CmdParseError
@@ -19,20 +22,73 @@ from .checker import ContentChecker
 from .config import Config
 from .coordinator import IncrunRun
 from .errors import BadDodo, IncrunError, UnknownTask
-from .loader import IncrunLoader
+from .events import OK, JobResult
+from .loader import IncrunLoader, is_job
+from .rules import META_KEY
 from .store import DB_NAME, Store
+from .uptodate import Signatures
+
+MARKED_DONE = "marked done (reset-dep)"
+
+
+class ResetDep(DoitCmdBase):
+    """`incrun reset-dep`: the selected jobs whose files are all there are recorded as done,
+    as if they had just run (doit's reset-dep, and in incrun's own records too)."""
+
+    name = "reset-dep"
+    doc_purpose = "record jobs as done without running them"
+    doc_usage = "[TASK ...]"
+    doc_description = None
+    cmd_options = ()
+    store = None  # set by the engine
+
+    def _execute(self, pos_args=None):
+        tasks = {task.name: task for task in self.task_list}
+        chosen = self.task_list
+        if pos_args:
+            check_tasks_exist(tasks, pos_args)
+            chosen = [found for name in pos_args
+                      for found in (tasks[name], *subtasks_iter(tasks, tasks[name]))]
+        signatures = Signatures()
+        for task in chosen:
+            if task.actions:
+                print(self._reset(task, tasks, signatures))
+
+    def _reset(self, task, tasks: dict, signatures: Signatures) -> str:
+        missing = [path for path in (*task.file_dep, *task.targets) if not os.path.exists(path)]
+        if missing:
+            return f"not done: {task.name} ({missing[0]} is missing)"
+        if self.dep_manager.get_status(task, tasks).status == "up-to-date":
+            return f"up to date: {task.name}"
+        task.save_extra_values()  # what its uptodate checks computed (its command, for a job)
+        self.dep_manager.save_success(task)
+        now = time.time()
+        signature = signatures.of(task.meta[META_KEY]) if is_job(task) else None
+        self.store.job_finished(JobResult(task.name, OK, now, now, detail=MARKED_DONE),
+                                signature)
+        self.store.commit()
+        return f"done: {task.name}"
+
 
 COMMANDS = {"run": IncrunRun, "list": List, "info": Info, "clean": Clean,
-            "forget": Forget, "status": status.Status}
+            "forget": Forget, "status": status.Status, "ignore": Ignore, "reset-dep": ResetDep}
 
 
 def _doit_args(config: Config) -> list[str]:
-    args = list(config.targets)
+    """The command line doit's command parses: its own options, then the selection."""
+    args = []
     if config.command in ("list", "forget") and config.list_all:
-        args.insert(0, "--all")
-    if config.command == "list":
-        args.insert(0, "--status")  # show which tasks are up to date, as `status` would
-    return args
+        args.append("--all")
+    if config.command == "clean" and config.dry_run:
+        args.append("--dry-run")
+    if config.command == "run":
+        if config.verbosity is not None:
+            args += ["--verbosity", str(config.verbosity)]  # wins over DOIT_CONFIG, as in doit
+        if config.single:
+            args.append("--single")
+    if config.targets and config.targets[0].startswith("-"):
+        args.append("--")  # a file named `-x.inp` is a name, not an option
+    return args + list(config.targets)
 
 
 def invoke(config: Config, state: Store, up_to_date=None, pending=None, order=None,

@@ -110,8 +110,8 @@ class FileSettings:
 @dataclass(frozen=True)
 class Config:
     root: Path
-    command: str = "run"  # run, list, status, explain, report, clean, forget, info
-    targets: tuple[str, ...] = ()
+    command: str = "run"  # a name of commands_help.COMMANDS
+    targets: tuple[str, ...] = ()  # the selection as doit reads it: names, each task's options
     rules: tuple[RuleSpec, ...] = ()  # the project's own rules, in the order written
     jobs: int = 1
     in_flight: int | None = None  # -n or `jobs` as given; None: the cluster's worker threads
@@ -131,6 +131,12 @@ class Config:
     no_color: bool = False
     as_json: bool = False  # `status --json`
     list_all: bool = False  # `list --all`
+    list_status: bool = False  # `list -s`: each task's state beside its name
+    list_private: bool = False  # `list -p`: tasks named `_...` too
+    explain_deps: bool = False  # `explain --deps`: the tasks it depends on too
+    verbosity: int | None = None  # -v: a task's output shown (2) or only logged; None: its own
+    single: bool = False  # -s: the named tasks without the tasks they depend on
+    variables: tuple[tuple[str, str], ...] = ()  # NAME=value: doit's get_var for the dodo.py
     dry_run: bool = False  # `run --dry-run`: say what would run, and why; run nothing
     junit: Path | None = None  # write JUnit XML there
     step_summary: Path | None = None  # append a markdown summary (GITHUB_STEP_SUMMARY)
@@ -399,7 +405,7 @@ def build(root: Path, **options) -> Config:
     retries = options.pop("retries", None)
     retries = retries if retries is not None else settings.retries or 0
     grace = options.pop("grace", None) or settings.grace or DEFAULT_GRACE
-    dodo = root / DODO
+    dodo = options.pop("dodo_file", None) or root / DODO
     config = Config(
         root=root,
         rules=project_rules(root, settings),

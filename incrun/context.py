@@ -32,19 +32,21 @@ class RunContext:
     up_to_date: UpToDate | None = None  # finds the jobs up to date before doit sees them
     started: float = 0.0  # when the run began, before any job was checked
     expected: object = None  # schedule.Expected: the stale jobs' last known durations
+    own_tasks: int | None = None  # a dodo.py's tasks at once, when -n or `jobs` says
 
     def __post_init__(self):
         self.started = self.started or self.clock()
 
-    def start(self, for_doit: list[str]) -> None:
+    def start(self, for_doit: list[str], growing: bool = False) -> None:
         """Announce the run: the jobs doit will check or run (by name), and those found up to
-        date already, counted a rule at a time rather than one event each."""
+        date already, counted a rule at a time rather than one event each; `growing` if tasks
+        are yet to be made (doit's create_after)."""
         clean = self.up_to_date.by_rule if self.up_to_date else {}
         rules = Counter(rule_of(name) for name in for_doit)
         rules.update(clean)
         durations = dict(self.expected.durations) if self.expected is not None else {}
         self.emit(RunStarted(len(for_doit) + sum(clean.values()), self.executor.slots,
-                             self.started, len(for_doit), durations, dict(rules)))
+                             self.started, len(for_doit), durations, dict(rules), growing))
         names = self.up_to_date.names if self.up_to_date else None
         for rule, count in clean.items():
             of_rule = tuple(name for name in names if rule_of(name) == rule) if names else ()

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from doit.cmd_run import Run
 from doit.control import TaskControl
-from doit.exceptions import UnmetDependency
+from doit.exceptions import SetupError, UnmetDependency
 from doit.runner import ERROR as DOIT_ERROR
 from doit.runner import FAILURE, Runner
 from doit.task import Stream
@@ -27,14 +27,16 @@ from .events import (
     OK,
     TIMEOUT,
     EventReporter,
+    JobAdded,
     JobFinished,
+    JobOutput,
     JobResult,
     JobSkipped,
     JobStarted,
     Notice,
 )
 from .executors.contract import Cancelled, JobSpec, Lost, Note, Started
-from .executors.jobfiles import remove_outputs
+from .executors.jobfiles import append_log, read_log, remove_outputs
 from .loader import is_job, selected_tasks
 from .rules import META_KEY
 
@@ -50,18 +52,26 @@ def _mtime(path: str, follow: bool = True) -> float | None:
     return None if stat.S_ISLNK(info.st_mode) else info.st_mtime
 
 
-class RuleLimits:
-    """Rules that allow only so many of their jobs at once (`jobs` in a rule): how many are
-    submitted now, and the selected jobs waiting for a place, while other rules' jobs run."""
+OWN_TASKS = ""  # the limit of a dodo.py's own tasks, kept beside the rules' in RuleLimits
 
-    def __init__(self):
+
+class RuleLimits:
+    """Rules that allow only so many of their jobs at once (`jobs` in a rule), and a dodo.py's
+    own tasks (one at a time unless told otherwise, as doit runs them): how many are submitted
+    now, and the selected jobs waiting for a place, while other rules' jobs run."""
+
+    def __init__(self, own_tasks: int | None = None):
+        self.own_tasks = own_tasks  # a dodo.py's tasks at once; None: no limit
         self.submitted: Counter = Counter()  # by rule
         self.waiting: dict[str, deque] = {}  # by rule: nodes selected, not yet started
 
-    @staticmethod
-    def _limit(node) -> tuple[str, int] | None:
+    def _limit(self, node) -> tuple[str, int] | None:
         task = node.task
-        return task.meta[META_KEY].get("limit") if is_job(task) else None
+        if is_job(task):
+            return task.meta[META_KEY].get("limit")
+        if self.own_tasks is None or not task.actions:  # a group task runs nothing
+            return None
+        return OWN_TASKS, self.own_tasks
 
     def admit(self, node) -> bool:
         """Whether the job may start now; if not, it waits for one of its rule to end."""
@@ -92,12 +102,18 @@ class JobRunner(Runner):
     """doit's Runner, keeping its up-to-date checks and its bookkeeping in this process, while
     up to N jobs run on the executor; every finished job is committed to the store at once."""
 
-    def __init__(self, dep_manager, reporter, context: RunContext):
+    def __init__(self, dep_manager, reporter, context: RunContext, shown: Stream | None = None,
+                 own_tasks: int | None = None):
+        # Output is always captured (into each job's log); `shown` is the verbosity asked
+        # for, by which a task's output is also shown once it ends.
         super().__init__(dep_manager, reporter, continue_=not context.fail_fast,
-                         always_execute=context.always, stream=Stream(0))
+                         always_execute=context.always, stream=Stream(0, force_global=True))
         self.ctx = context
         self.store = context.store
         self.root = context.executor.root
+        self.shown = shown or Stream(None)
+        self.own_tasks = own_tasks  # a dodo.py's own tasks at once
+        self._showing: dict[str, bool] = {}  # whether a task's output is shown, by name
         self._attempts: dict[str, int] = {}
         self._started = 0  # jobs started (retries not counted)
         self._blocked_by: dict[str, tuple[str, ...]] = {}  # not run: the failed jobs it needs
@@ -106,11 +122,19 @@ class JobRunner(Runner):
 
     def run_all(self, task_dispatcher):
         tasks = task_dispatcher.tasks
-        chosen = {task.name for task in selected_tasks(tasks, task_dispatcher.selected_tasks)}
-        self.ctx.start([name for name in tasks if name in chosen])  # in the order defined
+        selected = selected_tasks(tasks, task_dispatcher.selected_tasks, with_groups=True)
+        chosen = {task.name for task in selected if task.actions}
+        growing = any(task.loader and not task.actions for task in selected)  # create_after
+        self.ctx.start([name for name in tasks if name in chosen], growing)  # in order defined
         return super().run_all(task_dispatcher)
 
     def select_task(self, node, tasks_dict):
+        task = node.task
+        if task.name not in self._showing:  # before doit overwrites the task's verbosity
+            self._showing[task.name] = self.shown.effective_verbosity(task.verbosity) == 2
+        if task.actions and task.name not in self.reporter.counted:  # made by create_after
+            self.reporter.counted.add(task.name)
+            self.ctx.emit(JobAdded(task.name))
         if node.run_status is None and is_job(node.task) and self._adopt(node, tasks_dict):
             return False
         selected = super().select_task(node, tasks_dict)
@@ -180,7 +204,7 @@ class JobRunner(Runner):
         generator, tasks = task_dispatcher.generator, task_dispatcher.tasks
         inflight: dict[str, object] = {}  # by task name: submitted, running or queued
         ended: list = []  # nodes to hand back to doit
-        limits = RuleLimits()
+        limits = RuleLimits(self.own_tasks)
         released: list = []  # jobs that waited for their rule's limit, now free to start
         exhausted = False
         while True:
@@ -220,7 +244,8 @@ class JobRunner(Runner):
                 break
             for message in self.ctx.executor.messages():
                 if isinstance(message, Started):
-                    self.ctx.emit(JobStarted(message.task, message.at, message.worker))
+                    title = _title(inflight[message.task].task)
+                    self.ctx.emit(JobStarted(message.task, message.at, message.worker, title))
                 elif isinstance(message, Note):
                     self.ctx.emit(Notice(message.text, "warning" if message.warning else "info"))
                 elif isinstance(message, Lost):
@@ -310,8 +335,29 @@ class JobRunner(Runner):
             self._record_failure(node, result)
         self.store.job_finished(result, self._signature(task) if result.ok else None)
         self.store.job_ran(result)
+        if self._showing.get(task.name) and result.log_path:
+            self._show(task, "output", read_log(self.root / result.log_path))
         self.ctx.emit(JobFinished(result))
         return True
+
+    def _show(self, task, part: str, text: str) -> None:
+        if text.strip():
+            self.ctx.emit(JobOutput(task.name, tuple(text.rstrip("\n").splitlines()), part,
+                                    _title(task)))
+
+    def teardown(self):
+        """doit's teardown, its output kept in the task's log (and shown at verbosity 2)."""
+        for task in reversed(self.teardown_list):
+            self.reporter.teardown_task(task)
+            failure = task.execute_teardown(self.stream)
+            text = "".join((action.out or "") + (action.err or "") for action in task.teardown)
+            if text:
+                append_log(self.root / self._log_path(task.name), "teardown", text)
+                if self._showing.get(task.name):
+                    self._show(task, "teardown", text)
+            if failure:
+                self.reporter.cleanup_error(SetupError(f"task {task.name}'s teardown action",
+                                                       failure))
 
     def _retries(self, task) -> int:
         """The job's rule's own retries, else the run's (--retries, `retries`)."""
@@ -387,9 +433,31 @@ class IncrunRun(Run):
                  reporter="console", num_process=0, par_type="process", single=False,
                  auto_delayed_regex=False, force_verbosity=False, failure_verbosity=0,
                  pdb=False):
+        """doit's settings (DOIT_CONFIG, then doit's options on incrun's command line) reach
+        here: verbosity, num_process (a dodo.py's own tasks at once) and single."""
         self.control = TaskControl(self.task_list, auto_delayed_regex=auto_delayed_regex)
         self.control.process(self.sel_tasks)
+        if single:
+            _without_task_deps(self.control)
         counted = {name for name, task in self.control.tasks.items() if task.actions}
         reporter_obj = EventReporter(self.context.emit, counted)
-        runner = JobRunner(self.dep_manager, reporter_obj, self.context)
+        own_tasks = self.context.own_tasks or num_process or 1
+        runner = JobRunner(self.dep_manager, reporter_obj, self.context,
+                           Stream(verbosity, force_verbosity), own_tasks)
         return runner.run_all(self.control.task_dispatcher())
+
+
+def _without_task_deps(control: TaskControl) -> None:
+    """-s/--single: the named tasks run without the tasks they depend on (doit's own rule)."""
+    for name in control.selected_tasks:
+        task = control.tasks[name]
+        if task.has_subtask:
+            for sub in task.task_dep:
+                control.tasks[sub].task_dep = []
+        else:
+            task.task_dep = []
+
+
+def _title(task) -> str:
+    """The task's own `title`, which the display shows in place of its name; "" if none."""
+    return task.title() if task.custom_title else ""

@@ -20,7 +20,9 @@ from incrun.events import (
     OK,
     UP_TO_DATE,
     Event,
+    JobAdded,
     JobFinished,
+    JobOutput,
     JobResult,
     JobSkipped,
     JobStarted,
@@ -106,9 +108,14 @@ def progress_parts(tally: Tally, now: float, workers: int) -> list[tuple[str, st
     return parts
 
 
+def total_text(tally: Tally) -> str:
+    """The jobs in the run; `14+` while tasks may still be made (doit's create_after)."""
+    return f"{tally.total}+" if tally.growing else str(tally.total)
+
+
 def progress_line(tally: Tally, now: float, workers: int) -> str:
     width = len(str(tally.total))
-    counter = f"[{tally.done:>{width}}/{tally.total}]"
+    counter = f"[{tally.done:>{width}}/{total_text(tally)}]"
     line = counter + " " + ", ".join(words for words, _ in progress_parts(tally, now, workers))
     rules = tally.rule_counts()
     if rules:
@@ -143,18 +150,28 @@ def _failure_reason(result: JobResult) -> str:
     return result.status
 
 
-def failure_lines(result: JobResult) -> list[str]:
-    """A failure as one block: headline, log path, the log's last lines."""
-    lines = [clean(f"FAILED {result.name} ({_failure_reason(result)})")]
+def failure_lines(result: JobResult, tally: Tally | None = None) -> list[str]:
+    """A failure as one block: headline (the task's title, if it has one), log path, the log's
+    last lines (unless its whole output was just shown)."""
+    label = tally.label(result.name) if tally else result.name
+    lines = [clean(f"FAILED {label} ({_failure_reason(result)})")]
     if result.log_path:
         lines.append(clean(f"    log: {result.log_path}"))
-    lines.extend("    " + clean(line) for line in result.log_tail)
+    if tally is None or result.name not in tally.shown:
+        lines.extend("    " + clean(line) for line in result.log_tail)
     return lines
 
 
 def failure_one_line(result: JobResult) -> str:
     log = f"  (log: {result.log_path})" if result.log_path else ""
     return clean(f"FAILED {result.name} ({_failure_reason(result)}){log}")
+
+
+def output_lines(output: JobOutput) -> list[str]:
+    """What a task printed, as one block under its title or name (verbosity 2)."""
+    label = output.title or output.name
+    headline = f"{label}:" if output.part == "output" else f"{label} ({output.part}):"
+    return [clean(headline), *("    " + clean(line) for line in output.lines)]
 
 
 def notice_line(notice: Notice) -> str:
@@ -286,8 +303,11 @@ class LiveDisplay(Display):
         elif isinstance(event, JobStarted):
             self._start_area()
         elif isinstance(event, JobFinished) and not event.result.ok:
-            headline, *rest = failure_lines(event.result)
+            headline, *rest = failure_lines(event.result, self._tally)
             self._say((headline, "bold red"), *((line, "dim") for line in rest))
+        elif isinstance(event, JobOutput):
+            headline, *rest = output_lines(event)
+            self._say((headline, "bold"), *((line, "") for line in rest))
         elif isinstance(event, Notice):
             self._say((notice_line(event), "yellow" if event.level == "warning" else ""))
         elif isinstance(event, RunFinished):
@@ -324,7 +344,10 @@ class PlainDisplay(Display):
             self._start(event)
         elif isinstance(event, JobFinished) and not event.result.ok:
             result = event.result
-            self._write(*([failure_one_line(result)] if self._quiet else failure_lines(result)))
+            self._write(*([failure_one_line(result)] if self._quiet else
+                          failure_lines(result, self._tally)))
+        elif isinstance(event, JobOutput) and not self._quiet:
+            self._write(*output_lines(event))
         elif isinstance(event, Notice) and not self._quiet:
             self._write(notice_line(event))
         elif isinstance(event, RunFinished):
@@ -335,8 +358,11 @@ class PlainDisplay(Display):
     def _start(self, event: RunStarted) -> None:
         self._workers, self._last_progress = event.workers, self._clock()
         if not self._quiet:
-            workers = f", {event.workers} workers" if event.workers else ""  # 0: not known yet
-            self._write(f"incrun: {event.total} jobs{workers}")
+            workers = f", {event.workers} worker{'s' if event.workers > 1 else ''}" \
+                if event.workers else ""  # 0: not known yet
+            more = " so far, more as tasks are made" if event.growing else ""
+            self._write(f"incrun: {event.total} {'job' if event.total == 1 else 'jobs'}{more}"
+                        f"{workers}")
 
     def _maybe_progress(self) -> None:
         now = self._clock()
@@ -371,6 +397,7 @@ def _result_json(result: JobResult) -> dict[str, Any]:
 _JSON_NAMES = {
     RunStarted: "run_started",
     JobStarted: "job_started",
+    JobAdded: "job_added",
     JobFinished: "job_finished",
     JobSkipped: "job_skipped",
     Notice: "notice",

@@ -43,6 +43,8 @@ def _command(config: Config) -> int:
         return _graph(config)
     if config.command == "report":
         return _report(config)
+    if config.command == "dumpdb":
+        return _dumpdb(config)
     return _doit_command(config)
 
 
@@ -55,18 +57,32 @@ def _invoke(*args, **kwargs):
 
 def _doit_command(config: Config) -> int:
     store = Store(config.state_dir)
-    writes = config.command in ("clean", "forget")
+    writes = config.command in ("clean", "forget", "ignore", "reset-dep")
     if writes:
         store.lock()
     store.open(writable=writes)
     try:
         _warn(store)
-        result = _invoke(config, store)
+        result = _invoke(config, store, store=store)
         if config.command == "forget":
             store.forget(sorted(store.backend.removed))
     finally:
         store.close()
     return result or errors.OK
+
+
+def _dumpdb(config: Config) -> int:
+    """`dumpdb`: what the store holds, for a person (or, --json, a script)."""
+    from . import dumpdb
+
+    store = Store(config.state_dir).open(writable=False)
+    try:
+        _warn(store)
+        records = store.records(list(config.targets) or None)
+    finally:
+        store.close()
+    print(json.dumps(records, indent=2) if config.as_json else "\n".join(dumpdb.lines(records)))
+    return errors.OK
 
 
 def _warn(store: Store) -> None:
@@ -181,7 +197,8 @@ def _run(config: Config) -> int:
                 emit(Notice(warning, "warning"))
             context = RunContext(store, executor, emit, config.fail_fast, config.always,
                                  config.retries, config.timeout, config.limit, started=started,
-                                 stage=config.stage, job_env=_job_env(config.env))
+                                 stage=config.stage, job_env=_job_env(config.env),
+                                 own_tasks=config.in_flight)
             if not config.always:
                 context.up_to_date = UpToDate(store, context.signatures,
                                               keep_names=config.junit is not None,

@@ -57,6 +57,7 @@ class RunStarted:
     pending: int | None = None  # jobs that may run (the others are up to date); default: total
     expected: dict[str, float] = field(default_factory=dict)  # last known durations, by job
     rules: dict[str, int] = field(default_factory=dict)  # jobs in the selection, by rule
+    growing: bool = False  # tasks made once others ran (doit's create_after) are to come
 
     def __post_init__(self):
         if self.pending is None:
@@ -68,6 +69,24 @@ class JobStarted:
     name: str
     at: float
     worker: str = ""  # where it runs, when not on this machine: a cluster worker's name
+    title: str = ""  # a dodo.py task's own `title`, shown in place of its name
+
+
+@dataclass(frozen=True)
+class JobAdded:
+    """A task made during the run (by a `create_after` task function): one more job."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class JobOutput:
+    """What a task printed, shown at verbosity 2 once it ended; it is in its log anyway."""
+
+    name: str
+    lines: tuple[str, ...]
+    part: str = "output"  # or "teardown"
+    title: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,7 +158,8 @@ class RunFinished:
     summary: Summary
 
 
-Event = RunStarted | JobStarted | JobFinished | JobSkipped | Notice | RunFinished
+Event = (RunStarted | JobStarted | JobAdded | JobOutput | JobFinished | JobSkipped | Notice
+         | RunFinished)
 
 
 class Tally:
@@ -158,6 +178,9 @@ class Tally:
         self.expected_left = 0.0  # their sum, for those not finished
         self.unknown_left = 0  # jobs that may run, not finished, with no history
         self.rules: dict[str, dict[str, int]] = {}  # by rule: its total and its counts
+        self.titles: dict[str, str] = {}  # of the tasks that have their own
+        self.shown: set[str] = set()  # tasks whose whole output was shown (verbosity 2)
+        self.growing = False  # more jobs may be made as the run goes
 
     def add(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -165,12 +188,20 @@ class Tally:
             self.expected = event.expected
             self.expected_left = sum(event.expected.values())
             self.unknown_left = max(event.pending - len(event.expected), 0)
-            self.rules = {rule: {"total": total, OK: 0, FAILED: 0, UP_TO_DATE: 0, NOT_RUN: 0}
-                          for rule, total in event.rules.items()}
+            self.rules = {rule: _rule_tally(total) for rule, total in event.rules.items()}
+            self.growing = event.growing
+        elif isinstance(event, JobAdded):
+            self.total += 1
+            self.unknown_left += 1
+            self.rules.setdefault(rule_of(event.name), _rule_tally(0))["total"] += 1
+        elif isinstance(event, JobOutput):
+            self.shown.add(event.name)
         elif isinstance(event, JobStarted):
             self.running[event.name] = event.at
             if event.worker:
                 self.where[event.name] = event.worker
+            if event.title:
+                self.titles[event.name] = event.title
         elif isinstance(event, JobFinished):
             result = event.result
             self._left(result.name)
@@ -191,6 +222,10 @@ class Tally:
                         event.count)
             if reason == NOT_RUN and event.detail != INTERRUPTED:
                 self.blocked.append((event.name, event.detail))
+
+    def label(self, name: str) -> str:
+        """What the display calls a job: its title if it has one."""
+        return self.titles.get(name, name)
 
     def _count(self, name: str, outcome: str, count: int = 1) -> None:
         counts = self.rules.get(rule_of(name)) if name else None
@@ -240,6 +275,10 @@ class Tally:
                                 rule.up_to_date, rule.total - rule.succeeded - rule.failed
                                 - rule.up_to_date)
                      for rule in self.rule_counts())
+
+
+def _rule_tally(total: int) -> dict[str, int]:
+    return {"total": total, OK: 0, FAILED: 0, UP_TO_DATE: 0, NOT_RUN: 0}
 
 
 def fail_detail(fail) -> str:

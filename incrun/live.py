@@ -13,7 +13,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .display import clean, format_seconds, progress_parts, rule_parts
+from .display import clean, format_seconds, progress_parts, rule_parts, total_text
 from .events import Tally
 
 MAX_RUNNING_ROWS = 8
@@ -28,7 +28,8 @@ def _running_rows(tally: Tally, now: float) -> Table:
     oldest = heapq.nsmallest(MAX_RUNNING_ROWS, tally.running.items(), key=lambda item: item[1])
     for name, started in oldest:
         where = tally.where.get(name)
-        rows.add_row(Text("  " + clean(name)), Text(format_seconds(now - started), "cyan"),
+        rows.add_row(Text("  " + clean(tally.label(name))),
+                     Text(format_seconds(now - started), "cyan"),
                      Text(f"on {clean(where)}", "dim") if where else "")
     hidden = len(tally.running) - len(oldest)
     if hidden > 0:
@@ -50,7 +51,7 @@ def _rule_rows(rules) -> Table:
 
 def render(tally: Tally, now: float, width: int, *, workers: int = 1) -> RenderableType:
     """The live area: bar with done/total, counts, rate and ETA, then the running jobs."""
-    counter = f"{tally.done}/{tally.total}"
+    counter = f"{tally.done}/{total_text(tally)}"
     bar_width = max(width - len(counter) - 1, 10)
     bar = ProgressBar(tally.total, tally.done, bar_width, complete_style="green")
     header = Table.grid(padding=(0, 1))

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from doit.cmd_base import TaskLoader2
+from doit.cmdparse import CmdOption, CmdParseError, TaskParse
+from doit.doit_cmd import reset_vars, set_var
 from doit.exceptions import InvalidDodoFile, InvalidTask
 from doit.loader import generate_tasks, load_doit_config, load_tasks
 from doit.task import Task
@@ -58,8 +60,9 @@ def is_job(task) -> bool:
     return bool(task.meta) and META_KEY in task.meta
 
 
-def selected_tasks(tasks: dict, selection) -> list:
-    """The tasks a selection runs, with their dependencies; group tasks (no actions) left out.
+def selected_tasks(tasks: dict, selection, with_groups: bool = False) -> list:
+    """The tasks a selection runs, with their dependencies; group tasks (no actions) left out
+    unless asked for.
 
     Like doit's `tasks_and_deps_iter`, in linear time: a sweep's group task has 100,000 deps.
     """
@@ -72,7 +75,7 @@ def selected_tasks(tasks: dict, selection) -> list:
         task = tasks[name]
         order.append(task)
         pending.extend(dep for dep in (*task.task_dep, *task.setup_tasks) if dep not in seen)
-    return [task for task in order if task.actions]
+    return order if with_groups else [task for task in order if task.actions]
 
 
 class IncrunLoader(TaskLoader2):
@@ -89,6 +92,9 @@ class IncrunLoader(TaskLoader2):
 
     def setup(self, opt_values) -> None:
         if self.config_obj.dodo is not None and self.namespace is None:
+            reset_vars()  # doit's NAME=value, which the dodo.py may read as it is imported
+            for name, value in self.config_obj.variables:
+                set_var(name, value)
             self.namespace = vars(import_dodo(self.config_obj.dodo))
 
     def load_doit_config(self) -> dict:
@@ -121,13 +127,16 @@ class IncrunLoader(TaskLoader2):
         if self.namespace is None:
             return []
         try:
-            return load_tasks(self.namespace, self.cmd_names, allow_delayed=cmd.execute_tasks,
-                              args=pos_args, config=self.config, task_opts=self.task_opts)
+            tasks = load_tasks(self.namespace, self.cmd_names, allow_delayed=cmd.execute_tasks,
+                               args=pos_args, config=self.config, task_opts=self.task_opts)
         except (InvalidTask, InvalidDodoFile) as error:
             raise BadDodo(f"dodo.py: {error}") from None
         except Exception as error:  # a task_* function raised
             raise BadDodo(f"dodo.py: creating tasks failed: {type(error).__name__}: {error}",
                           hint="run 'incrun list' after fixing the task function") from None
+        for task in tasks:  # [tool.doit.tasks.NAME] in pyproject.toml, [task:NAME] in doit.cfg
+            task.cfg_values = (self.config or {}).get("task:" + task.name, task.cfg_values)
+        return tasks
 
     def _rule_tasks(self, up_to_date) -> list:
         """The tasks of the project's rules: those `up_to_date` cannot vouch for, each rule's
@@ -175,29 +184,63 @@ def _translate_selection(cmd, pos_args: list, tasks: list, root: Path) -> None:
     """Let the command line name inputs and folders as well as tasks and outputs.
 
     doit's commands read the selection from this very list (`pos_args` is `cmd.sel_tasks`),
-    so it is rewritten in place.
+    so it is rewritten in place. A task's own options and positional arguments after its name
+    are left for doit to parse, as are sub-tasks of a task made after others (`create_after`),
+    which do not exist yet.
     """
     if not pos_args or getattr(cmd, "sel_default_tasks", False):
         return
     by_name = {task.name: task for task in tasks}
     targets = {target for task in tasks for target in task.targets}
     inputs = {task.meta[META_KEY]["input"]: task.name for task in tasks if is_job(task)}
-    translated = []
-    for arg in pos_args:
-        if arg in by_name or arg in targets or arg.startswith("-") or "*" in arg:
+    translated, pending = [], list(pos_args)
+    while pending:
+        arg = pending.pop(0)
+        if arg in by_name:
             translated.append(arg)
-            continue
-        rel = _relative(arg, root)
-        if rel in inputs:
-            translated.append(inputs[rel])
-        elif rel in targets:
-            translated.append(rel)
-        elif under := [name for path, name in inputs.items() if _is_under(path, rel)]:
-            translated.extend(under)
+            own = _own_arguments(by_name[arg], pending)
+            translated += pending[:own]
+            del pending[:own]
+        elif arg in targets or arg.startswith("-") or "*" in arg or _delayed(arg, by_name):
+            translated.append(arg)
         else:
-            raise UnknownTask(f"{arg!r} is neither a task, an input nor an output",
-                              hint="'incrun list --all' shows every task")
+            translated.extend(_named_by_path(arg, root, inputs, targets))
     pos_args[:] = translated
+
+
+def _own_arguments(task, following: list[str]) -> int:
+    """How many of the words after a task's name are its own: its options (`params`), as
+    doit parses them, or every one for a task with `pos_arg`."""
+    if task.pos_arg is not None:
+        return len(following)
+    options = list(task.params) + list(task.creator_params)
+    if not options or not following:
+        return 0
+    try:
+        _, rest = TaskParse([CmdOption(option) for option in options]).parse_only(following)
+    except CmdParseError:
+        return 0  # doit says what is wrong with them
+    return len(following) - len(rest)
+
+
+def _delayed(arg: str, by_name: dict) -> bool:
+    """A sub-task of a task whose sub-tasks are made once others ran (`@create_after`)."""
+    base = arg.split(":", 1)[0]
+    return ":" in arg and base in by_name and bool(by_name[base].loader)
+
+
+def _named_by_path(arg: str, root: Path, inputs: dict[str, str], targets: set[str]) -> list:
+    """The jobs a path names: an input's, an output's, or those of every input in a folder."""
+    rel = _relative(arg, root)
+    if rel in inputs:
+        return [inputs[rel]]
+    if rel in targets:
+        return [rel]
+    under = [name for path, name in inputs.items() if _is_under(path, rel)]
+    if under:
+        return under
+    raise UnknownTask(f"{arg!r} is neither a task, an input nor an output",
+                      hint="'incrun list --all' shows every task")
 
 
 def _relative(arg: str, root: Path) -> str:

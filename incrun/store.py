@@ -440,6 +440,26 @@ class Store:
         except sqlite3.DatabaseError:
             return []
 
+    def records(self, tasks: list[str] | None = None) -> list[dict]:
+        """Everything recorded of each task (or of those named), by name: its last run (`job`)
+        and the state of its dependencies doit keeps (`deps`). For `incrun dumpdb`."""
+        if self._conn is None:
+            return []
+        where = f" WHERE task IN ({_marks(tasks)})" if tasks else ""
+        found: dict[str, dict] = {}
+        try:
+            keys = ("status", "exit_code", "started", "ended", "log", "detail", "attempts",
+                    "sig")
+            for task, *row in self._conn.execute(
+                    f"SELECT task, {', '.join(keys)} FROM jobs{where}", tasks or ()):
+                found.setdefault(task, {"task": task})["job"] = dict(zip(keys, row))
+            for task, data in self._conn.execute(f"SELECT task, data FROM deps{where}",
+                                                 tasks or ()):
+                found.setdefault(task, {"task": task})["deps"] = _decoded(data)
+        except sqlite3.DatabaseError as error:
+            self.warnings.append(f"state in {self.db_path} is partly unreadable ({error})")
+        return [found[task] for task in sorted(found)]
+
     def signatures(self) -> dict[str, str]:
         """The signature recorded with each success (see `uptodate`), by task; do not modify."""
         return self._signatures
@@ -570,6 +590,14 @@ class Store:
 
 
 _CHUNK = 500  # SQLite's limit on parameters in one statement was 999 before 3.32
+
+
+def _decoded(text: str) -> dict:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _chunks(items: list[str]) -> list[list[str]]:

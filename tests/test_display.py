@@ -283,7 +283,8 @@ def test_json_writes_one_parseable_object_per_event_in_order():
         "job_started", "job_finished", "job_skipped", "run_finished",
     ]  # fmt: skip
     assert records[0] == {"event": "run_started", "total": 3, "workers": 2, "pending": 3,
-                          "expected_jobs": 0, "expected_seconds": 0, "rules": {}}
+                          "expected_jobs": 0, "expected_seconds": 0, "rules": {},
+                          "growing": False}
     assert records[6] == {
         "event": "job_finished", "name": "sweep/b.inp", "status": FAILED, "exit_code": 2,
         "duration": 1.0, "log": ".incrun/logs/b.log", "detail": "exit code 2",
@@ -352,7 +353,7 @@ def test_factory_captures_stdout_at_construction(monkeypatch):
     display = make_display("plain", clock=FakeClock())
     monkeypatch.setattr(sys, "stdout", io.StringIO())  # as job code might
     display.handle(RunStarted(total=1, workers=1, at=0.0))
-    assert captured.getvalue() == "incrun: 1 jobs, 1 workers\n"
+    assert captured.getvalue() == "incrun: 1 job, 1 worker\n"
 
 
 def test_factory_rejects_an_unknown_mode():

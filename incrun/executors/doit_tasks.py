@@ -21,7 +21,7 @@ def run_doit_task(task, log_path: Path, root: Path, clock=time.time) -> JobResul
     """Run the task's actions here; a failure is a value, never an exception."""
     started = clock()
     try:
-        fail = task.execute(Stream(0))
+        fail = task.execute(Stream(0, force_global=True))  # captured, whatever its verbosity
     except Exception as error:  # an invalid action: the task's failure, not the run's
         fail = TaskFailed(f"{type(error).__name__}: {error}")
     _write_log(task, fail, log_path)

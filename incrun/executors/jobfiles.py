@@ -35,6 +35,26 @@ def log_tail(log_path: Path, lines: int = TAIL_LINES) -> tuple[str, ...]:
     return tuple(text.splitlines()[-lines:])
 
 
+def read_log(log_path: Path, most: int = 1024 * 1024) -> str:
+    """A job's log as text (its last `most` bytes), to show it; "" if there is none."""
+    try:
+        with open(log_path, "rb") as log:
+            log.seek(max(0, os.fstat(log.fileno()).st_size - most))
+            return log.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def append_log(log_path: Path, part: str, text: str) -> None:
+    """More of a job's output after it ended (its teardown's), under a line naming it."""
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a", encoding="utf-8", errors="replace") as log:
+            log.write(f"--- {part} ---\n{text}")
+    except OSError:
+        pass  # the output is lost, not the run
+
+
 def missing_outputs(outputs, root: Path | str) -> list[str]:
     return [output for output in outputs if not os.path.exists(os.path.join(root, output))]
 
