@@ -20,6 +20,7 @@ from .errors import BadConfig, BadPlaceholder, NoInputs
 from .executors.jobfiles import write_inputs_file
 from .hashing import hash_text
 from .wildcards import Binder, names
+from .words import counted
 
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 PYTHON = "{python}"
@@ -111,7 +112,7 @@ class Job:
         if self.gathered is None:
             words = self.argv
         else:
-            words = [f"<{len(self.gathered)} inputs>" if template == INPUTS_WORD
+            words = [f"<{counted(len(self.gathered), 'input')}>" if template == INPUTS_WORD
                      else expand(template, self.values) for template in self.command]
         return " ".join("python" if word == sys.executable else word for word in words)
 
