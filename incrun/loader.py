@@ -38,12 +38,25 @@ def import_dodo(path: Path):
 
 
 def _describe(error: BaseException, path: Path) -> str:
-    line = getattr(error, "lineno", None)
-    if line is None:
-        frames = [f for f in _frames(error) if Path(f.tb_frame.f_code.co_filename) == path]
-        line = frames[-1].tb_lineno if frames else None
+    """The error and where it is, said once: `(line 3)` in dodo.py, `(helper.py, line 3)` in a
+    file it imports."""
+    if isinstance(error, SyntaxError):  # its own text names the file and line: said here
+        where = [] if _same_file(error.filename, path) else [Path(error.filename or "?").name]
+        if error.lineno:
+            where.append(f"line {error.lineno}")
+        place = f" ({', '.join(where)})" if where else ""
+        return f"{type(error).__name__}: {error.msg}{place}"
+    frames = [f for f in _frames(error) if Path(f.tb_frame.f_code.co_filename) == path]
+    line = frames[-1].tb_lineno if frames else None
     where = f" (line {line})" if line else ""
     return f"{type(error).__name__}: {error}{where}"
+
+
+def _same_file(name: str | None, path: Path) -> bool:
+    try:
+        return name is not None and Path(name).resolve() == path.resolve()
+    except OSError:
+        return False
 
 
 def _frames(error: BaseException):

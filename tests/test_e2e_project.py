@@ -131,6 +131,14 @@ def test_list_and_info_describe_the_jobs(project):
      "dodo.py failed to import"),
     ({"runner.py": "", "a.inp": ""}, ("nosuch.inp",), 8, "'nosuch.inp'"),
     ({"runner.py": "", "a.inp": "", "incrun.toml": "jobz = 2\n"}, (), 5, "unknown setting"),
+    ({"runner.py": "", "a.inp": "", "incrun.toml": 'output = ["{stem}.res"]\n'}, (), 5,
+     "unknown setting 'output' (hint: did you mean 'outputs'?"),
+    ({"runner.py": "", "a.inp": "", "pyproject.toml": '[tool.incrun.rules.sim]\noutput = "x"\n'},
+     (), 5, "rule 'sim': unknown setting 'output' (hint: did you mean 'outputs'?"),
+    ({"runner.py": "", "a.inp": "", "incrun.toml": '[tool.incrun]\ninputs = ["*.inp"]\n'}, (),
+     5, "incrun.toml: the settings go at the top level there, not under [tool.incrun]"),
+    ({"runner.py": "", "a.inp": "", "dodo.py": "def broken(:\n"}, (), 7,
+     "dodo.py failed to import: SyntaxError: invalid syntax (line 1) (hint:"),
 ])
 def test_user_mistakes_give_one_line_a_hint_and_an_exit_code(tmp_path, setup, args, code, words):
     from conftest import Project
