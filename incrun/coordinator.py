@@ -311,7 +311,18 @@ class JobRunner(Runner):
         self.store.job_finished(result, self._signature(task) if result.ok else None)
         self.store.job_ran(result)
         self.ctx.emit(JobFinished(result))
+        if result.ok and not is_job(task):
+            self._warn_of_missing_targets(task)
         return True
+
+    def _warn_of_missing_targets(self, task) -> None:
+        """A hand-written task that succeeded without making a declared target has succeeded,
+        as under doit, which runs it again next time: said once, in one line."""
+        missing = [target for target in task.targets if not os.path.exists(self.root / target)]
+        if missing:
+            targets, were = ("target", "was") if len(missing) == 1 else ("targets", "were")
+            self.ctx.emit(Notice(f"{task.name}: declared {targets} {', '.join(missing)} {were} "
+                                 "not created; it will run again next time", "warning"))
 
     def _retries(self, task) -> int:
         """The job's rule's own retries, else the run's (--retries, `retries`)."""
