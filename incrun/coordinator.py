@@ -37,6 +37,7 @@ from .executors.contract import Cancelled, JobSpec, Lost, Note, Started
 from .executors.jobfiles import remove_outputs
 from .loader import is_job, selected_tasks
 from .rules import META_KEY
+from .words import counted
 
 NEEDS_SHOWN = 3  # failed jobs named in why a job is not run
 
@@ -339,7 +340,8 @@ class JobRunner(Runner):
         if result.ok:
             self.ctx.emit(Notice(f"{result.name} succeeded on attempt {attempts}"))
             return replace(result, attempts=attempts)
-        return replace(result, attempts=attempts, detail=f"{result.detail}, {attempts} attempts")
+        return replace(result, attempts=attempts,
+                       detail=f"{result.detail}, {counted(attempts, 'attempt')}")
 
     def _interrupted(self, node, result: JobResult) -> None:
         """Stopped by a signal, or its cluster lost: neither done nor failed; its RUNNING mark
