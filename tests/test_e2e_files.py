@@ -104,6 +104,7 @@ def test_a_script_another_rule_makes_is_made_first_and_its_change_reruns_every_j
     result = sim.run()
     assert result.returncode == 0, result.stdout + result.stderr
     assert (sim.root / "a.out").read_text() == "X = 1\n"
+    assert "all 3 jobs up to date" in sim.run().stdout  # each job's signature recorded
     sim.write("tool.py.in", SIM.replace(".upper()", ".upper() + 'v2'"))
     result = sim.run()
     assert result.returncode == 0 and "3 ran" in result.stdout, result.stdout
@@ -127,3 +128,17 @@ def test_a_missing_dep_is_said_missing_not_a_changed_list(sim):
     sim.write("params.yml", "p: 1\n")
     (sim.root / "conf.yml").unlink()  # named in the command, not its script: a dep while there
     assert kinds(sim)["sweep:a.inp"] == (DEP_MISSING, "dependency missing: conf.yml")
+
+
+def test_a_dep_another_rule_makes_is_made_first(sim):
+    sim.write("params.in", "p: 1\n")
+    sim.write("incrun.toml", '[rules.params]\ninputs = ["params.in"]\ncommand = "cp {input} '
+                             '{output}"\noutputs = ["{stem}.yml"]\n'
+                             '[rules.sim]\ninputs = ["*.inp"]\ncommand = "{python} sim.py '
+                             '{input}"\ndeps = ["params.yml"]\n')
+    result = sim.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all 3 jobs up to date" in sim.run().stdout  # each job's signature recorded
+    sim.write("params.in", "p: 2\n")
+    result = sim.run()
+    assert result.returncode == 0 and "3 ran" in result.stdout, result.stdout
