@@ -41,7 +41,8 @@ def _describe(error: BaseException, path: Path) -> str:
     """The error and where it is, said once: `(line 3)` in dodo.py, `(helper.py, line 3)` in a
     file it imports."""
     if isinstance(error, SyntaxError):  # its own text names the file and line: said here
-        where = [] if _same_file(error.filename, path) else [Path(error.filename or "?").name]
+        elsewhere = error.filename and not _same_file(error.filename, path)
+        where = [Path(error.filename).name] if elsewhere else []
         if error.lineno:
             where.append(f"line {error.lineno}")
         place = f" ({', '.join(where)})" if where else ""
@@ -52,9 +53,9 @@ def _describe(error: BaseException, path: Path) -> str:
     return f"{type(error).__name__}: {error}{where}"
 
 
-def _same_file(name: str | None, path: Path) -> bool:
+def _same_file(name: str, path: Path) -> bool:
     try:
-        return name is not None and Path(name).resolve() == path.resolve()
+        return Path(name).resolve() == path.resolve()
     except OSError:
         return False
 
