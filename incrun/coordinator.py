@@ -39,6 +39,7 @@ from .executors.contract import Cancelled, JobSpec, Lost, Note, Started
 from .executors.jobfiles import append_log, read_log, remove_outputs
 from .loader import is_job, selected_tasks
 from .rules import META_KEY
+from .words import counted
 
 NEEDS_SHOWN = 3  # failed jobs named in why a job is not run
 
@@ -338,6 +339,8 @@ class JobRunner(Runner):
         if self._showing.get(task.name) and result.log_path:
             self._show(task, "output", read_log(self.root / result.log_path))
         self.ctx.emit(JobFinished(result))
+        if result.ok and not is_job(task):
+            self._warn_of_missing_targets(task)
         return True
 
     def _show(self, task, part: str, text: str) -> None:
@@ -359,6 +362,15 @@ class JobRunner(Runner):
                 self.reporter.cleanup_error(SetupError(f"task {task.name}'s teardown action",
                                                        failure))
 
+    def _warn_of_missing_targets(self, task) -> None:
+        """A hand-written task that succeeded without making a declared target has succeeded,
+        as under doit, which runs it again next time: said once, in one line."""
+        missing = [target for target in task.targets if not os.path.exists(self.root / target)]
+        if missing:
+            targets, were = ("target", "was") if len(missing) == 1 else ("targets", "were")
+            self.ctx.emit(Notice(f"{task.name}: declared {targets} {', '.join(missing)} {were} "
+                                 "not created; it will run again next time", "warning"))
+
     def _retries(self, task) -> int:
         """The job's rule's own retries, else the run's (--retries, `retries`)."""
         own = task.meta[META_KEY].get("retries") if is_job(task) else None
@@ -374,7 +386,8 @@ class JobRunner(Runner):
         if result.ok:
             self.ctx.emit(Notice(f"{result.name} succeeded on attempt {attempts}"))
             return replace(result, attempts=attempts)
-        return replace(result, attempts=attempts, detail=f"{result.detail}, {attempts} attempts")
+        return replace(result, attempts=attempts,
+                       detail=f"{result.detail}, {counted(attempts, 'attempt')}")
 
     def _interrupted(self, node, result: JobResult) -> None:
         """Stopped by a signal, or its cluster lost: neither done nor failed; its RUNNING mark

@@ -33,6 +33,7 @@ from incrun.events import (
     Summary,
     Tally,
 )
+from incrun.words import counted
 
 Clock = Callable[[], float]
 
@@ -90,14 +91,27 @@ def _eta_text(tally: Tally, workers: int, now: float | None = None) -> str:
     return "ETA —" if eta is None else f"ETA {format_seconds(eta, precise=False)}"
 
 
+def ran_part(succeeded: int, failed: int) -> tuple[str, str]:
+    """`3 ran (1 failed)`: every job that ran, failures included, and how many of them failed;
+    the one wording of these counts for the progress line, the live display, each rule's share
+    and the summary."""
+    ran = f"{succeeded + failed} ran"
+    if failed:
+        return f"{ran} ({failed} failed)", "bold red"
+    return ran, "green"
+
+
+def up_to_date_words(up_to_date: int, adopted: int) -> str:
+    """`5 up to date (adopted 2)`: adopted outputs count as up to date."""
+    words = f"{up_to_date + adopted} up to date"
+    return words + f" (adopted {adopted})" if adopted else words
+
+
 def progress_parts(tally: Tally, now: float, workers: int) -> list[tuple[str, str]]:
     """The progress counts as (words, rich style) pairs; plain mode drops the styles."""
     counts = tally.counts
-    up_to_date = f"{counts[UP_TO_DATE] + counts[ADOPTED]} up to date"
-    if counts[ADOPTED]:
-        up_to_date += f" (adopted {counts[ADOPTED]})"
-    parts = [(f"{counts[OK]} ran", "green"), (up_to_date, "blue")]
-    parts.append((f"{counts[FAILED]} failed", "bold red" if counts[FAILED] else "dim"))
+    parts = [ran_part(counts[OK], counts[FAILED]),
+             (up_to_date_words(counts[UP_TO_DATE], counts[ADOPTED]), "blue")]
     if counts[NOT_RUN]:
         parts.append((f"{counts[NOT_RUN]} not run", "yellow"))
     parts.append((f"{len(tally.running)} running", "cyan"))
@@ -125,9 +139,9 @@ def progress_line(tally: Tally, now: float, workers: int) -> str:
 
 def rule_parts(rule: RuleCounts) -> list[tuple[str, str]]:
     """One rule's counts as (words, rich style) pairs, the zero ones left out."""
-    parts = [(f"{count} {words}", style) for count, words, style in (
-        (rule.succeeded, "ran", "green"), (rule.up_to_date, "up to date", "blue"),
-        (rule.failed, "failed", "bold red"), (rule.not_run, "not run", "yellow"),
+    parts = [ran_part(rule.succeeded, rule.failed)] if rule.succeeded + rule.failed else []
+    parts += [(f"{count} {words}", style) for count, words, style in (
+        (rule.up_to_date, "up to date", "blue"), (rule.not_run, "not run", "yellow"),
         (rule.running, "running", "cyan")) if count]
     return parts or [("nothing yet", "dim")]
 
@@ -183,13 +197,9 @@ def notice_line(notice: Notice) -> str:
 
 
 def _summary_counts(summary: Summary) -> str:
-    up_to_date = summary.up_to_date + summary.adopted
-    parts = [f"{summary.succeeded} ran"]
-    if up_to_date:
-        adopted = f" (adopted {summary.adopted})" if summary.adopted else ""
-        parts.append(f"{up_to_date} up to date{adopted}")
-    if summary.failed:
-        parts.append(f"{summary.failed} failed")
+    parts = [ran_part(summary.succeeded, summary.failed)[0]]
+    if summary.up_to_date + summary.adopted:
+        parts.append(up_to_date_words(summary.up_to_date, summary.adopted))
     if summary.not_run:
         parts.append(f"{summary.not_run} not run")
     if summary.deferred:
@@ -203,7 +213,7 @@ def _failure_list(failures: tuple[JobResult, ...]) -> list[str]:
         where = f"log: {result.log_path}" if result.log_path else _failure_reason(result)
         lines.append(clean(f"failed: {result.name}  ({where})"))
     if len(failures) > MAX_FAILURES_LISTED:
-        lines.append(f"… and {len(failures) - MAX_FAILURES_LISTED} more failures")
+        lines.append(f"… and {counted(len(failures) - MAX_FAILURES_LISTED, 'more failure')}")
     return lines
 
 
@@ -219,8 +229,8 @@ def _blocked_list(blocked: tuple[tuple[str, str], ...]) -> list[str]:
             shown += f" and {len(names) - MAX_BLOCKED_NAMED} more"
         lines.append(clean(f"not run: {shown} ({reason})" if reason else f"not run: {shown}"))
     if len(by_reason) > MAX_FAILURES_LISTED:
-        lines.append(f"… and more jobs not run, for {len(by_reason) - MAX_FAILURES_LISTED} "
-                     "more reasons")
+        left = counted(len(by_reason) - MAX_FAILURES_LISTED, "more reason")
+        lines.append(f"… and more jobs not run, for {left}")
     return lines
 
 
@@ -358,11 +368,10 @@ class PlainDisplay(Display):
     def _start(self, event: RunStarted) -> None:
         self._workers, self._last_progress = event.workers, self._clock()
         if not self._quiet:
-            workers = f", {event.workers} worker{'s' if event.workers > 1 else ''}" \
-                if event.workers else ""  # 0: not known yet
+            # 0 workers: not known yet (a cluster's)
+            workers = f", {counted(event.workers, 'worker')}" if event.workers else ""
             more = " so far, more as tasks are made" if event.growing else ""
-            self._write(f"incrun: {event.total} {'job' if event.total == 1 else 'jobs'}{more}"
-                        f"{workers}")
+            self._write(f"incrun: {counted(event.total, 'job')}{more}{workers}")
 
     def _maybe_progress(self) -> None:
         now = self._clock()

@@ -27,6 +27,7 @@ class RunSettings:
     up_to_date: object = None  # uptodate.UpToDate: its up-to-date jobs are left out
     order: object = None  # schedule.Expected: the order of each rule's stale jobs
     shard: tuple[int, int] | None = None  # --shard I/N: the rules keep the jobs of shard I
+    check_files: bool = False  # a run: a missing script or dep is refused before any job
     asked: set[str] = field(default_factory=set)  # rules whose tasks the dodo.py asked for
 
 
@@ -143,7 +144,8 @@ class _Group:
         self.rules = rules
         self.run = run
         self.plan: Plan = build([rule.spec for rule in rules], root,
-                                run.shard if run is not None else None, require_inputs=False)
+                                run.shard if run is not None else None, require_inputs=False,
+                                check_files=run is not None and run.check_files)
         self._pending: tuple[object, dict[str, list[Job]]] | None = None
 
     def pending(self, up_to_date) -> dict[str, list[Job]]:

@@ -22,6 +22,7 @@ from .plan import Plan, build
 from .schedule import Expected
 from .store import Store
 from .uptodate import UpToDate
+from .words import counted
 
 
 def run(config: Config) -> int:
@@ -117,7 +118,7 @@ def _report(config: Config) -> int:
         temporary.replace(path)
     except OSError as error:
         raise errors.StateError(f"cannot write the report {path}: {error.strerror}") from None
-    print(f"report of run {last['id']} ({len(jobs)} jobs): {path}")
+    print(f"report of run {last['id']} ({counted(len(jobs), 'job')}): {path}")
     return errors.OK
 
 
@@ -229,7 +230,7 @@ def _run(config: Config) -> int:
             store.end_run(time.time(), summary.succeeded + summary.failed, summary.failed,
                           executor.slots if config.cluster is not None else None)
             if summary.adopted:
-                emit(Notice(f"adopted {summary.adopted} outputs made before incrun "
+                emit(Notice(f"adopted {counted(summary.adopted, 'output')} made before incrun "
                             "(newer than their inputs): recorded as done, not rerun"))
             if context.interrupted is not None:
                 emit(Notice(f"stopped by {signal.Signals(context.interrupted).name}: "

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from html import escape
 
 from .loader import is_job
+from .words import counted
 
 RULE, GATHER, TASK = "rule", "gather", "task"
 STALE_FILL, DONE_FILL = "#fde2c4", "#d7efd9"  # a node with jobs to run, one up to date
@@ -26,12 +27,12 @@ class Node:
         """`32 jobs, 1 stale`, as the node's second line says it."""
         if self.one_job:
             return "stale" if self.stale else "up to date"
-        counted = f"{self.jobs} job" + ("s" if self.jobs != 1 else "")
+        jobs = counted(self.jobs, "job")
         if self.kind == GATHER:
-            counted = "gather"
+            jobs = "gather"
         elif self.kind == TASK and self.jobs == 1:
-            counted = "task"
-        return f"{counted}, {self.stale} stale" if self.stale else f"{counted}, up to date"
+            jobs = "task"
+        return f"{jobs}, {self.stale} stale" if self.stale else f"{jobs}, up to date"
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from doit.task import Task
 from . import plan as plans
 from .config import Config
 from .dodo_api import RUN_KEY, RunSettings
-from .errors import BadDodo, UnknownTask
+from .errors import BadDodo, IncrunError, UnknownTask
 from .rules import META_KEY, inside
 
 
@@ -40,12 +40,26 @@ def import_dodo(path: Path):
 
 
 def _describe(error: BaseException, path: Path) -> str:
-    line = getattr(error, "lineno", None)
-    if line is None:
-        frames = [f for f in _frames(error) if Path(f.tb_frame.f_code.co_filename) == path]
-        line = frames[-1].tb_lineno if frames else None
+    """The error and where it is, said once: `(line 3)` in dodo.py, `(helper.py, line 3)` in a
+    file it imports."""
+    if isinstance(error, SyntaxError):  # its own text names the file and line: said here
+        elsewhere = error.filename and not _same_file(error.filename, path)
+        where = [Path(error.filename).name] if elsewhere else []
+        if error.lineno:
+            where.append(f"line {error.lineno}")
+        place = f" ({', '.join(where)})" if where else ""
+        return f"{type(error).__name__}: {error.msg}{place}"
+    frames = [f for f in _frames(error) if Path(f.tb_frame.f_code.co_filename) == path]
+    line = frames[-1].tb_lineno if frames else None
     where = f" (line {line})" if line else ""
     return f"{type(error).__name__}: {error}{where}"
+
+
+def _same_file(name: str, path: Path) -> bool:
+    try:
+        return Path(name).resolve() == path.resolve()
+    except OSError:
+        return False
 
 
 def _frames(error: BaseException):
@@ -105,10 +119,16 @@ class IncrunLoader(TaskLoader2):
         except InvalidDodoFile as error:
             raise BadDodo(f"dodo.py: {error}") from None
 
+    @property
+    def _runs(self) -> bool:
+        """Whether jobs are about to run: then a file they need and nobody makes is refused
+        first; `status`, `list` and the like show it missing."""
+        return self.config_obj.command == "run"
+
     def load_tasks(self, cmd, pos_args) -> list:
         # With names on the command line, doit selects among every job: none is left out.
         up_to_date = None if pos_args else self.up_to_date
-        run = RunSettings(up_to_date, self.order, self.config_obj.shard)
+        run = RunSettings(up_to_date, self.order, self.config_obj.shard, self._runs)
         namespace = self.namespace if self.namespace is not None else {}
         namespace[RUN_KEY] = run  # for the dodo.py's rules, wherever they are made in it
         try:
@@ -129,6 +149,8 @@ class IncrunLoader(TaskLoader2):
         try:
             tasks = load_tasks(self.namespace, self.cmd_names, allow_delayed=cmd.execute_tasks,
                                args=pos_args, config=self.config, task_opts=self.task_opts)
+        except IncrunError:  # a Rule's own mistake (a missing script): said as it is
+            raise
         except (InvalidTask, InvalidDodoFile) as error:
             raise BadDodo(f"dodo.py: {error}") from None
         except Exception as error:  # a task_* function raised
@@ -146,7 +168,8 @@ class IncrunLoader(TaskLoader2):
         pending = self.pending
         if pending is None:
             plan = plans.build(self.config_obj.rules, self.config_obj.root,
-                               self.config_obj.shard, require_inputs=self.namespace is None)
+                               self.config_obj.shard, require_inputs=self.namespace is None,
+                               check_files=self._runs)
             pending = plan.pending(up_to_date, self.order)
         tasks = []
         for sweep, jobs in pending:

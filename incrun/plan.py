@@ -9,13 +9,17 @@ decides by content, in one run: a job runs after those that make its inputs.
 
 from __future__ import annotations
 
+import difflib
+import os
+import posixpath
 from collections.abc import Sequence
 from pathlib import Path
 
 from .config import RuleSpec
 from .discover import find_each, select_paths
 from .errors import BadConfig, NoInputs
-from .rules import Gather, Job, Sweep, in_shard, make_sweep
+from .rules import Gather, Job, Sweep, in_shard, make_sweep, script_of
+from .wildcards import names
 
 
 class Plan:
@@ -60,9 +64,11 @@ class Plan:
 
 
 def build(specs: Sequence[RuleSpec], root: Path, shard: tuple[int, int] | None = None,
-          require_inputs: bool = True) -> Plan:
+          require_inputs: bool = True, check_files: bool = True) -> Plan:
     """The plan of these rules over the project's files now; one line and a hint if it is bad.
-    A rule with no inputs is a mistake, unless (`require_inputs` False) a dodo.py has tasks."""
+    A rule with no inputs is a mistake, unless (`require_inputs` False) a dodo.py has tasks.
+    A file the jobs need that is not there and that no rule makes is a mistake too, unless
+    (`check_files` False: `status`, `--dry-run`) the jobs are to say so themselves."""
     on_disk = find_each(root, {spec.name: (spec.inputs, spec.exclude) for spec in specs})
     inputs = dict(on_disk)
     for _ in range(len(specs) + 1):  # each round reaches one rule further down every chain
@@ -74,7 +80,8 @@ def build(specs: Sequence[RuleSpec], root: Path, shard: tuple[int, int] | None =
         inputs = chained
     upstream = {sweep.spec.name: {makers[rel] for rel in _reads(sweep) if rel in makers}
                 for sweep in sweeps}
-    _check_own_deps(sweeps, makers, root)
+    if check_files:
+        _check_files(sweeps, makers, root)
     ordered = _upstream_first(sweeps, upstream)
     for sweep in ordered:
         if require_inputs and not sweep.found:
@@ -113,15 +120,31 @@ def _refuse_claimed_twice(sweeps) -> None:
 
 
 def _reads(sweep) -> list[str]:
-    """The files a rule's jobs read that other rules may make: inputs and their own deps."""
+    """The files a rule's jobs read that other rules may make: inputs, their own deps, and the
+    files they all depend on (the script the command runs, `deps`)."""
     own = [dep for deps in sweep.job_deps or () for dep in deps] \
         if isinstance(sweep, Sweep) else []
-    return [*sweep.inputs, *own]
+    return [*sweep.inputs, *own, *sweep.shared]
 
 
-def _check_own_deps(sweeps, makers: dict[str, str], root: Path) -> None:
-    """A dep named after wildcards exists, or some job makes it."""
+def _check_files(sweeps, makers: dict[str, str], root: Path) -> None:
+    """Every file the jobs need is there, or some rule makes it: the script the command runs,
+    `deps`, and the deps named after wildcards. Checked once, before any job starts, rather
+    than failing every job."""
     for sweep in sweeps:
+        script = script_of(sweep.command)
+        if script is not None and script not in makers and not (root / script).exists():
+            rule = f" of rule {sweep.spec.name!r}" if len(sweeps) > 1 else ""
+            near = _nearest(script, root)
+            raise BadConfig(f"{script}, named in the command{rule}, does not exist",
+                            hint=f"did you mean {near}?" if near else
+                            "paths in the command are relative to the project folder, and "
+                            "no rule makes it")
+        for dep in sweep.spec.deps:
+            dep = posixpath.normpath(dep)
+            if not names(dep) and dep not in makers and not (root / dep).is_file():
+                raise BadConfig(f"dependency {dep!r} does not exist",
+                                hint="'deps' lists files every job depends on")
         if not isinstance(sweep, Sweep) or sweep.job_deps is None:
             continue
         for rel, deps in zip(sweep.inputs, sweep.job_deps):
@@ -130,6 +153,17 @@ def _check_own_deps(sweeps, makers: dict[str, str], root: Path) -> None:
                     raise BadConfig(f"dependency {dep!r} of {sweep.task_name(rel)} does not "
                                     "exist, and no rule makes it",
                                     hint="deps named after wildcards are each job's own files")
+
+
+def _nearest(path: str, root: Path) -> str | None:
+    """The file beside `path` whose name is closest to its name, if one is close: a slip."""
+    folder, _, name = path.rpartition("/")
+    try:
+        found = sorted(os.listdir(root / folder))
+    except OSError:
+        return None
+    near = difflib.get_close_matches(name, found, n=1)
+    return posixpath.join(folder, near[0]) if near else None
 
 
 def _chain(on_disk: list[str], spec: RuleSpec, makers: dict[str, str]) -> list[str]:

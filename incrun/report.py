@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from html import escape
 
 from .events import OK, rule_of
+from .words import counted
 
 WIDTH, LANE, LABEL = 960, 26, 48  # timeline: drawing width, lane height, label column (px)
 COLORS = {OK: "#2e9e44", "failed": "#d62728", "timeout": "#ff7f0e", "error": "#8c2d04",
@@ -154,8 +155,8 @@ def render(run: RunRecord, project: str) -> str:
 <title>incrun report: {escape(project)}</title><style>{STYLE}</style></head>
 <body>
 <h1>incrun report: {escape(project)}</h1>
-<p>Run {run.number}, started {_when(run.started)}: {len(run.jobs)} jobs ran on {run.workers}
-workers in {_seconds(duration)}, {failed} failed.</p>
+<p>Run {run.number}, started {_when(run.started)}: {counted(len(run.jobs), "job")} ran on
+{counted(run.workers, "worker")} in {_seconds(duration)}, {failed} failed.</p>
 {_rules(run)}<h2>Timeline</h2>
 <p class="legend">{legend}</p>
 {timeline(run)}

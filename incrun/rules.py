@@ -20,6 +20,7 @@ from .errors import BadConfig, BadPlaceholder, NoInputs
 from .executors.jobfiles import write_inputs_file
 from .hashing import hash_text
 from .wildcards import Binder, names
+from .words import counted
 
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 PYTHON = "{python}"
@@ -30,6 +31,9 @@ GATHER_PLACEHOLDERS = ("inputs", "inputs_file", "output", "python")
 INPUTS_WORD = "{inputs}"
 INPUT_LISTS = ".incrun/inputs"  # where a gather job's {inputs_file} is written
 META_KEY = "incrun"  # the key under a task's `meta` that marks it as a job incrun runs itself
+# Programs that run the file their first word that is not an option names (`bash run.sh`).
+PYTHON_NAME = re.compile(r"python[0-9.]*")
+SCRIPT_RUNNERS = ("bash", "sh", "Rscript", "julia", "perl")
 
 
 def in_shard(task: str, index: int, count: int) -> bool:
@@ -111,7 +115,7 @@ class Job:
         if self.gathered is None:
             words = self.argv
         else:
-            words = [f"<{len(self.gathered)} inputs>" if template == INPUTS_WORD
+            words = [f"<{counted(len(self.gathered), 'input')}>" if template == INPUTS_WORD
                      else expand(template, self.values) for template in self.command]
         return " ".join("python" if word == sys.executable else word for word in words)
 
@@ -407,12 +411,48 @@ def _check_gather_template(template: str, where: str) -> None:
                              hint="or pass {inputs_file}, a file listing the inputs")
 
 
+def script_of(command) -> str | None:
+    """The file of the project a command runs, as named in it: the script after `{python}` (or
+    `python3`, `bash`...), or a first word that is a relative path (`./run.sh`, `bin/sim`).
+    None when it names none: a program found on PATH, `-m module`, `-c code`, a call, or a
+    placeholder (`{python} {input}`)."""
+    if not command or is_call(command):
+        return None
+    first, rest = command[0], iter(command[1:])
+    program = posixpath.basename(first)
+    if first == PYTHON or PYTHON_NAME.fullmatch(program):
+        for word in rest:
+            if word == "-" or word[1:2] in ("c", "m") and word.startswith("-"):
+                return None  # stdin, -c code, -m module: no script
+            if not word.startswith("-"):
+                return _literal(word)
+            if word in ("-W", "-X", "--check-hash-based-pycs"):
+                next(rest, None)  # the option's value
+        return None
+    if program in SCRIPT_RUNNERS:
+        word = next(rest, "-")
+        return None if word.startswith("-") else _literal(word)
+    if "/" in first and not posixpath.isabs(first):
+        return _literal(first)
+    return None
+
+
+def _literal(word: str) -> str | None:
+    """A word of a command as a path, if it is one as written (no placeholder)."""
+    return None if PLACEHOLDER.search(word) else posixpath.normpath(word)
+
+
 def command_files(spec: RuleSpec, root: Path) -> list[str]:
-    """The runner script and other files named literally in the command, or the project's
-    module a call names: jobs depend on them."""
+    """The script the command runs (there or not: a missing one is named, not skipped), the
+    other files named literally in it, or the project's module a call names: jobs depend on
+    them."""
+    script = script_of(spec.command)
     found = []
     for arg in spec.command:
-        if not PLACEHOLDER.search(arg) and (root / arg).is_file():
+        if PLACEHOLDER.search(arg):
+            continue
+        path = root / arg
+        if path.is_file() or (posixpath.normpath(arg) == script and not path.exists()):
             found.append(posixpath.normpath(arg))
     if is_call(spec.command):
         module = called_module(spec.command).replace(".", "/")
@@ -422,14 +462,11 @@ def command_files(spec: RuleSpec, root: Path) -> list[str]:
 
 
 def _deps(spec: RuleSpec, root: Path) -> list[str]:
+    """The files every job of the rule depends on, there or not: the plan checks they are
+    before a run (see plan.build), while `status` says which is missing."""
     deps = command_files(spec, root)
-    for dep in spec.deps:
-        if names(dep):
-            continue  # named after wildcards: each job's own
-        if not (root / dep).is_file():
-            raise BadConfig(f"dependency {dep!r} does not exist",
-                            hint="'deps' lists files every job depends on")
-        deps.append(posixpath.normpath(dep))
+    deps += [posixpath.normpath(dep) for dep in spec.deps
+             if not names(dep)]  # one named after wildcards is each job's own
     return list(dict.fromkeys(deps))
 
 

@@ -59,8 +59,12 @@ def _changed_deps(task, changed) -> Why:
 
 def why_from_doit(task, reasons: dict) -> Why:
     """The first reason doit found, phrased for the user."""
-    if reasons.get("missing_file_dep"):
-        return Why(DEP_MISSING, "dependency missing: " + _files(reasons["missing_file_dep"]))
+    # A dep that vanished may have left the list (a file named in the command is one only
+    # while it exists): it is missing all the same, not a change of the list.
+    missing = reasons.get("missing_file_dep") or [
+        dep for dep in reasons.get("removed_file_dep") or () if not os.path.exists(dep)]
+    if missing:
+        return Why(DEP_MISSING, "dependency missing: " + _files(missing))
     if reasons.get("missing_target"):
         return Why(OUTPUT_MISSING, "output missing: " + _files(reasons["missing_target"]))
     if reasons.get("checker_changed"):

@@ -145,7 +145,7 @@ class UpToDate:
             return []
         job = gather.job()
         expected = self.store.signatures().get(job.task)
-        if expected is None or not remade.isdisjoint(job.gathered) \
+        if expected is None or not remade.isdisjoint(job.deps) \
                 or self.signatures.of(job.spec()) != expected:
             return [0]
         self._found(job.task, 1)
@@ -155,7 +155,10 @@ class UpToDate:
 
 
 def _reading(sweep, remade) -> list[int]:
-    """The indices of the sweep's jobs that read one of the files `remade`."""
+    """The indices of the sweep's jobs that read one of the files `remade`: all of them when it
+    is one they share (a script another rule writes)."""
+    if not remade.isdisjoint(sweep.shared):
+        return list(range(len(sweep)))
     deps = sweep.job_deps
     return [index for index, rel in enumerate(sweep.inputs)
             if rel in remade or (deps is not None and not remade.isdisjoint(deps[index]))]

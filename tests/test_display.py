@@ -10,7 +10,7 @@ import sys
 import pytest
 from rich.console import Console
 
-from incrun.display import eta_seconds, make_display, summary_lines
+from incrun.display import eta_seconds, make_display, progress_line, rule_lines, summary_lines
 from incrun.events import (
     ADOPTED,
     ERROR,
@@ -23,12 +23,14 @@ from incrun.events import (
     JobSkipped,
     JobStarted,
     Notice,
+    RuleCounts,
     RunFinished,
     RunStarted,
     Summary,
     Tally,
 )
 from incrun.live import render
+from incrun.words import counted
 
 HIDE_CURSOR, SHOW_CURSOR = "\x1b[?25l", "\x1b[?25h"
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
@@ -94,7 +96,7 @@ def test_render_shows_done_total_counts_running_jobs_and_eta():
     )
     text = visible(rendered(render(tally, now=10.0, width=100, workers=2)))
     assert "3/10" in text
-    assert "1 ran" in text and "1 up to date" in text and "1 failed" in text
+    assert "2 ran (1 failed)" in text and "1 up to date" in text
     assert "2 running" in text
     assert "ETA" in text and "ETA —" not in text
     assert text.index("slow") < text.index("quick")  # longest-running first
@@ -174,7 +176,7 @@ def test_summary_when_nothing_had_to_run():
 def test_summary_lists_failures_with_their_logs():
     failure = broken_job().result
     lines = summary_lines(failed_summary(failure, total=36, succeeded=30, up_to_date=2, not_run=3))
-    assert lines[0].startswith("done in 0.0s: 30 ran, 2 up to date, 1 failed, 3 not run")
+    assert lines[0].startswith("done in 0.0s: 31 ran (1 failed), 2 up to date, 3 not run")
     assert "all succeeded" not in lines[0]
     assert lines[1] == "failed: sweep/b.inp  (log: .incrun/logs/b.log)"
 
@@ -189,6 +191,39 @@ def test_summary_lists_at_most_twenty_failures():
 def test_summary_omits_empty_categories_but_always_says_ran():
     lines = summary_lines(Summary(total=3, not_run=3, elapsed=1.0))
     assert lines == ["done in 1.0s: 0 ran, 3 not run"]
+
+
+def test_a_job_that_ran_and_failed_counts_as_ran_everywhere_the_counts_are_said():
+    events = [JobSkipped("sweep", UP_TO_DATE, count=49, rule="sweep"), JobStarted("sweep:b", 0.0),
+              finished("sweep:b", FAILED, detail="exit code 2")]
+    tally = tally_of(*events, total=50)
+    assert progress_line(tally, now=2.0, workers=2).startswith(
+        "[50/50] 1 ran (1 failed), 49 up to date, 0 running")
+    assert "1 ran (1 failed) · 49 up to date" in visible(rendered(render(tally, now=2.0,
+                                                                          width=100)))
+    summary = tally.summary(now=2.1)
+    assert summary_lines(summary)[0] == "done in 2.1s: 1 ran (1 failed), 49 up to date"
+    shares = (RuleCounts("sim", 50, succeeded=1, failed=1, up_to_date=48), RuleCounts("post", 1))
+    assert rule_lines(shares) == ["  sim   50/50  2 ran (1 failed), 48 up to date",
+                                  "  post    0/1  nothing yet"]
+    record = [json.loads(line) for line in _json_lines(RunFinished(summary))][0]
+    assert (record["succeeded"], record["failed"], record["up_to_date"]) == (0, 1, 49)
+
+
+def _json_lines(*events) -> list[str]:
+    out = io.StringIO()
+    display = make_display("json", file=out)
+    for event in events:
+        display.handle(event)
+    return out.getvalue().splitlines()
+
+
+def test_a_count_of_one_takes_the_singular():
+    assert [counted(n, "job") for n in (0, 1, 2)] == ["0 jobs", "1 job", "2 jobs"]
+    assert counted(1, "process", "processes") == "1 process"
+    assert counted(3, "process", "processes") == "3 processes"
+    failures = [JobResult(f"j{i}", ERROR, 0.0, 0.0, detail="could not start") for i in range(21)]
+    assert summary_lines(failed_summary(*failures, total=21))[-1] == "… and 1 more failure"
 
 
 # ---- plain mode
@@ -217,7 +252,7 @@ def test_plain_run_with_failure_has_no_escape_codes_and_shows_log_and_tail():
     assert "    log: .incrun/logs/b.log" in text
     assert "    ValueError: bad mesh" in text
     assert "warning: runner.py changed" in text
-    assert "done in 2.0s: 1 ran, 1 failed, 1 not run" in text
+    assert "done in 2.0s: 2 ran (1 failed), 1 not run" in text
     assert "failed: sweep/b.inp  (log: .incrun/logs/b.log)" in text
 
 
@@ -231,7 +266,7 @@ def test_plain_many_skips_write_a_handful_of_lines_until_the_interval_passes():
     clock.now = 5.5
     display.handle(JobStarted("in/last.inp", at=5.0))
     progress = out.getvalue().splitlines()[-1]
-    assert progress.startswith("[10000/10001] 0 ran, 10000 up to date, 0 failed, 1 running")
+    assert progress.startswith("[10000/10001] 0 ran, 10000 up to date, 1 running")
     assert progress.endswith("ETA —")
 
 
@@ -245,7 +280,7 @@ def test_plain_progress_is_rate_limited_by_the_interval():
     progress = [line for line in out.getvalue().splitlines() if line.startswith("[")]
     assert len(progress) == 4  # at 5, 10, 15 and 20 seconds
     assert (
-        progress[-1] == "[ 20/100] 20 ran, 0 up to date, 0 failed, 0 running, 1.0 jobs/s, ETA 1m20s"
+        progress[-1] == "[ 20/100] 20 ran, 0 up to date, 0 running, 1.0 jobs/s, ETA 1m20s"
     )
 
 
@@ -258,7 +293,7 @@ def test_quiet_prints_only_failures_and_the_summary_line():
     run_with_failure(display)
     assert out.getvalue().splitlines() == [
         "FAILED sweep/b.inp (exit code 2)  (log: .incrun/logs/b.log)",
-        "done in 2.0s: 1 ran, 1 failed, 1 not run",
+        "done in 2.0s: 2 ran (1 failed), 1 not run",
     ]
 
 
@@ -308,7 +343,7 @@ def test_live_prints_failure_block_and_summary_and_closes_twice():
     assert ".incrun/logs/b.log" in text
     assert "ValueError: bad mesh" in text
     assert "warning: runner.py changed" in text
-    assert "done in 2.0s: 1 ran, 1 failed, 1 not run" in text
+    assert "done in 2.0s: 2 ran (1 failed), 1 not run" in text
 
 
 def test_live_without_color_emits_no_color_codes():

@@ -382,7 +382,7 @@ def test_the_same_experience_json_junit_report_and_the_slots_of_n(slow, cluster,
     events = [json.loads(line) for line in done.stdout.splitlines()]
     started = [event for event in events if event["event"] == "job_started"]
     assert len(started) == 4 and {event["worker"] for event in started} <= {"w1", "w2"}
-    assert any(event["event"] == "notice" and "1 jobs at once" in event["text"]
+    assert any(event["event"] == "notice" and "1 job at once" in event["text"]
                for event in events)
     assert junit.read_text().count("<testcase") == 4
     with sqlite3.connect(slow.root / ".incrun" / "state.db") as db:

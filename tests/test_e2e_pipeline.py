@@ -134,7 +134,7 @@ def test_a_failed_job_stops_its_own_chain_and_the_next_run_carries_on_from_it(pi
     assert pipeline.ran() == ["post:data/a.out", "post:data/c.out", "sim:data/a.inp",
                               "sim:data/b.inp", "sim:data/c.inp"]
     assert not (pipeline.root / "summary.csv").exists()
-    assert "1 failed, 2 not run" in result.stdout
+    assert "5 ran (1 failed), 2 not run" in result.stdout
     assert "not run: post:data/b.out, summary (needs sim:data/b.inp, which failed)" \
         in result.stdout.splitlines()
     assert not (pipeline.root / "data" / "b.out").exists()  # a failed job leaves no output
@@ -688,7 +688,7 @@ def test_the_summary_json_and_junit_give_each_rule_its_share(pipeline):
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     headline = next(index for index, line in enumerate(lines) if line.startswith("done in"))
-    assert lines[headline + 1:headline + 4] == ["  sim      3/3  2 ran, 1 failed",
+    assert lines[headline + 1:headline + 4] == ["  sim      3/3  3 ran (1 failed)",
                                                 "  post     3/3  2 ran, 1 not run",
                                                 "  summary  1/1  1 not run"]
     suites = ET.parse(pipeline.root / "report.xml").getroot().findall("testsuite")

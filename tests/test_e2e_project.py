@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -131,6 +133,14 @@ def test_list_and_info_describe_the_jobs(project):
      "dodo.py failed to import"),
     ({"runner.py": "", "a.inp": ""}, ("nosuch.inp",), 8, "'nosuch.inp'"),
     ({"runner.py": "", "a.inp": "", "incrun.toml": "jobz = 2\n"}, (), 5, "unknown setting"),
+    ({"runner.py": "", "a.inp": "", "incrun.toml": 'output = ["{stem}.res"]\n'}, (), 5,
+     "unknown setting 'output' (hint: did you mean 'outputs'?"),
+    ({"runner.py": "", "a.inp": "", "pyproject.toml": '[tool.incrun.rules.sim]\noutput = "x"\n'},
+     (), 5, "rule 'sim': unknown setting 'output' (hint: did you mean 'outputs'?"),
+    ({"runner.py": "", "a.inp": "", "incrun.toml": '[tool.incrun]\ninputs = ["*.inp"]\n'}, (),
+     5, "incrun.toml: the settings go at the top level there, not under [tool.incrun]"),
+    ({"runner.py": "", "a.inp": "", "dodo.py": "def broken(:\n"}, (), 7,
+     "dodo.py failed to import: SyntaxError: invalid syntax (line 1) (hint:"),
 ])
 def test_user_mistakes_give_one_line_a_hint_and_an_exit_code(tmp_path, setup, args, code, words):
     from conftest import Project
@@ -208,3 +218,79 @@ def test_output_piped_into_head_ends_quietly(project):
         assert writer.wait(60) in (0, 141), (args, errors)
         assert len(head.stdout.splitlines()) == 1, args
         assert "Traceback" not in errors and "BrokenPipe" not in errors, args
+
+
+# A task that declares three targets and makes one; its dependent reads the one it makes. Each
+# run of a task is noted in ran.txt, a line each.
+UNMADE_TARGETS_DODO = '''
+def note(name):
+    with open("ran.txt", "a") as stream:
+        stream.write(name + "\\n")
+
+
+def make(target):
+    note("data")
+    with open(target, "w") as stream:
+        stream.write(open("src.txt").read().upper())
+
+
+def report():
+    note("report")
+    with open("report.txt", "w") as stream:
+        stream.write(open("data.txt").read())
+
+
+def task_data():
+    return {"actions": [(make, ["data.txt"])], "file_dep": ["src.txt"],
+            "targets": ["data.txt", "extra.txt", "more.txt"]}
+
+
+def task_report():
+    return {"actions": [report], "file_dep": ["data.txt"], "targets": ["report.txt"]}
+'''
+
+
+def runs_noted(root: Path) -> list[str]:
+    """The tasks noted since the last call, in the order they ran; clears the notes."""
+    notes = root / "ran.txt"
+    ran = notes.read_text().split() if notes.exists() else []
+    notes.unlink(missing_ok=True)
+    return ran
+
+
+def test_a_task_that_leaves_a_declared_target_unmade_succeeds_and_reruns_as_under_doit(
+        project, tmp_path):
+    project.write("dodo.py", UNMADE_TARGETS_DODO)
+    project.write("src.txt", "hello\n")
+    twin = tmp_path / "under-doit"
+    shutil.copytree(project.root, twin)
+    theirs, ours = [], []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-m", "doit"], cwd=twin, env=incrun_env(),
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        theirs.append(runs_noted(twin))
+        result = project.run()
+        assert result.returncode == 0, result.stdout + result.stderr
+        ours.append(runs_noted(project.root))
+        warnings = [line for line in result.stdout.splitlines() if "warning" in line]
+        assert warnings == ["warning: data: declared targets extra.txt, more.txt were not "
+                            "created; it will run again next time"]
+    assert theirs == ours == [["data", "report"], ["data"]]
+    assert (project.root / "report.txt").read_text() == "HELLO\n"
+    status = project.run("status").stdout.splitlines()
+    assert "  stale   data    output missing: extra.txt, more.txt" in status
+    events = [json.loads(line) for line in project.run("--json").stdout.splitlines()]
+    assert [(event["event"], event["level"]) for event in events if "level" in event] == \
+        [("notice", "warning")]
+
+
+def test_a_rule_job_that_exits_zero_without_its_output_still_fails_in_a_dodo(project):
+    project.write("dodo.py", DODO)
+    project.inputs("cases/a.inp")
+    project.write("cases/b.inp", "NOOUT\n")
+    result = project.run()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED sweep:cases/b.inp (exit code 0 but no output cases/b.out)" in result.stdout
+    assert "not run: summary (needs sweep:cases/b.inp, which failed)" in result.stdout
+    assert project.run().returncode == 1  # and again, until it makes its output

@@ -100,7 +100,8 @@ def test_plain_output_has_no_escape_codes_and_no_line_per_skipped_job(project):
     second = project.run()
     assert "\x1b" not in second.stdout
     assert len(second.stdout.splitlines()) < 12
-    assert "149 up to date" in second.stdout and "1 failed" in second.stdout
+    # The failed job ran again, and failed again: it ran, and is counted as such.
+    assert "1 ran (1 failed), 149 up to date" in second.stdout, second.stdout
 
 
 def test_quiet_prints_nothing_when_all_is_well(project):
@@ -123,7 +124,7 @@ def test_live_display_on_a_terminal(project):
     screen = run_on_terminal(project)
     assert "\x1b[" in screen  # drawn with terminal control codes
     assert re.search(r"\b3/3\b", screen)
-    assert "2 ran" in screen and "1 failed" in screen
+    assert "3 ran (1 failed)" in screen
     assert "FAILED sweep:c.inp" in screen
     assert re.search(r"\x1b\[[0-9;]*3[1-7]m", screen)  # in colour
 
@@ -146,3 +147,12 @@ def test_selection_by_input_output_task_or_folder(project):
     assert project.ran() == ["deep/c.inp", "deep/d.inp"]
     project.run("sweep:a.inp", "-B")
     assert project.ran() == ["a.inp"]
+
+
+def test_a_count_of_one_reads_in_the_singular(project):
+    project.inputs("a.inp")
+    result = project.run("-n", "1")
+    assert result.stdout.splitlines()[0] == "incrun: 1 job, 1 worker", result.stdout
+    report = project.run("report", "--out", "report.html")
+    assert report.returncode == 0 and "(1 job)" in report.stdout, report.stdout
+    assert "1 job ran on\n1 worker" in (project.root / "report.html").read_text()

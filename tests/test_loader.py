@@ -85,14 +85,17 @@ def test_unknown_selection_is_a_user_error(root):
 
 
 @pytest.mark.parametrize("source, words", [
-    ("def broken(:\n", "SyntaxError"),
+    ("def broken(:\n", "SyntaxError: invalid syntax (line 1)"),
+    ("x = 1\n  y = 2\n", "IndentationError: unexpected indent (line 2)"),
     ("x = 1\nraise RuntimeError('no config found')\n", "RuntimeError: no config found (line 2)"),
+    ("import helper\n", "SyntaxError: '(' was never closed (helper.py, line 2)"),
 ])
-def test_a_dodo_that_fails_to_import_names_the_error(tmp_path, source, words):
+def test_a_dodo_that_fails_to_import_names_the_error_and_its_line_once(tmp_path, source, words):
     (tmp_path / "dodo.py").write_text(source)
+    (tmp_path / "helper.py").write_text("x = 1\ny = (\n")
     with pytest.raises(BadDodo) as error:
         import_dodo(tmp_path / "dodo.py")
-    assert words in error.value.message
+    assert error.value.message == f"dodo.py failed to import: {words}"
 
 
 def test_a_task_function_that_raises_is_a_bad_dodo(root):

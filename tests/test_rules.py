@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import pytest
@@ -10,7 +11,15 @@ from doit.loader import generate_tasks
 from incrun.config import RuleSpec
 from incrun.dodo_api import Rule
 from incrun.errors import BAD_PLACEHOLDER, NO_INPUTS, BadConfig, BadPlaceholder, NoInputs
-from incrun.rules import check_template, expand, make_jobs, path_values, require_jobs
+from incrun.plan import build
+from incrun.rules import (
+    check_template,
+    expand,
+    make_jobs,
+    path_values,
+    require_jobs,
+    script_of,
+)
 
 
 def make(root, *paths: str) -> None:
@@ -127,9 +136,37 @@ def test_rules_make_jobs_command_file_is_dep(project):
     assert by_input(make_jobs(spec, project))["a.inp"].deps == ("a.inp", "tools/run.sh")
 
 
-def test_rules_make_jobs_missing_dep_is_bad_config(project):
+def test_a_missing_dep_is_refused_by_the_plan_of_a_run_and_kept_as_a_dep_for_status(project):
     with pytest.raises(BadConfig, match="nope.json"):
-        make_jobs(RuleSpec(deps=("nope.json",)), project)
+        build([RuleSpec(deps=("nope.json",))], project)
+    [sweep] = build([RuleSpec(deps=("nope.json",))], project, check_files=False).sweeps
+    assert sweep.job(0).deps == ("a.inp", "runner.py", "nope.json")  # doit: dependency missing
+
+
+@pytest.mark.parametrize("command, script", [
+    ("{python} sim.py {input}", "sim.py"),
+    ("{python} -u -X dev ./tools/sim.py --fast {input}", "tools/sim.py"),
+    ("python3 -W ignore sim.py {input}", "sim.py"),
+    ("/usr/bin/python3.11 sim.py", "sim.py"),
+    ("bash tools/run.sh {input}", "tools/run.sh"),
+    ("./run.sh {input} out.txt", "run.sh"),
+    ("bin/sim -n 3 {input}", "bin/sim"),
+    ("{python} -m sims.run {input}", None),
+    ("{python} -c 'print(1)' {input}", None),
+    ("{python} {input}", None),
+    ("{python} {dir}/sim.py {input}", None),
+    ("bash -c 'echo hi' {input}", None),
+    ("sim --config conf.yml {input}", None),  # a program on PATH, an option's file
+    ("/opt/sim/bin/sim {input}", None),  # outside the project: may be a cluster's own
+    ("sims:simulate", None),
+])
+def test_the_script_a_command_runs_is_the_one_file_it_names_that_must_exist(command, script):
+    assert script_of(tuple(shlex.split(command))) == script
+
+
+def test_a_missing_script_is_a_dep_of_every_job_so_status_can_say_it_is_missing(project):
+    spec = RuleSpec(command=("{python}", "simm.py", "--out", "x.txt", "{input}"))
+    assert by_input(make_jobs(spec, project))["a.inp"].deps == ("a.inp", "simm.py")
 
 
 def test_rules_make_jobs_outputs_and_deps_never_inputs(tmp_path):

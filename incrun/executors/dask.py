@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from .. import __version__, errors
 from ..config import DEFAULT_STAGE_LIMIT, Cluster
 from ..events import ERROR, FAILED, JobResult
+from ..words import counted
 from .contract import Cancelled, Finished, JobSpec, Lost, Note, Started, take_messages
 from .groups import DEFAULT_GRACE
 from .jobfiles import remove_outputs
@@ -112,8 +113,9 @@ class DaskExecutor:
         except BaseException:
             self.close(kill=True)
             raise
-        self._messages.put(Note(f"on the Dask cluster {self.cluster}: {len(workers)} workers "
-                                f"now, {self.slots} jobs at once"))
+        self._messages.put(Note(f"on the Dask cluster {self.cluster}: "
+                                f"{counted(len(workers), 'worker')} now, "
+                                f"{counted(self.slots, 'job')} at once"))
 
     def _probe(self) -> None:
         """Stop before the first job if the workers do not see the project folder."""

@@ -1,5 +1,7 @@
 """Hand-written dodo.py tasks: doit's own actions, output to the task's log; with a timeout,
-in a forked child of its own process group, so that a hang ends as a failure."""
+in a forked child of its own process group, so that a hang ends as a failure. As under doit, a
+task whose actions succeed has succeeded, whether it made its targets or not (doit then runs it
+again next time); only a rule's job must make its outputs (see jobfiles.job_result)."""
 
 from __future__ import annotations
 
@@ -25,16 +27,11 @@ def run_doit_task(task, log_path: Path, root: Path, clock=time.time) -> JobResul
     except Exception as error:  # an invalid action: the task's failure, not the run's
         fail = TaskFailed(f"{type(error).__name__}: {error}")
     _write_log(task, fail, log_path)
-    status, detail = OK, ""
-    if fail is not None:
-        status = FAILED if isinstance(fail, TaskFailed) else ERROR
-        detail = fail_detail(fail)
-    elif missing := [t for t in task.targets if not os.path.exists(root / t)]:
-        status, detail = FAILED, "succeeded but no output " + ", ".join(missing)
-    if status == OK:
+    if fail is None:
         return JobResult(task.name, OK, started, clock(), 0, str(log_path))
     remove_outputs(task.targets, root)
-    return JobResult(task.name, status, started, clock(), None, str(log_path), detail,
+    status = FAILED if isinstance(fail, TaskFailed) else ERROR
+    return JobResult(task.name, status, started, clock(), None, str(log_path), fail_detail(fail),
                      log_tail(log_path))
 
 

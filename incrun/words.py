@@ -1,0 +1,9 @@
+"""How incrun says a count: `1 job`, `2 jobs`; the one home of singular and plural."""
+
+from __future__ import annotations
+
+
+def counted(count: int, noun: str, plural: str = "") -> str:
+    """The count and its noun, singular for one: `counted(1, "job")` is `1 job`; `plural` for a
+    noun that does not take an s (`counted(2, "process", "processes")`)."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
