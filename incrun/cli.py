@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ examples:
   incrun data/a.inp         only the job of this input (or output, or task name)
   incrun data/batch2/       only the jobs of inputs under this folder
   incrun -x                 stop launching jobs after the first failure
+  incrun watch -n 4         run, then again whenever an input or the config changes
   incrun --dry-run          what would run, and why; nothing is run or changed
   incrun status             what is up to date, stale or failed, and why
   incrun explain data/a.out why this output's job is stale or up to date
@@ -47,7 +49,11 @@ SUBCOMMANDS = {
     "info": "show one task: its command, dependencies, outputs and state",
     "clean": "delete the declared outputs of the selected jobs (all by default)",
     "forget": "forget the recorded success of the selected jobs",
+    "watch": "run the stale jobs, then again whenever an input, a dependency, an output or "
+             "the config changes (Ctrl-C to stop; needs incrun[watch])",
+    "auto": "the same as watch (doit's name for it)",
 }
+ALIASES = {"auto": "watch"}
 
 
 PER_JOB = 0  # `graph --jobs`, given without a number (never a count of jobs)
@@ -147,10 +153,17 @@ def _positive(text: str) -> int:
 
 
 def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
+    directory, options = parse_options(argv, env, stdout)
+    return config.build(directory, **options)
+
+
+def parse_options(argv: list[str], env=os.environ, stdout=sys.stdout) -> tuple[Path, dict]:
+    """The project folder and the command line's options, for `config.build` (which `watch`
+    calls again before each run: the project's files may have changed meanwhile)."""
     args = _parser().parse_args(argv)
     command, targets = "run", args.targets
     if targets and targets[0] in SUBCOMMANDS:
-        command, targets = targets[0], targets[1:]
+        command, targets = ALIASES.get(targets[0], targets[0]), targets[1:]
     graph_jobs = args.jobs == PER_JOB
     if graph_jobs and command != "graph":
         raise errors.IncrunError("-n/--jobs needs a number of jobs at once",
@@ -183,12 +196,13 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
     if args.stage and cluster is None and not _configured_cluster(args.directory):
         raise errors.IncrunError("--stage is for jobs run on a cluster", exit_code=errors.USAGE,
                                  hint="add --cluster, or set 'cluster' in [tool.incrun]")
-    return config.build(
-        args.directory, command=command, targets=tuple(targets), jobs=args.jobs,
+    return args.directory, dict(
+        command=command, targets=tuple(targets), jobs=args.jobs,
         cluster=cluster, stage=args.stage,
         fail_fast=args.fail_fast, always=args.always, quiet=args.quiet,
         timeout=args.timeout, retries=args.retries, grace=args.grace,
-        display=config.choose_display(stdout, env, as_json=args.json and command == "run"),
+        display=config.choose_display(stdout, env,
+                                      as_json=args.json and command in ("run", "watch")),
         no_color=bool(env.get("NO_COLOR")), as_json=args.json, list_all=args.all,
         dry_run=args.dry_run, junit=_absolute(args.junit), shard=args.shard, limit=args.limit,
         in_order=args.in_order, out=_absolute(args.out), graph_format=args.format,
@@ -229,10 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     from . import engine  # after parsing: `--help` stays fast
 
     try:
-        return engine.run(parse(sys.argv[1:] if argv is None else argv))
+        directory, options = parse_options(sys.argv[1:] if argv is None else argv)
+        if options["command"] == "watch":
+            from . import watch
+
+            return watch.watch(functools.partial(config.build, directory.resolve(), **options))
+        return engine.run(config.build(directory, **options))
     except errors.IncrunError as error:
-        hint = f" (hint: {error.hint})" if error.hint else ""
-        print(f"incrun: error: {error.message}{hint}", file=sys.stderr)
+        print(f"incrun: {errors.one_line(error)}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("incrun: interrupted", file=sys.stderr)
