@@ -252,8 +252,24 @@ if "hang" in inp:
     deadline = time.time() + 60
     while not os.path.exists("release") and time.time() < deadline:
         time.sleep(0.02)
-open(inp[:-4] + ".out", "w").write("done\n")
+open(inp[:-4] + ".out", "w").write(open(inp).read().upper())
 '''
+
+
+def test_an_edit_during_a_run_is_seen_when_the_run_ends(project, watching):
+    project.write("runner.py", HANGING)
+    project.inputs("a.inp")
+    watcher = watching("-n", "2")
+    watcher.wait_watching(1)
+    project.inputs("hang.inp")  # a new input: its job runs, and waits
+    poll(lambda: (project.root / "hanging").exists(), what="the hanging job to start")
+    project.write("a.inp", "x = 2\n")  # meanwhile, an edit
+    (project.root / "release").write_text("")
+    watcher.wait_watching(3)
+    assert "incrun: changed: a.inp\n" in watcher.text
+    assert (project.root / "a.out").read_text() == "X = 2\n"
+    assert watcher.text.count("jobs,") == 3
+    assert watcher.interrupt() == 0
 
 
 def test_ctrl_c_during_a_run_on_a_terminal_stops_the_run_then_the_watch(project, watching):
