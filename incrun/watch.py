@@ -137,6 +137,7 @@ class _Watch:
         self.out = out
         self.known: Watched | None = None
         self.locked = False  # the last try found another run holding the project
+        self.ran = False  # a run (or a try) ended: what the jobs read and write is looked at
         self.told = False  # something was said, or a run drew, since "watching" was said
 
     def say(self, text: str) -> None:
@@ -147,6 +148,8 @@ class _Watch:
         code = self.run(self.config)
         while code not in STOPPED:
             try:
+                if self.ran:  # the outputs as the run left them, the inputs as they are
+                    self.ran, self.known = False, self.look()
                 if self.told:  # once between runs; a silent retry adds nothing to say
                     self.say("watching for changes (Ctrl-C to stop)")
                     self.told = False
@@ -172,18 +175,16 @@ class _Watch:
         self.config = config
         try:
             code = engine.run(config)
-        except errors.Locked as error:  # watched again, and tried again at the next change
+        except errors.Locked as error:  # tried again at the next change
             if not self.locked:
-                self.say(f"{error.message}: watching, and trying again at the next change")
-            self.locked, code = True, None
+                self.say(f"{error.message}: trying again at the next change")
+            self.locked, self.ran = True, True
+            return None
         except errors.IncrunError as error:
             self.say(errors.one_line(error))
             self.known, self.locked = None, False
             return None
-        else:
-            self.locked, self.told = False, True
-        if code not in STOPPED:
-            self.known = self.look()
+        self.locked, self.ran, self.told = False, True, True
         return code
 
     def wait(self, changes: Iterator[set]) -> list[str]:
