@@ -5,6 +5,7 @@ selection (`argv`) are understood. No logic of its own."""
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -39,6 +40,13 @@ def command_of(argv: list[str]) -> tuple[str, list[str]]:
 
 
 def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
+    directory, options = parse_options(argv, env, stdout)
+    return config.build(directory, **options)
+
+
+def parse_options(argv: list[str], env=os.environ, stdout=sys.stdout) -> tuple[Path, dict]:
+    """The project folder and the command line's options, for `config.build` (which `watch`
+    calls again before each run: the project's files may have changed meanwhile)."""
     command, rest = command_of(argv)
     parser = command_parser(command)
     found = split(rest, _takes_value(parser))
@@ -48,8 +56,8 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
     cluster = _cluster(args, directory)
     as_json = getattr(args, "json", False)
     run_like = command in ("run", "watch")
-    return config.build(
-        directory, command=command, targets=tuple(targets), jobs=getattr(args, "jobs", None),
+    return directory, dict(
+        command=command, targets=tuple(targets), jobs=getattr(args, "jobs", None),
         cluster=cluster, stage=getattr(args, "stage", False),
         fail_fast=getattr(args, "fail_fast", False), always=getattr(args, "always", False),
         quiet=getattr(args, "quiet", False), timeout=getattr(args, "timeout", None),
@@ -175,12 +183,16 @@ def main(argv: list[str] | None = None) -> int:
         answered = _help(argv)
         if answered is not None:
             return answered
+        directory, options = parse_options(argv)
+        if options["command"] == "watch":
+            from . import watch
+
+            return watch.watch(functools.partial(config.build, directory.resolve(), **options))
         from . import engine  # after parsing: `--help` stays fast
 
-        return engine.run(parse(argv))
+        return engine.run(config.build(directory, **options))
     except errors.IncrunError as error:
-        hint = f" (hint: {error.hint})" if error.hint else ""
-        print(f"incrun: error: {error.message}{hint}", file=sys.stderr)
+        print(f"incrun: {errors.one_line(error)}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("incrun: interrupted", file=sys.stderr)

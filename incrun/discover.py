@@ -79,6 +79,27 @@ class _IgnoreRules:
         return bool(verdict)
 
 
+class GitIgnored:
+    """Whether git would ignore a path below root (a file, or a folder with `/` at its end), as
+    `walk_folders` skips it; each folder's `.gitignore` is read once, when first needed."""
+
+    def __init__(self, root: Path):
+        self._root = root
+        self._rules = _IgnoreRules()
+        self._read: set[str] = set()
+
+    def __call__(self, rel_path: str) -> bool:
+        parts = rel_path.rstrip("/").split("/")
+        for depth in range(len(parts)):
+            folder = "/".join(parts[:depth])
+            if depth and (parts[depth - 1] in SKIPPED_DIRS or self._rules.ignored(folder + "/")):
+                return True  # in a folder git ignores
+            if folder not in self._read:
+                self._read.add(folder)
+                self._rules.read(self._root / folder, folder)
+        return parts[-1] in SKIPPED_DIRS or self._rules.ignored(rel_path)
+
+
 def walk_folders(root: Path) -> Iterator[tuple[str, list[str]]]:
     """Each folder below root (relative path, "" for root) with its files that git would not
     ignore, as relative POSIX paths, in no particular order; folder symlinks are not followed."""

@@ -164,6 +164,12 @@ def _states(config: Config, answer: str):
         store.close()
 
 
+def project_files(config: Config):
+    """What the selected jobs read and write, from the project as it is now (status.Files):
+    `incrun watch` reruns when one of those changes."""
+    return _states(config, "files")
+
+
 def _graph(config: Config) -> int:
     """`graph`: the rules (or, --jobs, the jobs) and what each reads, as DOT or Mermaid."""
     from . import graph

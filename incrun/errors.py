@@ -27,6 +27,12 @@ def first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
+def one_line(error: IncrunError) -> str:
+    """How a mistake is told: `error: what (hint: how to fix it)`."""
+    hint = f" (hint: {error.hint})" if error.hint else ""
+    return f"error: {error.message}{hint}"
+
+
 class IncrunError(Exception):
     """A mistake the user can fix: one line, a hint, an exit code, no traceback."""
 

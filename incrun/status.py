@@ -45,7 +45,21 @@ class JobState:
         return self.state != UP_TO_DATE or self.kind == FORCED
 
 
-def _files(paths) -> str:
+@dataclass(frozen=True)
+class Files:
+    """What the selected jobs read and write, as their tasks name them (`incrun watch`)."""
+
+    reads: frozenset[str]
+    writes: frozenset[str]
+
+    @classmethod
+    def of(cls, tasks) -> Files:
+        return cls(frozenset(path for task in tasks for path in task.file_dep),
+                   frozenset(path for task in tasks for path in task.targets))
+
+
+def named_files(paths) -> str:
+    """A few paths, and how many more: `a, b, c and 4 more`."""
     paths = list(paths)
     shown = ", ".join(paths[:3])
     return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
@@ -54,7 +68,7 @@ def _files(paths) -> str:
 def _changed_deps(task, changed) -> Why:
     if is_job(task) and task.meta["incrun"]["input"] in changed:
         return Why(INPUT_CHANGED, "input changed")
-    return Why(DEP_CHANGED, "dependency changed: " + _files(changed))
+    return Why(DEP_CHANGED, "dependency changed: " + named_files(changed))
 
 
 def why_from_doit(task, reasons: dict) -> Why:
@@ -64,9 +78,9 @@ def why_from_doit(task, reasons: dict) -> Why:
     missing = reasons.get("missing_file_dep") or [
         dep for dep in reasons.get("removed_file_dep") or () if not os.path.exists(dep)]
     if missing:
-        return Why(DEP_MISSING, "dependency missing: " + _files(missing))
+        return Why(DEP_MISSING, "dependency missing: " + named_files(missing))
     if reasons.get("missing_target"):
-        return Why(OUTPUT_MISSING, "output missing: " + _files(reasons["missing_target"]))
+        return Why(OUTPUT_MISSING, "output missing: " + named_files(reasons["missing_target"]))
     if reasons.get("checker_changed"):
         return Why(OTHER, "state recorded by another checker")
     if reasons.get("changed_file_dep"):
@@ -212,9 +226,9 @@ def explain_lines(job: dict) -> list[str]:
         verdict = f"{job['state']}: {job['reason']}"
     lines = [f"{job['task']}: {verdict}"]
     if job["reads"]:
-        lines.append(f"  reads   {_files(job['reads'])}")
+        lines.append(f"  reads   {named_files(job['reads'])}")
     if job["writes"]:
-        lines.append(f"  writes  {_files(job['writes'])}")
+        lines.append(f"  writes  {named_files(job['writes'])}")
     if job["last_run"] is None:
         lines.append("  last run  never")
     elif job["last_run"]:
@@ -246,16 +260,20 @@ class Status(DoitCmdBase):
     cmd_options = ()
     store = None  # set by the engine
     forced = False  # -B: up-to-date jobs would run too
-    # What to return: each job's state, its explanation (a dict), or the graph of the rules
-    # ("rule-graph") or of the jobs ("job-graph"), a graph.Graph.
+    # What to return: each job's state, its explanation (a dict), the graph of the rules
+    # ("rule-graph") or of the jobs ("job-graph"), a graph.Graph, or what they read and write
+    # ("files"), as Files.
     answer = "states"
 
     def _execute(self, pos_args=None):
         control = TaskControl(self.task_list)
         control.process(self.sel_tasks)
         tasks = control.tasks
+        selected = selected_tasks(tasks, control.selected_tasks)
+        if self.answer == "files":
+            return Files.of(selected)
         makers = makers_of(tasks)
-        chosen = in_run_order(selected_tasks(tasks, control.selected_tasks), tasks, makers)
+        chosen = in_run_order(selected, tasks, makers)
         states = [job_state(task, tasks, self.dep_manager, self.store, self.forced)
                   for task in chosen]
         states = upstream_states(chosen, states, makers)
