@@ -310,7 +310,7 @@ def _rule_spec(table: dict, source: str, name: str, named: bool = True) -> RuleS
     return RuleSpec(
         inputs=_patterns(table, "inputs", source, DEFAULT_INPUTS),
         exclude=_patterns(table, "exclude", source, ()),
-        command=_command(table.get("command"), source),
+        command=command_words(table.get("command"), source),
         outputs=_patterns(table, "outputs", source, DEFAULT_OUTPUTS),
         deps=_patterns(table, "deps", source, ()),
         name=name,
@@ -332,7 +332,7 @@ def _patterns(table: dict, key: str, source: str, default: tuple[str, ...]) -> t
     return tuple(value)
 
 
-def _command(value, source: str) -> tuple[str, ...]:
+def command_words(value, source: str) -> tuple[str, ...]:
     """An argv list, or a string split like a shell would split it (but never run by one)."""
     if value is None:
         return DEFAULT_COMMAND

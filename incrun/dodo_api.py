@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import DEFAULT_COMMAND, DEFAULT_INPUTS, DEFAULT_OUTPUTS, RuleSpec, positive_seconds
+from .config import DEFAULT_INPUTS, DEFAULT_OUTPUTS, RuleSpec, command_words, positive_seconds
 from .errors import BadConfig
 from .plan import Plan, build
 from .rules import Gather, Job, Sweep
@@ -66,7 +66,7 @@ class Rule:
         self.spec = RuleSpec(
             inputs=patterns or (() if self.upstream else DEFAULT_INPUTS),
             exclude=_paths(_listed(exclude)),
-            command=_paths(_listed(command)) or DEFAULT_COMMAND,
+            command=_command(command),
             outputs=_paths(_listed(outputs)) or DEFAULT_OUTPUTS,
             deps=_paths(_listed(deps)),
             name=name,
@@ -162,6 +162,14 @@ def _listed(value) -> list:
     if isinstance(value, (str, os.PathLike, Rule)):
         return [value]
     return list(value)
+
+
+def _command(command) -> tuple[str, ...]:
+    """A Rule's command: an argv list, or a string split as the config's is (never run by a
+    shell)."""
+    if isinstance(command, (str, os.PathLike)):
+        return command_words(os.fspath(command), "Rule command")
+    return command_words(list(_paths(_listed(command))) or None, "Rule command")
 
 
 def _paths(values) -> tuple[str, ...]:

@@ -47,8 +47,9 @@ if os.environ.get("IGNORE_TERM"):  # note the TERM, and carry on
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
 open(inp[:-4] + ".out", "w").write("half")
 os.makedirs("pids", exist_ok=True)
-with open(os.path.join("pids", os.path.basename(inp) + ".pid"), "w") as f:
+with open(inp + ".pid-part", "w") as f:  # whole, then moved: a reader never sees half of it
     f.write(f"{os.getpid()} {child.pid} {os.getppid()}")
+os.replace(inp + ".pid-part", os.path.join("pids", os.path.basename(inp) + ".pid"))
 deadline = time.time() + 120
 while not os.path.exists("release") and time.time() < deadline:
     time.sleep(0.02)

@@ -240,3 +240,12 @@ def test_rules_require_jobs_empty_raises_no_inputs():
 def test_rules_require_jobs_nonempty_passes_through(project):
     jobs = make_jobs(RuleSpec(), project)
     assert require_jobs(jobs, RuleSpec()) == jobs
+
+
+def test_a_dodo_rules_command_given_as_a_string_is_split_as_the_configs_is():
+    rule = Rule(inputs=["*.inp"], command="{python} 'my sim.py' --in {input}")
+    assert rule.spec.command == ("{python}", "my sim.py", "--in", "{input}")
+    assert Rule(inputs=["*.inp"], command=["{python}", "my sim.py"]).spec.command == (
+        "{python}", "my sim.py")
+    with pytest.raises(BadConfig, match="cannot be split"):
+        Rule(inputs=["*.inp"], command="{python} 'unclosed")
