@@ -294,7 +294,9 @@ class Store:
                 row = None
         if row is None:
             return {"status": status, "sig": self._signatures.get(task)}
-        return dict(zip(keys, row))
+        found = dict(zip(keys, row))
+        found["log"] = self._shown(found["log"])
+        return found
 
     def _row(self, task: str) -> tuple | None:
         if task in self._rows:
@@ -349,7 +351,7 @@ class Store:
         """Mark a job running, for the next `commit`, which must come before the job starts."""
         if task not in self._before_start:
             self._before_start[task] = self._row(task)
-        self._stage([(task, RUNNING, None, at, None, self.log_path(task), "", 0, None)])
+        self._stage([(task, RUNNING, None, at, None, self.log_name(task), "", 0, None)])
 
     def job_finished(self, result: JobResult, sig: str | None = None) -> None:
         """Record how a job ended, for the next `commit`."""
@@ -436,9 +438,12 @@ class Store:
         try:
             rows = self._conn.execute(f"SELECT {', '.join(HISTORY_KEYS)} FROM history "
                                       "WHERE run = ? ORDER BY started", (run,))
-            return [dict(zip(HISTORY_KEYS, row)) for row in rows]
+            jobs = [dict(zip(HISTORY_KEYS, row)) for row in rows]
         except sqlite3.DatabaseError:
             return []
+        for job in jobs:
+            job["log"] = self._shown(job["log"])
+        return jobs
 
     def signatures(self) -> dict[str, str]:
         """The signature recorded with each success (see `uptodate`), by task; do not modify."""
@@ -528,6 +533,15 @@ class Store:
                 safe[-1] += "-" + format(hash_text(task), "08x")
             self._logs[task] = os.path.join(self.logs_dir, *safe[:-1], safe[-1] + ".log")
         return self._logs[task]
+
+    def log_name(self, task: str) -> str:
+        """The task's log as incrun shows and records it: relative to the project root."""
+        return self.log_path(task).removeprefix(str(self.dir.parent) + os.sep)
+
+    def _shown(self, log: str | None) -> str | None:
+        """A recorded log path as shown: relative to the project root (older records kept it
+        absolute)."""
+        return log.removeprefix(str(self.dir.parent) + os.sep) if log else log
 
     # -- the lock -------------------------------------------------------------
 
