@@ -1,9 +1,10 @@
-"""Why a job is up to date, stale or failed: the reasons `incrun status`, `explain` and
+"""Why a job is up to date, stale, failed or running: the reasons `incrun status`, `explain` and
 `--dry-run` give, in plain words and as a kind for tools."""
 
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
@@ -14,13 +15,14 @@ from doit.control import TaskControl
 from .loader import is_job, selected_tasks
 from .store import FAILED, FORGOTTEN, RUNNING, SUCCEEDED
 
-UP_TO_DATE, STALE, FAILED_STATE = "up-to-date", "stale", "failed"
+UP_TO_DATE, STALE, FAILED_STATE, RUNNING_STATE = "up-to-date", "stale", "failed", "running"
 # Kinds of reason, for tools reading `--json`; the reason's text says the details.
 NEVER_RUN, OUTPUT_MISSING, INPUT_CHANGED, DEP_CHANGED, DEP_MISSING, COMMAND_CHANGED = (
     "never-run", "output-missing", "input-changed", "dep-changed", "dep-missing",
     "command-changed")
 FAILED_LAST_TIME, INTERRUPTED, FORGOTTEN_KIND, FORCED, UPSTREAM, OTHER = (
     "failed-last-time", "interrupted", "forgotten", "forced", "upstream", "other")
+RUNNING_KIND = "running"  # in a run that holds the project now
 UPSTREAM_SHOWN = 3  # upstream jobs named in why a job would rerun
 
 
@@ -32,7 +34,7 @@ class Why(NamedTuple):
 @dataclass(frozen=True)
 class JobState:
     task: str
-    state: str  # up-to-date, stale or failed
+    state: str  # up-to-date, stale, failed or running
     reason: str = ""
     kind: str = ""  # of the reason; empty when up to date
 
@@ -85,6 +87,10 @@ def job_state(task, tasks: dict, dep_manager, store, forced: bool = False) -> Jo
         detail = f" ({recorded['detail']})" if recorded.get("detail") else ""
         return JobState.of(task.name, FAILED_STATE,
                            Why(FAILED_LAST_TIME, "failed last time" + detail))
+    if recorded and (run := store.running_in(recorded)) is not None:
+        where = "" if run.host == socket.gethostname() else f" on {run.host}"
+        return JobState.of(task.name, RUNNING_STATE,
+                           Why(RUNNING_KIND, f"running (pid {run.pid}{where})"))
     if not dep_manager._in(task.name) and task.file_dep:
         last = recorded["status"] if recorded else None
         why = {RUNNING: Why(INTERRUPTED, "interrupted last time"),
@@ -146,7 +152,7 @@ def upstream_states(chosen: list, states: list[JobState],
 
 
 def counts(states: list[JobState]) -> dict[str, int]:
-    tally = {UP_TO_DATE: 0, STALE: 0, FAILED_STATE: 0}
+    tally = {UP_TO_DATE: 0, STALE: 0, FAILED_STATE: 0, RUNNING_STATE: 0}
     for state in states:
         tally[state.state] += 1
     return tally
@@ -177,13 +183,15 @@ def dry_run_json(states: list[JobState]) -> dict:
 
 def as_lines(states: list[JobState]) -> list[str]:
     tally = counts(states)
-    lines = [f"{tally[UP_TO_DATE]} up to date, {tally[STALE]} stale, "
-             f"{tally[FAILED_STATE]} failed"]
-    width = max((len(s.task) for s in states if s.state != UP_TO_DATE), default=0)
-    for state in states:
-        if state.state != UP_TO_DATE:
-            lines.append(f"  {state.state:<6}  {state.task:<{width}}  {state.reason}")
-    return lines
+    line = f"{tally[UP_TO_DATE]} up to date, {tally[STALE]} stale, {tally[FAILED_STATE]} failed"
+    if tally[RUNNING_STATE]:
+        line += f", {tally[RUNNING_STATE]} running"
+    shown = [state for state in states if state.state != UP_TO_DATE]
+    width = max((len(state.task) for state in shown), default=0)
+    column = max((len(state.state) for state in shown), default=0)
+    column = max(column, len(FAILED_STATE))  # as wide as ever, unless a job runs now
+    return [line] + [f"  {state.state:<{column}}  {state.task:<{width}}  {state.reason}"
+                     for state in shown]
 
 
 def explanation(task, state: JobState, recorded: dict | None) -> dict:
@@ -193,8 +201,9 @@ def explanation(task, state: JobState, recorded: dict | None) -> dict:
     if recorded and recorded.get("started"):
         last_run = {key: recorded.get(key) for key in
                     ("status", "started", "ended", "exit_code", "detail", "attempts")}
-        if recorded.get("log") and os.path.exists(recorded["log"]):  # silent successes keep none
-            last_run["log"] = recorded["log"]
+        running = state.state == RUNNING_STATE  # its log is being written, or an old one
+        if recorded.get("log") and not running and os.path.exists(recorded["log"]):
+            last_run["log"] = recorded["log"]  # silent successes keep none
     return {**asdict(state), "reads": sorted(task.file_dep), "writes": list(task.targets),
             "last_run": last_run}
 
@@ -204,6 +213,8 @@ def explain_lines(job: dict) -> list[str]:
     if job["state"] == UP_TO_DATE:
         verdict = "up to date: its files and command are unchanged since it succeeded, and " \
                   "its outputs are there"
+    elif job["state"] == RUNNING_STATE:
+        verdict = job["reason"]  # running (pid N)
     else:
         verdict = f"{job['state']}: {job['reason']}"
     lines = [f"{job['task']}: {verdict}"]
@@ -214,14 +225,15 @@ def explain_lines(job: dict) -> list[str]:
     if job["last_run"] is None:
         lines.append("  last run  never")
     elif job["last_run"]:
-        lines.append(f"  last run  {_last_run(job['last_run'])}")
+        lines.append(f"  last run  {_last_run(job['last_run'], job['state'] == RUNNING_STATE)}")
     return lines
 
 
-def _last_run(recorded: dict) -> str:
+def _last_run(recorded: dict, running: bool) -> str:
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(recorded["started"]))
-    outcome = {SUCCEEDED: "succeeded", FAILED: "failed", RUNNING: "did not finish",
-               FORGOTTEN: "forgotten"}.get(recorded["status"], recorded["status"])
+    outcome = {SUCCEEDED: "succeeded", FAILED: "failed", FORGOTTEN: "forgotten",
+               RUNNING: "running now" if running else "did not finish"
+               }.get(recorded["status"], recorded["status"])
     text = f"{started}, {outcome}"
     if recorded.get("ended"):
         text += f" after {recorded['ended'] - recorded['started']:.2f}s"

@@ -1,9 +1,13 @@
-"""End to end: a retry keeps the log of every attempt; every log path printed is relative to
-the project."""
+"""End to end: a retry keeps the log of every attempt; a job that runs now says so, with the pid
+of the run; every log path printed is relative to the project."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+
+from conftest import poll, start
 
 # Fails on its first two attempts, each time saying why; the third succeeds.
 TWICE_FLAKY = r'''
@@ -45,6 +49,46 @@ def test_retries_keep_every_attempts_log(project):
     task_log = (project.root / ".incrun/logs/flaky.log").read_text()
     assert task_log.index("flaky says first") < task_log.index("--- attempt 2 of 3 ---") < \
         task_log.index("flaky says second")
+
+
+HANGS = r'''
+import os, sys, time
+inp = sys.argv[1]
+if "slow" in inp:
+    os.makedirs("started", exist_ok=True)
+    open(os.path.join("started", os.path.basename(inp)), "w").close()
+    deadline = time.time() + 60
+    while not os.path.exists("release") and time.time() < deadline:
+        time.sleep(0.02)
+open(inp[:-4] + ".out", "w").write("done\n")
+'''
+
+
+def test_a_job_running_now_says_so_with_the_pid_of_its_run(project):
+    project.write("runner.py", HANGS)
+    project.inputs("fast.inp", "slow1.inp", "slow2.inp")
+    first = start(project, "slow1.inp")  # killed: its job was interrupted
+    poll(lambda: (project.root / "started" / "slow1.inp").exists(), what="slow1 to start")
+    os.killpg(first.pid, signal.SIGKILL)
+    first.communicate(timeout=30)
+    poll(lambda: "interrupted" in project.run("explain", "slow1.inp").stdout,
+         what="slow1 to be interrupted")
+    run = start(project, "fast.inp", "slow2.inp")
+    try:
+        poll(lambda: (project.root / "started" / "slow2.inp").exists(), what="slow2 to start")
+        states = {job["task"]: (job["state"], job["reason"]) for job in
+                  json.loads(project.run("status", "--json").stdout)["jobs"]}
+        assert states["sweep:slow2.inp"] == ("running", f"running (pid {run.pid})")
+        assert states["sweep:slow1.inp"] == ("stale", "interrupted last time")  # not this run's
+        explained = project.run("explain", "slow2.inp").stdout.splitlines()
+        assert explained[0] == f"sweep:slow2.inp: running (pid {run.pid})"
+        assert explained[-1].endswith(", running now")
+        assert "1 running" in project.run("status").stdout
+    finally:
+        (project.root / "release").write_text("")
+        out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, out + err
+    assert project.run("explain", "slow2.inp").stdout.startswith("sweep:slow2.inp: up to date")
 
 
 FAILING_TASK = '''
