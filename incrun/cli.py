@@ -108,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=("dot", "mermaid"), default="dot",
                         help="with `graph`: Graphviz DOT (default) or a Mermaid flowchart")
     parser.add_argument("-a", "--all", action="store_true", help="with `list`: the jobs too")
+    parser.add_argument("-s", "--status", action="store_true",
+                        help="with `list`: the status column, U up to date or R would run "
+                             "(default: on a terminal, unless -q)")
+    parser.add_argument("-p", "--private", action="store_true",
+                        help="with `list`: tasks whose names start with _ too")
+    parser.add_argument("--deps", action="store_true",
+                        help="with `explain`: the jobs it needs, explained too")
     parser.add_argument("--version", action="version", version=f"incrun {__version__}")
     return parser
 
@@ -190,6 +197,8 @@ def parse(argv: list[str], env=os.environ, stdout=sys.stdout) -> config.Config:
         timeout=args.timeout, retries=args.retries, grace=args.grace,
         display=config.choose_display(stdout, env, as_json=args.json and command == "run"),
         no_color=bool(env.get("NO_COLOR")), as_json=args.json, list_all=args.all,
+        list_private=args.private, list_status=True if args.status else None,
+        explain_deps=args.deps,
         dry_run=args.dry_run, junit=_absolute(args.junit), shard=args.shard, limit=args.limit,
         in_order=args.in_order, out=_absolute(args.out), graph_format=args.format,
         graph_jobs=graph_jobs,

@@ -1,5 +1,6 @@
-"""doit's commands (run, list, info, clean, forget, status) run with incrun's loader, state and
-checker; doit's errors mapped to incrun's."""
+"""The doit commands incrun runs (doit's run, clean and forget; incrun's status, which answers
+status, explain, info, list and graph) with incrun's loader, state and checker; doit's errors
+mapped to incrun's."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import os
 
 from doit.cmd_clean import Clean
 from doit.cmd_forget import Forget
-from doit.cmd_info import Info
-from doit.cmd_list import List
 from doit.cmdparse import CmdParseError
 from doit.dependency import Dependency
 from doit.doit_cmd import DoitConfig
@@ -22,16 +21,16 @@ from .errors import BadDodo, IncrunError, UnknownTask
 from .loader import IncrunLoader
 from .store import DB_NAME, Store
 
-COMMANDS = {"run": IncrunRun, "list": List, "info": Info, "clean": Clean,
+# Every command's name, which no dodo.py task may take; those that only read the state are
+# answered by status.Status, the one home of the state.
+COMMANDS = {"run": IncrunRun, "list": status.Status, "info": status.Status, "clean": Clean,
             "forget": Forget, "status": status.Status}
 
 
 def _doit_args(config: Config) -> list[str]:
     args = list(config.targets)
-    if config.command in ("list", "forget") and config.list_all:
+    if config.command == "forget" and config.list_all:
         args.insert(0, "--all")
-    if config.command == "list":
-        args.insert(0, "--status")  # show which tasks are up to date, as `status` would
     return args
 
 

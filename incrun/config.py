@@ -131,6 +131,11 @@ class Config:
     no_color: bool = False
     as_json: bool = False  # `status --json`
     list_all: bool = False  # `list --all`
+    list_private: bool = False  # `list -p/--private`: tasks named _... too, as in doit
+    # `list -s/--status`: the status column (U up to date, R would run); None: shown when
+    # stdout is a terminal, unless -q
+    list_status: bool | None = None
+    explain_deps: bool = False  # `explain --deps`: the jobs the named ones need, explained too
     dry_run: bool = False  # `run --dry-run`: say what would run, and why; run nothing
     junit: Path | None = None  # write JUnit XML there
     step_summary: Path | None = None  # append a markdown summary (GITHUB_STEP_SUMMARY)

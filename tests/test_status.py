@@ -17,6 +17,7 @@ from incrun.status import (
     as_json,
     as_lines,
     dry_run_lines,
+    group_state,
     why_from_doit,
 )
 
@@ -143,3 +144,11 @@ def test_a_job_running_now_is_counted_apart():
     running = JobState("sweep:g.inp", "running", "running (pid 42)", "running")
     assert as_lines([running]) == ["0 up to date, 0 stale, 0 failed, 1 running",
                                    "  running  sweep:g.inp  running (pid 42)"]
+
+
+def test_a_rule_is_up_to_date_only_when_every_job_is_and_says_how_many_would_run():
+    assert group_state("sweep", [STATES[0], STATES[3]]) == JobState("sweep", "up-to-date")
+    stale = group_state("sweep", STATES)
+    assert (stale.state, stale.reason) == ("failed", "3 of 5 jobs would run, 1 failed last time")
+    running = JobState("sweep:g.inp", "running", "running (pid 42)", "running")
+    assert group_state("sweep", [STATES[0], running]).reason == "1 of 2 jobs would run, 1 running"
