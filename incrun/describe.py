@@ -16,7 +16,7 @@ from .status import RUNNING_STATE, UP_TO_DATE, JobState, brief
 from .store import FAILED, FORGOTTEN, RUNNING, SUCCEEDED
 
 GROUP_SHOWN = 10  # jobs `info` names, of a group's jobs that would run
-LABEL = 10  # width of the labels `info` and `explain` print before each fact
+LABEL = 10  # width of the labels `info` prints before each fact
 
 
 def explanation(task, state: JobState, recorded: dict | None) -> dict:
