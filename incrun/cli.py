@@ -64,7 +64,7 @@ def parse_options(argv: list[str], env=os.environ, stdout=sys.stdout) -> tuple[P
         retries=getattr(args, "retries", None), grace=getattr(args, "grace", None),
         display=config.choose_display(stdout, env, as_json=as_json and run_like),
         no_color=bool(env.get("NO_COLOR")), as_json=as_json,
-        list_all=getattr(args, "all", False), list_status=_list_status(args, stdout),
+        list_all=getattr(args, "all", False), list_status=_list_status(args),
         list_private=getattr(args, "private", False),
         dry_run=getattr(args, "dry_run", False), junit=_absolute(getattr(args, "junit", None)),
         shard=getattr(args, "shard", None), limit=getattr(args, "limit", None),
@@ -139,12 +139,9 @@ def _cluster(args, directory: Path) -> config.Cluster | None:
     return cluster
 
 
-def _list_status(args, stdout) -> bool:
-    """`list` shows each task's state with -s, and by default only to a person at a terminal:
-    a script reading `incrun list` gets names it can parse."""
-    if getattr(args, "status", False):
-        return True
-    return hasattr(stdout, "isatty") and stdout.isatty()
+def _list_status(args) -> bool | None:
+    """`list -s`: each task's state; None: a person at a terminal gets it, a script names."""
+    return True if getattr(args, "status", False) else None
 
 
 def _absolute(path) -> Path | None:

@@ -1,5 +1,6 @@
-"""doit's commands (run, list, info, clean, forget, ignore, reset-dep, status) run with incrun's
-loader, state and checker; doit's errors mapped to incrun's."""
+"""The doit commands incrun runs (doit's run, clean, forget and ignore; incrun's reset-dep,
+and its status, which answers status, explain, info, list and graph) with incrun's loader,
+state and checker; doit's errors mapped to incrun's."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from doit.cmd_base import DoitCmdBase, check_tasks_exist, subtasks_iter
 from doit.cmd_clean import Clean
 from doit.cmd_forget import Forget
 from doit.cmd_ignore import Ignore
-from doit.cmd_info import Info
-from doit.cmd_list import List
 from doit.cmdparse import CmdParseError
 from doit.dependency import Dependency
 from doit.doit_cmd import DoitConfig
@@ -70,14 +69,16 @@ class ResetDep(DoitCmdBase):
         return f"done: {task.name}"
 
 
-COMMANDS = {"run": IncrunRun, "list": List, "info": Info, "clean": Clean,
+# Every command's name, which no dodo.py task may take; those that only read the state are
+# answered by status.Status, the one home of the state.
+COMMANDS = {"run": IncrunRun, "list": status.Status, "info": status.Status, "clean": Clean,
             "forget": Forget, "status": status.Status, "ignore": Ignore, "reset-dep": ResetDep}
 
 
 def _doit_args(config: Config) -> list[str]:
     """The command line doit's command parses: its own options, then the selection."""
     args = []
-    if config.command in ("list", "forget") and config.list_all:
+    if config.command == "forget" and config.list_all:
         args.append("--all")
     if config.command == "clean" and config.dry_run:
         args.append("--dry-run")

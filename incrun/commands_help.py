@@ -235,6 +235,8 @@ def add_options(name: str, parser: argparse.ArgumentParser) -> None:
                                  "(default: only on a terminal)")
         parser.add_argument("-p", "--private", action="store_true",
                             help="tasks whose names start with '_' too")
+    elif name == "info":
+        _json_option(parser)
     elif name == "report":
         parser.add_argument("--out", type=Path, metavar="PATH",
                             help="where to write the page (default: .incrun/report.html)")

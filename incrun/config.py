@@ -131,9 +131,11 @@ class Config:
     no_color: bool = False
     as_json: bool = False  # `status --json`
     list_all: bool = False  # `list --all`
-    list_status: bool = False  # `list -s`: each task's state beside its name
-    list_private: bool = False  # `list -p`: tasks named `_...` too
-    explain_deps: bool = False  # `explain --deps`: the tasks it depends on too
+    list_private: bool = False  # `list -p/--private`: tasks named _... too, as in doit
+    # `list -s/--status`: the status column (U up to date, R would run); None: shown when
+    # stdout is a terminal, unless -q
+    list_status: bool | None = None
+    explain_deps: bool = False  # `explain --deps`: the jobs the named ones need, explained too
     verbosity: int | None = None  # -v: a task's output shown (2) or only logged; None: its own
     single: bool = False  # -s: the named tasks without the tasks they depend on
     variables: tuple[tuple[str, str], ...] = ()  # NAME=value: doit's get_var for the dodo.py

@@ -292,14 +292,16 @@ class JobRunner(Runner):
         return True
 
     def _submit(self, task) -> None:
-        log_path = self._log_path(task.name)
+        log_path = self.store.log_name(task.name)
         attempt = self._attempts[task.name] = self._attempts.get(task.name, 0) + 1
+        tries = self._retries(task) + 1
         if is_job(task):
-            self.ctx.executor.submit(self._spec(task, log_path, attempt))
+            self.ctx.executor.submit(self._spec(task, log_path, attempt, tries))
         else:
-            self.ctx.executor.submit_task(task.name, task, log_path, self.ctx.timeout)
+            self.ctx.executor.submit_task(task.name, task, log_path, self.ctx.timeout,
+                                          attempt, tries)
 
-    def _spec(self, task, log_path: str, attempt: int) -> JobSpec:
+    def _spec(self, task, log_path: str, attempt: int, tries: int) -> JobSpec:
         """What the executor is told of a rule's job (named as doit knows it: a dodo.py may
         rename the rule)."""
         meta = task.meta[META_KEY]
@@ -308,11 +310,8 @@ class JobRunner(Runner):
         return JobSpec(task.name, tuple(meta["argv"]), tuple(meta["outputs"]), log_path,
                        timeout, attempt, meta["call"],
                        tuple(meta["inputs"]) if listed else (), meta.get("inputs_file"),
-                       tuple(task.file_dep) if self.ctx.stage else (), self.ctx.job_env)
-
-    def _log_path(self, name: str) -> str:
-        """The job's log, relative to the project: the form shown to the user."""
-        return self.store.log_path(name).removeprefix(str(self.root) + os.sep)
+                       tuple(task.file_dep) if self.ctx.stage else (), self.ctx.job_env,
+                       tries=tries)
 
     def _finish(self, node, result: JobResult) -> bool:
         """Record a finished job; False if it was submitted again, to retry."""
@@ -355,7 +354,7 @@ class JobRunner(Runner):
             failure = task.execute_teardown(self.stream)
             text = "".join((action.out or "") + (action.err or "") for action in task.teardown)
             if text:
-                append_log(self.root / self._log_path(task.name), "teardown", text)
+                append_log(self.root / self.store.log_name(task.name), "teardown", text)
                 if self._showing.get(task.name):
                     self._show(task, "teardown", text)
             if failure:

@@ -40,6 +40,10 @@ def _command(config: Config) -> int:
         return _run(config)
     if config.command in ("run", "status", "explain"):
         return _status(config)
+    if config.command == "info":
+        return _info(config)
+    if config.command == "list":
+        return _list(config)
     if config.command == "graph":
         return _graph(config)
     if config.command == "report":
@@ -139,10 +143,12 @@ def _status(config: Config) -> int:
 
     found = _states(config, "explain" if config.command == "explain" else "states")
     if config.command == "explain":
+        from .describe import explain_lines
+
         if config.as_json:
             print(json.dumps({"jobs": found}, indent=2))
         else:
-            print("\n".join(line for job in found for line in status.explain_lines(job)))
+            print("\n".join(line for job in found for line in explain_lines(job)))
     elif config.command == "run":
         report = status.dry_run_json(found) if config.as_json else status.dry_run_lines(found)
         print(json.dumps(report, indent=2) if config.as_json else "\n".join(report))
@@ -153,13 +159,40 @@ def _status(config: Config) -> int:
     return errors.OK
 
 
-def _states(config: Config, answer: str):
+def _info(config: Config) -> int:
+    """`info`: each named task, its command, files, state and last run."""
+    from .describe import info_lines
+
+    found = _states(config, "info")
+    if config.as_json:
+        print(json.dumps({"tasks": found}, indent=2))
+    else:
+        print("\n\n".join("\n".join(info_lines(task)) for task in found))
+    return errors.OK
+
+
+def _list(config: Config) -> int:
+    """`list`: the tasks, as `doit list` chooses them; their state with `-s`, or on a
+    terminal unless `-q`."""
+    from .describe import list_lines
+
+    shown = config.list_status
+    if shown is None:
+        shown = sys.stdout.isatty() and not config.quiet
+    rows = _states(config, "list", list_status=shown)
+    if rows:
+        print("\n".join(list_lines(rows, config.quiet)))
+    return errors.OK
+
+
+def _states(config: Config, answer: str, **options):
     """Every selected job's state (or `answer`, see status.Status), from the store as it is."""
     store = Store(config.state_dir).open(writable=False)
     try:
         _warn(store)
         return _invoke(replace(config, command="status"), store, store=store,
-                       forced=config.always, answer=answer)
+                       forced=config.always, answer=answer, explain_deps=config.explain_deps,
+                       list_all=config.list_all, list_private=config.list_private, **options)
     finally:
         store.close()
 

@@ -1,10 +1,11 @@
-"""Why a job is up to date, stale or failed: the reasons `incrun status`, `explain` and
-`--dry-run` give, in plain words and as a kind for tools."""
+"""Why a job is up to date, stale, failed or running, and a rule's (or any group task's) state
+from its jobs: the one state `incrun status`, `explain`, `info`, `list` and `--dry-run` read,
+its reasons in plain words and as a kind for tools."""
 
 from __future__ import annotations
 
 import os
-import time
+import socket
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -12,15 +13,16 @@ from doit.cmd_base import DoitCmdBase
 from doit.control import TaskControl
 
 from .loader import is_job, selected_tasks
-from .store import FAILED, FORGOTTEN, RUNNING, SUCCEEDED
+from .store import FAILED, FORGOTTEN, RUNNING
 
-UP_TO_DATE, STALE, FAILED_STATE = "up-to-date", "stale", "failed"
+UP_TO_DATE, STALE, FAILED_STATE, RUNNING_STATE = "up-to-date", "stale", "failed", "running"
 # Kinds of reason, for tools reading `--json`; the reason's text says the details.
 NEVER_RUN, OUTPUT_MISSING, INPUT_CHANGED, DEP_CHANGED, DEP_MISSING, COMMAND_CHANGED = (
     "never-run", "output-missing", "input-changed", "dep-changed", "dep-missing",
     "command-changed")
 FAILED_LAST_TIME, INTERRUPTED, FORGOTTEN_KIND, FORCED, UPSTREAM, OTHER = (
     "failed-last-time", "interrupted", "forgotten", "forced", "upstream", "other")
+RUNNING_KIND = "running"  # in a run that holds the project now
 UPSTREAM_SHOWN = 3  # upstream jobs named in why a job would rerun
 
 
@@ -32,7 +34,7 @@ class Why(NamedTuple):
 @dataclass(frozen=True)
 class JobState:
     task: str
-    state: str  # up-to-date, stale or failed
+    state: str  # up-to-date, stale, failed or running
     reason: str = ""
     kind: str = ""  # of the reason; empty when up to date
 
@@ -103,17 +105,66 @@ def job_state(task, tasks: dict, dep_manager, store, forced: bool = False) -> Jo
         detail = f" ({recorded['detail']})" if recorded.get("detail") else ""
         return JobState.of(task.name, FAILED_STATE,
                            Why(FAILED_LAST_TIME, "failed last time" + detail))
+    if recorded and (run := store.running_in(recorded)) is not None:
+        where = "" if run.host == socket.gethostname() else f" on {run.host}"
+        return JobState.of(task.name, RUNNING_STATE,
+                           Why(RUNNING_KIND, f"running (pid {run.pid}{where})"))
     if not dep_manager._in(task.name) and task.file_dep:
-        last = recorded["status"] if recorded else None
-        why = {RUNNING: Why(INTERRUPTED, "interrupted last time"),
-               FORGOTTEN: Why(FORGOTTEN_KIND, "forgotten")}.get(last, Why(NEVER_RUN, "never run"))
-        return JobState.of(task.name, STALE, why)
+        return JobState.of(task.name, STALE, _unrecorded(task, recorded))
     status = dep_manager.get_status(task, tasks, get_log=True)
     if status.status != "up-to-date":
         return JobState.of(task.name, STALE, why_from_doit(task, status.reasons))
     if forced:
         return JobState.of(task.name, UP_TO_DATE, Why(FORCED, "forced (-B)"))
     return JobState(task.name, UP_TO_DATE)
+
+
+def _unrecorded(task, recorded: dict | None) -> Why:
+    """Why a job whose files' state is not recorded is stale: what its record says of its last
+    run. A success whose files' state was dropped since (`clean --forget`) is missing its
+    outputs, or forgotten; never "never run" beside a last run that succeeded."""
+    last = recorded["status"] if recorded else None
+    if last is None:
+        return Why(NEVER_RUN, "never run")
+    if last == RUNNING:
+        return Why(INTERRUPTED, "interrupted last time")
+    missing = [target for target in task.targets if not os.path.exists(target)]
+    if last != FORGOTTEN and missing:
+        return Why(OUTPUT_MISSING, "output missing: " + named_files(missing))
+    return Why(FORGOTTEN_KIND, "forgotten")
+
+
+def members(tasks: dict, names) -> set[str]:
+    """The jobs (tasks with actions) that names stand for: a task with actions stands for
+    itself; a group task (a rule's name, a task of sub-tasks) for the jobs of its task_dep."""
+    found, seen, pending = set(), set(), list(names)
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in tasks:
+            continue
+        seen.add(name)
+        if tasks[name].actions:
+            found.add(name)
+        else:
+            pending.extend(tasks[name].task_dep)
+    return found
+
+
+def group_state(name: str, jobs: list[JobState]) -> JobState:
+    """A group task's state from its jobs': up to date only when every one is; otherwise how
+    many would run (and how many of them failed or run now), the kind of the first's reason."""
+    would_run = [state for state in jobs if state.would_run]
+    if not would_run:
+        return JobState(name, UP_TO_DATE)
+    failed = sum(state.state == FAILED_STATE for state in would_run)
+    now = sum(state.state == RUNNING_STATE for state in would_run)
+    words = [f"{len(would_run)} of {len(jobs)} jobs would run"]
+    if failed:
+        words.append(f"{failed} failed last time")
+    if now:
+        words.append(f"{now} running")
+    state = FAILED_STATE if failed else RUNNING_STATE if now else STALE
+    return JobState(name, state, ", ".join(words), would_run[0].kind)
 
 
 def makers_of(tasks: dict) -> dict[str, str]:
@@ -164,7 +215,7 @@ def upstream_states(chosen: list, states: list[JobState],
 
 
 def counts(states: list[JobState]) -> dict[str, int]:
-    tally = {UP_TO_DATE: 0, STALE: 0, FAILED_STATE: 0}
+    tally = {UP_TO_DATE: 0, STALE: 0, FAILED_STATE: 0, RUNNING_STATE: 0}
     for state in states:
         tally[state.state] += 1
     return tally
@@ -195,63 +246,20 @@ def dry_run_json(states: list[JobState]) -> dict:
 
 def as_lines(states: list[JobState]) -> list[str]:
     tally = counts(states)
-    lines = [f"{tally[UP_TO_DATE]} up to date, {tally[STALE]} stale, "
-             f"{tally[FAILED_STATE]} failed"]
-    width = max((len(s.task) for s in states if s.state != UP_TO_DATE), default=0)
-    for state in states:
-        if state.state != UP_TO_DATE:
-            lines.append(f"  {state.state:<6}  {state.task:<{width}}  {state.reason}")
-    return lines
-
-
-def explanation(task, state: JobState, recorded: dict | None) -> dict:
-    """What `incrun explain PATH` says of one job: its state and why, what it reads and
-    writes, and how it last ran (None if never; empty if its record keeps no times)."""
-    last_run = None if recorded is None else {}
-    if recorded and recorded.get("started"):
-        last_run = {key: recorded.get(key) for key in
-                    ("status", "started", "ended", "exit_code", "detail", "attempts")}
-        if recorded.get("log") and os.path.exists(recorded["log"]):  # silent successes keep none
-            last_run["log"] = recorded["log"]
-    return {**asdict(state), "reads": sorted(task.file_dep), "writes": list(task.targets),
-            "last_run": last_run}
-
-
-def explain_lines(job: dict) -> list[str]:
-    """An explanation, as `incrun explain` prints it."""
-    if job["state"] == UP_TO_DATE:
-        verdict = "up to date: its files and command are unchanged since it succeeded, and " \
-                  "its outputs are there"
-    else:
-        verdict = f"{job['state']}: {job['reason']}"
-    lines = [f"{job['task']}: {verdict}"]
-    if job["reads"]:
-        lines.append(f"  reads   {named_files(job['reads'])}")
-    if job["writes"]:
-        lines.append(f"  writes  {named_files(job['writes'])}")
-    if job["last_run"] is None:
-        lines.append("  last run  never")
-    elif job["last_run"]:
-        lines.append(f"  last run  {_last_run(job['last_run'])}")
-    return lines
-
-
-def _last_run(recorded: dict) -> str:
-    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(recorded["started"]))
-    outcome = {SUCCEEDED: "succeeded", FAILED: "failed", RUNNING: "did not finish",
-               FORGOTTEN: "forgotten"}.get(recorded["status"], recorded["status"])
-    text = f"{started}, {outcome}"
-    if recorded.get("ended"):
-        text += f" after {recorded['ended'] - recorded['started']:.2f}s"
-    if recorded.get("detail"):
-        text += f" ({recorded['detail']})"
-    if recorded.get("log"):
-        text += f"; log {recorded['log']}"
-    return text
+    line = f"{tally[UP_TO_DATE]} up to date, {tally[STALE]} stale, {tally[FAILED_STATE]} failed"
+    if tally[RUNNING_STATE]:
+        line += f", {tally[RUNNING_STATE]} running"
+    shown = [state for state in states if state.state != UP_TO_DATE]
+    width = max((len(state.task) for state in shown), default=0)
+    column = max((len(state.state) for state in shown), default=0)
+    column = max(column, len(FAILED_STATE))  # as wide as ever, unless a job runs now
+    return [line] + [f"  {state.state:<{column}}  {state.task:<{width}}  {state.reason}"
+                     for state in shown]
 
 
 class Status(DoitCmdBase):
-    """`incrun status`: the state of every selected job, computed, nothing run or written."""
+    """`incrun status`, `explain`, `info`, `list`, `graph` and `--dry-run`: the state of the
+    selected tasks, computed once here, nothing run or written."""
 
     name = "status"
     doc_purpose = "show which jobs are up to date, stale or failed, and why"
@@ -260,29 +268,86 @@ class Status(DoitCmdBase):
     cmd_options = ()
     store = None  # set by the engine
     forced = False  # -B: up-to-date jobs would run too
-    # What to return: each job's state, its explanation (a dict), the graph of the rules
-    # ("rule-graph") or of the jobs ("job-graph"), a graph.Graph, or what they read and write
-    # ("files"), as Files.
+    # What to return: each job's state ("states"); an explanation of each selected job
+    # ("explain"; with `explain_deps`, of the jobs they need too); what `info` says of each
+    # selected task ("info"); the rows of `list` ("list"); what the selected jobs read and
+    # write ("files", as Files, for `incrun watch`); or the graph of the rules ("rule-graph")
+    # or of the jobs ("job-graph"), a graph.Graph.
     answer = "states"
+    explain_deps = False
+    list_all = False  # `list --all`: sub-tasks too
+    list_private = False  # `list --private`: tasks named _... too
+    list_status = False  # `list` with its status column
 
     def _execute(self, pos_args=None):
         control = TaskControl(self.task_list)
         control.process(self.sel_tasks)
         tasks = control.tasks
-        selected = selected_tasks(tasks, control.selected_tasks)
+        if self.answer == "list":
+            return self._list(tasks, None if self.sel_default_tasks else control.selected_tasks)
         if self.answer == "files":
-            return Files.of(selected)
+            return Files.of(selected_tasks(tasks, control.selected_tasks))
         makers = makers_of(tasks)
-        chosen = in_run_order(selected, tasks, makers)
-        states = [job_state(task, tasks, self.dep_manager, self.store, self.forced)
-                  for task in chosen]
-        states = upstream_states(chosen, states, makers)
+        chosen, states = self._states(tasks, control.selected_tasks, makers)
         if self.answer == "explain":
-            return [explanation(task, state, self.store.job_row(task.name))
-                    for task, state in zip(chosen, states)]
+            return self._explain(tasks, control.selected_tasks, chosen, states)
+        if self.answer == "info":
+            return self._info(tasks, control.selected_tasks, states)
         if self.answer.endswith("graph"):
             from . import graph
 
             return graph.build(chosen, states, tasks, makers,
                                per_job=self.answer == "job-graph")
         return states
+
+    def _states(self, tasks: dict, selection, makers: dict[str, str]) -> tuple[list, list]:
+        """The jobs a selection runs, the jobs they need included, in an order they could run
+        in, and the state of each."""
+        chosen = in_run_order(selected_tasks(tasks, selection), tasks, makers)
+        states = [job_state(task, tasks, self.dep_manager, self.store, self.forced)
+                  for task in chosen]
+        return chosen, upstream_states(chosen, states, makers)
+
+    def _explain(self, tasks: dict, selection: list[str], chosen: list, states: list) -> list:
+        from .describe import explanation
+
+        named = members(tasks, selection)
+        return [explanation(task, state, self.store.job_row(task.name))
+                for task, state in zip(chosen, states)
+                if self.explain_deps or task.name in named]
+
+    def _info(self, tasks: dict, selection: list[str], states: list[JobState]) -> list:
+        from .describe import group_info, info
+
+        by_name = {state.task: state for state in states}
+        found = []
+        for name in selection:
+            if tasks[name].actions:
+                found.append(info(tasks[name], by_name[name], self.store.job_row(name)))
+            else:
+                jobs = _jobs_of(tasks, name, states)
+                found.append(group_info(tasks[name], group_state(name, jobs), jobs))
+        return found
+
+    def _list(self, tasks: dict, names: list[str] | None) -> list:
+        from .describe import Row, listed
+
+        shown = listed(self.task_list, tasks, names, self.list_all, self.list_private)
+        if not self.list_status:
+            return [Row(task.name, task.doc or "") for task in shown]
+        _, states = self._states(tasks, [task.name for task in shown], makers_of(tasks))
+        by_name = {state.task: state for state in states}
+        rows = []
+        for task in shown:
+            if task.actions:
+                rows.append(Row(task.name, task.doc or "", by_name[task.name]))
+                continue
+            jobs = _jobs_of(tasks, task.name, states)
+            rows.append(Row(task.name, task.doc or "", group_state(task.name, jobs), True))
+        return rows
+
+
+def _jobs_of(tasks: dict, group: str, states: list[JobState]) -> list[JobState]:
+    """The states of a group's jobs, in the order of `states` (the order they could run in)."""
+    jobs = members(tasks, [group])
+    return [state for state in states if state.task in jobs]

@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import Locked, StateError
 from .events import JobResult
@@ -42,6 +43,7 @@ HISTORY_KEYS = ("task", "status", "started", "ended", "exit_code", "signal", "at
 # Job states in the `jobs` table; RUNNING is written, committed, before the job starts.
 RUNNING, SUCCEEDED, FAILED, FORGOTTEN = "running", "ok", "failed", "forgotten"
 MAX_NAME = 200  # bytes of a log file name, well below the usual 255
+PROBE_WAIT = 0.1  # seconds a run waits for the lock while a reader probes it (see `_take`)
 ONE_BY_ONE = 1_000  # job statuses read one query each; past them, every job's at once
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=@-]")
 
@@ -170,6 +172,7 @@ class Store:
         self._history: list[tuple] = []  # rows for the next commit
         self._logs: dict[str, str] = {}
         self._lock_file = None
+        self._holder: tuple[Holder | None] | None = None  # who holds the lock, once asked
         self.backend = DoitBackend()
 
     # -- opening ---------------------------------------------------------
@@ -294,7 +297,9 @@ class Store:
                 row = None
         if row is None:
             return {"status": status, "sig": self._signatures.get(task)}
-        return dict(zip(keys, row))
+        found = dict(zip(keys, row))
+        found["log"] = self._shown(found["log"])
+        return found
 
     def _row(self, task: str) -> tuple | None:
         if task in self._rows:
@@ -349,7 +354,7 @@ class Store:
         """Mark a job running, for the next `commit`, which must come before the job starts."""
         if task not in self._before_start:
             self._before_start[task] = self._row(task)
-        self._stage([(task, RUNNING, None, at, None, self.log_path(task), "", 0, None)])
+        self._stage([(task, RUNNING, None, at, None, self.log_name(task), "", 0, None)])
 
     def job_finished(self, result: JobResult, sig: str | None = None) -> None:
         """Record how a job ended, for the next `commit`."""
@@ -436,9 +441,12 @@ class Store:
         try:
             rows = self._conn.execute(f"SELECT {', '.join(HISTORY_KEYS)} FROM history "
                                       "WHERE run = ? ORDER BY started", (run,))
-            return [dict(zip(HISTORY_KEYS, row)) for row in rows]
+            jobs = [dict(zip(HISTORY_KEYS, row)) for row in rows]
         except sqlite3.DatabaseError:
             return []
+        for job in jobs:
+            job["log"] = self._shown(job["log"])
+        return jobs
 
     def records(self, tasks: list[str] | None = None) -> list[dict]:
         """Everything recorded of each task (or of those named), by name: its last run (`job`)
@@ -549,6 +557,15 @@ class Store:
             self._logs[task] = os.path.join(self.logs_dir, *safe[:-1], safe[-1] + ".log")
         return self._logs[task]
 
+    def log_name(self, task: str) -> str:
+        """The task's log as incrun shows and records it: relative to the project root."""
+        return self.log_path(task).removeprefix(str(self.dir.parent) + os.sep)
+
+    def _shown(self, log: str | None) -> str | None:
+        """A recorded log path as shown: relative to the project root (older records kept it
+        absolute)."""
+        return log.removeprefix(str(self.dir.parent) + os.sep) if log else log
+
     # -- the lock -------------------------------------------------------------
 
     def lock(self) -> None:
@@ -559,9 +576,7 @@ class Store:
             handle = open(path, "a+")
         except OSError as error:
             raise StateError(f"cannot open {path}: {error.strerror}") from None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _take(handle):
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
@@ -576,6 +591,21 @@ class Store:
         for leftover in self.logs_dir.glob(".scratch-*"):  # job output of a run now dead
             leftover.unlink(missing_ok=True)
 
+    def holder(self) -> Holder | None:
+        """The run that holds this project now, as another process sees it; None if no run
+        does. Asked of the lock once an open, and only when a job's record says it runs."""
+        if self._holder is None:
+            self._holder = (_holder_of(self.dir / "lock"),)
+        return self._holder[0]
+
+    def running_in(self, recorded: dict) -> Holder | None:
+        """The run that runs the job now, if its record says it runs and the run that marked it
+        so still holds the project; None if that run is gone (the job was interrupted)."""
+        if recorded.get("status") != RUNNING or recorded.get("started") is None:
+            return None
+        holder = self.holder()
+        return holder if holder is not None and recorded["started"] >= holder.since else None
+
     def close(self) -> None:
         if self._conn is not None:
             try:
@@ -587,6 +617,47 @@ class Store:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+
+class Holder(NamedTuple):
+    """The run holding a project's lock: its pid, its host, and when it took the lock."""
+
+    pid: int
+    host: str
+    since: float
+
+
+def _take(handle) -> bool:
+    """Take the lock; False if another run holds it. A reader asking who holds it (`holder`)
+    holds it for an instant: that is waited for, a little."""
+    deadline = time.monotonic() + PROBE_WAIT
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(PROBE_WAIT / 20)
+
+
+def _holder_of(path: Path) -> Holder | None:
+    """Who holds the lock at `path`, read without creating or changing anything."""
+    try:
+        handle = open(path, encoding="utf-8", errors="replace")
+    except OSError:
+        return None  # no run ever held it
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # held: the holder wrote who it is when it took it
+            found = re.match(r"pid (\d+) on (\S+)", handle.read())
+            since = os.fstat(handle.fileno()).st_mtime
+            return Holder(int(found[1]), found[2], since) if found else None
+        except OSError:
+            return None
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
 
 
 _CHUNK = 500  # SQLite's limit on parameters in one statement was 999 before 3.32

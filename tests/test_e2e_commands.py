@@ -80,7 +80,7 @@ def test_reset_dep_records_jobs_as_done_when_their_files_are_there(project):
     assert project.run().returncode == 0 and project.ran() == ["c.inp"]
     assert (project.root / "a.out").read_text() == "made by hand"
     status = json.loads(project.run("status", "--json").stdout)
-    assert status["counts"] == {"up_to_date": 3, "stale": 0, "failed": 0}
+    assert status["counts"] == {"up_to_date": 3, "stale": 0, "failed": 0, "running": 0}
 
 
 def test_dumpdb_shows_each_jobs_record_in_words_and_as_json(project):

@@ -295,6 +295,38 @@ def test_stage_sends_the_files_and_brings_the_outputs_back(slow, dask_processes)
     assert "runner.py takes the job's files past the --stage limit of 10 bytes" in too_big.stdout
 
 
+# Fails its first attempt, saying why; keeps count outside the project (TRIES, a folder).
+FLAKY_ONCE = r'''
+import os, sys
+tries = os.environ["TRIES"]
+attempt = len(os.listdir(tries)) + 1
+open(os.path.join(tries, str(attempt)), "w").close()
+print(f"attempt {attempt} on a worker")
+if attempt == 1:
+    sys.exit("scratch disk full")
+open(sys.argv[1][:-4] + ".out", "w").write("ok")
+'''
+
+
+@pytest.mark.parametrize("stage", [[], ["--stage"]])
+def test_a_retry_on_the_cluster_keeps_the_first_attempts_log(project, dask_processes, tmp_path,
+                                                             stage):
+    wrap = _hidden_project_worker(dask_processes, project) if stage else ()
+    address = dask_processes.scheduler()
+    dask_processes.worker("w1", wrap=wrap)
+    dask_processes.wait_for_workers(1, address)
+    project.write("runner.py", FLAKY_ONCE)
+    project.write("incrun.toml", 'env = ["TRIES"]\n')
+    project.inputs("a.inp")
+    (tmp_path / "tries").mkdir()
+    done = project.run("--cluster", address, "--retries", "1", *stage,
+                       env={"TRIES": str(tmp_path / "tries")})
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = (project.root / ".incrun/logs/sweep/a.inp.log").read_text().splitlines()
+    assert log == ["attempt 1 on a worker", "scratch disk full", "--- attempt 2 of 2 ---",
+                   "attempt 2 on a worker"]
+
+
 def test_local_n_starts_workers_here_bound_to_loopback(slow):
     slow.inputs(*(f"data/j{i}.inp" for i in range(4)), text="1")
     slow.write("listening.py", "")

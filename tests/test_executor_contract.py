@@ -273,3 +273,16 @@ def test_the_job_spec_crosses_as_json_unchanged():
                    2, False, ("a.sum", "b.sum"), ".incrun/inputs/gather.txt")
     assert JobSpec.from_json(spec.to_json()) == spec
     assert isinstance(spec.to_json(), str) and spec.version
+
+
+def test_a_retry_writes_its_output_after_the_earlier_attempts_under_a_line_naming_it(
+        make, tmp_path):
+    executor = make()
+    first = job("a", "import sys; print('first try: no licence'); sys.exit(1)", ["a.out"])
+    executor.submit(first)
+    assert not heard(executor, 1)["sweep:a"][-1].result.ok
+    executor.submit(replace(first, argv=(sys.executable, "-c", "open('a.out', 'w')"),
+                            attempt=2, tries=3))  # a silent success: its log is kept all the same
+    assert heard(executor, 1)["sweep:a"][-1].result.ok
+    log = (tmp_path / ".incrun/logs/a.log").read_text()
+    assert log == "first try: no licence\n--- attempt 2 of 3 ---\n"

@@ -17,6 +17,7 @@ from incrun.status import (
     as_json,
     as_lines,
     dry_run_lines,
+    group_state,
     why_from_doit,
 )
 
@@ -125,7 +126,7 @@ def test_status_as_lines_all_up_to_date_is_one_line():
 
 def test_status_as_json_counts_and_jobs():
     report = json.loads(json.dumps(as_json(STATES)))
-    assert report["counts"] == {"up_to_date": 2, "stale": 2, "failed": 1}
+    assert report["counts"] == {"up_to_date": 2, "stale": 2, "failed": 1, "running": 0}
     jobs = {entry["task"]: entry for entry in report["jobs"]}
     assert jobs["sweep:c.inp"]["state"] == "failed"
     assert jobs["sweep:b.inp"]["reason"] == "input changed"
@@ -137,3 +138,17 @@ def test_dry_run_lines_list_what_would_run_forced_included():
     assert lines[0].startswith("would run 4 of 6 jobs (2 up to date)")
     assert [line.split()[0] for line in lines[1:]] == \
         ["sweep:b.inp", "sweep:c.inp", "sweep:e.inp", "sweep:f.inp"]
+
+
+def test_a_job_running_now_is_counted_apart():
+    running = JobState("sweep:g.inp", "running", "running (pid 42)", "running")
+    assert as_lines([running]) == ["0 up to date, 0 stale, 0 failed, 1 running",
+                                   "  running  sweep:g.inp  running (pid 42)"]
+
+
+def test_a_rule_is_up_to_date_only_when_every_job_is_and_says_how_many_would_run():
+    assert group_state("sweep", [STATES[0], STATES[3]]) == JobState("sweep", "up-to-date")
+    stale = group_state("sweep", STATES)
+    assert (stale.state, stale.reason) == ("failed", "3 of 5 jobs would run, 1 failed last time")
+    running = JobState("sweep:g.inp", "running", "running (pid 42)", "running")
+    assert group_state("sweep", [STATES[0], running]).reason == "1 of 2 jobs would run, 1 running"

@@ -25,12 +25,13 @@ class JobSpec:
     outputs: tuple[str, ...]  # must all exist after a success; removed before and on failure
     log: str  # where the job's stdout and stderr go
     timeout: float | None = None  # seconds; then the job's whole process group is ended
-    attempt: int = 1  # 2 and up: a retry
+    attempt: int = 1  # 2 and up: a retry, whose output goes after the earlier attempts'
     call: bool = False  # run `argv[0]` as a function in a worker process, not as a program
     inputs: tuple[str, ...] = field(default=())  # a gather job's, listed in `inputs_file`
     inputs_file: str | None = None  # written before the job starts, when its command reads it
     reads: tuple[str, ...] = field(default=())  # every file it reads: what --stage sends
     env: tuple[tuple[str, str], ...] = field(default=())  # (name, value): set for the command
+    tries: int = 1  # attempts it may have at most: 1 + its retries
     version: str = __version__  # of the incrun that made the spec: a worker's must match
     python: str = PYTHON  # "3.11": a worker running a call must have the same
 
@@ -118,8 +119,10 @@ class Executor(Protocol):
     def submit(self, spec: JobSpec) -> None:
         """Run a rule's job; it starts when a slot is free."""
 
-    def submit_task(self, name: str, task, log_path: str, timeout: float | None) -> None:
-        """Run a hand-written doit task (its actions may be Python) on this machine."""
+    def submit_task(self, name: str, task, log_path: str, timeout: float | None,
+                    attempt: int = 1, tries: int = 1) -> None:
+        """Run a hand-written doit task (its actions may be Python) on this machine; a retry
+        (`attempt` 2 and up, of `tries`) adds its output to its log."""
 
     def messages(self, timeout: float | None = None) -> list[Message]:
         """Wait for the next message (at most `timeout` seconds), then take all there are."""

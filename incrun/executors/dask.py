@@ -188,14 +188,15 @@ class DaskExecutor:
             return
         self._todo.append(spec)
 
-    def submit_task(self, name: str, task, log_path: str, timeout: float | None) -> None:
+    def submit_task(self, name: str, task, log_path: str, timeout: float | None,
+                    attempt: int = 1, tries: int = 1) -> None:
         """A hand-written dodo.py task is Python of the user's, never sent: it runs here."""
         if self._local is None:
             from .local import LocalExecutor
 
             self._local = LocalExecutor(max(self.slots, 1), self.root, self._grace,
                                         logs=self._logs, messages=self._messages)
-        self._local.submit_task(name, task, log_path, timeout)
+        self._local.submit_task(name, task, log_path, timeout, attempt, tries)
 
     @property
     def ahead(self) -> int:
@@ -357,6 +358,10 @@ class DaskExecutor:
             for path, data in made.items():
                 place = self.root / path
                 place.parent.mkdir(parents=True, exist_ok=True)
+                if path == spec.log and spec.attempt > 1:  # after the earlier attempts'
+                    with open(place, "ab") as log:
+                        log.write(data)
+                    continue
                 temporary = place.with_name(f"{place.name}.{os.getpid()}.incomplete")
                 temporary.write_bytes(data)
                 temporary.replace(place)

@@ -55,6 +55,18 @@ def append_log(log_path: Path, part: str, text: str) -> None:
         pass  # the output is lost, not the run
 
 
+def open_log(log_file: str | Path, attempt: int = 1, tries: int = 1):
+    """The job's log, opened (binary) for one attempt's output: emptied for a first attempt;
+    for a retry, kept, so the output of the attempts before, which says why they failed, stays
+    above a line naming the attempt that follows."""
+    if attempt == 1:
+        return open(log_file, "wb")
+    log = open(log_file, "ab")
+    log.write(f"--- attempt {attempt} of {tries} ---\n".encode())
+    log.flush()  # before the job's own output, which goes to the file descriptor
+    return log
+
+
 def missing_outputs(outputs, root: Path | str) -> list[str]:
     return [output for output in outputs if not os.path.exists(os.path.join(root, output))]
 

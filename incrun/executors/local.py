@@ -230,15 +230,16 @@ class LocalExecutor:
             return
         min(self._handles, key=lambda handle: handle.load).send(spec)
 
-    def submit_task(self, name: str, task, log_path: str, timeout: float | None) -> None:
+    def submit_task(self, name: str, task, log_path: str, timeout: float | None,
+                    attempt: int = 1, tries: int = 1) -> None:
         """A hand-written doit task: in a forked child when it has a timeout; Python actions
         swap sys.stdout to capture output, so they are only safe in this very thread; the
         others run in a thread here."""
         from doit.action import PythonAction  # doit is loaded when a run needs it
 
-        from .doit_tasks import run_doit_task, run_doit_task_in_child
+        from .doit_tasks import Log, run_doit_task, run_doit_task_in_child
 
-        log = self.root / log_path
+        log = Log(log_path, attempt, tries)
         if timeout is not None:
             self._queue(name, run_doit_task_in_child, task, log, self.root, timeout,
                         self.groups)

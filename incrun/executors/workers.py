@@ -29,7 +29,7 @@ from pathlib import Path
 from ..events import ERROR, FAILED, OK, TIMEOUT, JobResult
 from .contract import JobSpec
 from .groups import DEFAULT_GRACE, ProcessGroups, end_group
-from .jobfiles import Lookups, Scratch, job_result, prepare
+from .jobfiles import Lookups, Scratch, job_result, open_log, prepare
 
 STARTED = "started"  # value: (when, pid of the process leading the job's group)
 FINISHED = "finished"  # value: the JobResult
@@ -56,13 +56,19 @@ def _wait(process: subprocess.Popen, timeout: float | None, grace: float) -> tup
         return process.wait(), True
 
 
+def _scratch_for(spec: JobSpec, scratch: Scratch | None) -> Scratch | None:
+    """The scratch file a job's output goes to first, if any: a retry's goes to its log at
+    once, after the earlier attempts' output."""
+    return scratch if spec.attempt == 1 else None
+
+
 @contextmanager
-def _output_file(log_file: str, scratch: Scratch | None):
+def _output_file(log_file: str, scratch: Scratch | None, spec: JobSpec):
     """Where the job's output goes: the worker's scratch file, or else the log itself."""
     if scratch is not None:
         yield scratch.start()
     else:
-        with open(log_file, "wb") as log:
+        with open_log(log_file, spec.attempt, spec.tries) as log:
             yield log.fileno()
 
 
@@ -78,10 +84,11 @@ def run_job(spec: JobSpec, root: Path | str, clock=time.time,
     started = clock()
     lookups = lookups or Lookups()
     log_file = prepare(spec, root, lookups)
+    scratch = _scratch_for(spec, scratch)
     argv = spec.argv
     grace = groups.grace if groups is not None else DEFAULT_GRACE
     try:
-        with _output_file(log_file, scratch) as output:
+        with _output_file(log_file, scratch, spec) as output:
             process = subprocess.Popen(argv, executable=lookups.program(argv[0]), cwd=root,
                                        env={**os.environ, **dict(spec.env)} if spec.env else None,
                                        stdin=subprocess.DEVNULL, stdout=output,
@@ -206,11 +213,12 @@ class Worker:
         started = time.time()
         self.connection.send((STARTED, spec.task, (started, os.getpid())))
         log_file = prepare(spec, self.root, self.lookups)
+        scratch = _scratch_for(spec, self.scratch)
         target, *args = spec.argv
-        with _output_file(log_file, self.scratch) as output:
+        with _output_file(log_file, scratch, spec) as output:
             ok, detail = call(self.functions, target, args, output)
         return job_result(spec, self.root, started, time.time(), OK if ok else FAILED, detail,
-                          finished="returned", scratch=self.scratch)
+                          finished="returned", scratch=scratch)
 
     def _wait(self, process: subprocess.Popen, timeout: float | None,
               grace: float) -> tuple[int, bool]:
