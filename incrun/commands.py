@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 
-from doit.cmd_base import DoitCmdBase, check_tasks_exist, subtasks_iter
+from doit.cmd_base import check_tasks_exist, subtasks_iter
 from doit.cmd_clean import Clean
 from doit.cmd_forget import Forget
 from doit.cmd_ignore import Ignore
@@ -30,16 +30,13 @@ from .uptodate import Signatures
 MARKED_DONE = "marked done (reset-dep)"
 
 
-class ResetDep(DoitCmdBase):
+class ResetDep(status.StoreCommand):
     """`incrun reset-dep`: the selected jobs whose files are all there are recorded as done,
     as if they had just run (doit's reset-dep, and in incrun's own records too)."""
 
     name = "reset-dep"
     doc_purpose = "record jobs as done without running them"
     doc_usage = "[TASK ...]"
-    doc_description = None
-    cmd_options = ()
-    store = None  # set by the engine
 
     def _execute(self, pos_args=None):
         tasks = {task.name: task for task in self.task_list}

@@ -12,11 +12,12 @@ from typing import NamedTuple
 
 from .loader import is_job
 from .rules import META_KEY
-from .status import RUNNING_STATE, UP_TO_DATE, JobState, named_files
+from .status import IGNORED_STATE, RUNNING_STATE, UP_TO_DATE, JobState, named_files
 from .store import FAILED, FORGOTTEN, RUNNING, SUCCEEDED
 
 GROUP_SHOWN = 10  # jobs `info` names, of a group's jobs that would run
 LABEL = 10  # width of the labels `info` prints before each fact
+_LETTERS = {UP_TO_DATE: "U", IGNORED_STATE: "I"}  # `list -s`, as doit's; any other: R
 
 
 def explanation(task, state: JobState, recorded: dict | None) -> dict:
@@ -177,14 +178,15 @@ class Row(NamedTuple):
 
 def list_lines(rows: list[Row], quiet: bool) -> list[str]:
     """What `incrun list` prints: a line per task, its name (with `quiet`, only that) and its
-    doc; with states, `U` (up to date) or `R` (would run) first, as `doit list -s` has it, and
+    doc; with states, `U` (up to date), `I` (ignored) or `R` (would run) first, as `doit list
+    -s` has it, and
     for a group that would run, how many of its jobs would."""
     width = max((len(row.name) for row in rows), default=0) + 3
     lines = []
     for row in rows:
         line = row.name if quiet else f"{row.name:<{width}}{row.doc}"
         if row.state is not None:
-            line = f"{'U' if row.state.state == UP_TO_DATE else 'R'} {line}"
+            line = f"{_LETTERS.get(row.state.state, 'R')} {line}"
             if row.group and row.state.reason and not quiet:
                 line = f"{line.rstrip()}  ({row.state.reason})"
         lines.append(line.rstrip())

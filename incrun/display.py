@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from incrun.events import (
     ADOPTED,
     FAILED,
+    IGNORED,
     NOT_RUN,
     OK,
     UP_TO_DATE,
@@ -112,6 +113,8 @@ def progress_parts(tally: Tally, now: float, workers: int) -> list[tuple[str, st
     counts = tally.counts
     parts = [ran_part(counts[OK], counts[FAILED]),
              (up_to_date_words(counts[UP_TO_DATE], counts[ADOPTED]), "blue")]
+    if counts[IGNORED]:
+        parts.append((f"{counts[IGNORED]} ignored", "dim"))
     if counts[NOT_RUN]:
         parts.append((f"{counts[NOT_RUN]} not run", "yellow"))
     parts.append((f"{len(tally.running)} running", "cyan"))
@@ -200,6 +203,8 @@ def _summary_counts(summary: Summary) -> str:
     parts = [ran_part(summary.succeeded, summary.failed)[0]]
     if summary.up_to_date + summary.adopted:
         parts.append(up_to_date_words(summary.up_to_date, summary.adopted))
+    if summary.ignored:
+        parts.append(f"{summary.ignored} ignored")
     if summary.not_run:
         parts.append(f"{summary.not_run} not run")
     if summary.deferred:
@@ -236,6 +241,9 @@ def _blocked_list(blocked: tuple[tuple[str, str], ...]) -> list[str]:
 
 def summary_lines(summary: Summary) -> list[str]:
     elapsed = format_seconds(summary.elapsed)
+    if summary.ran_nothing and summary.ignored:
+        done = summary.total - summary.ignored
+        return [f"{counted(done, 'job')} up to date, {summary.ignored} ignored ({elapsed})"]
     if summary.ran_nothing:
         adopted = f", adopted {summary.adopted}" if summary.adopted else ""
         jobs = "the 1 job is" if summary.total == 1 else f"all {summary.total} jobs"

@@ -136,6 +136,7 @@ class Summary:
     failed: int = 0
     up_to_date: int = 0
     adopted: int = 0
+    ignored: int = 0  # by `incrun ignore`: not run, and not up to date either
     not_run: int = 0
     deferred: int = 0
     elapsed: float = 0.0
@@ -170,7 +171,8 @@ class Tally:
         self.started_at = started_at
         self.running: dict[str, float] = {}
         self.where: dict[str, str] = {}  # of the running jobs, those whose executor says
-        self.counts = {OK: 0, FAILED: 0, UP_TO_DATE: 0, ADOPTED: 0, NOT_RUN: 0, DEFERRED: 0}
+        self.counts = {OK: 0, FAILED: 0, UP_TO_DATE: 0, ADOPTED: 0, IGNORED: 0, NOT_RUN: 0,
+                       DEFERRED: 0}
         self.failures: list[JobResult] = []
         self.blocked: list[tuple[str, str]] = []  # jobs not run for a failure: (job, why)
         self.run_durations: list[float] = []
@@ -216,10 +218,11 @@ class Tally:
         elif isinstance(event, JobSkipped):
             if event.name:
                 self._left(event.name)
-            reason = UP_TO_DATE if event.reason == IGNORED else event.reason
+            reason = event.reason
             self.counts[reason] += event.count
-            self._count(event.rule or event.name, UP_TO_DATE if reason == ADOPTED else reason,
-                        event.count)
+            # A rule's line counts what needs nothing done: up to date, adopted or ignored.
+            self._count(event.rule or event.name,
+                        UP_TO_DATE if reason in (ADOPTED, IGNORED) else reason, event.count)
             if reason == NOT_RUN and event.detail != INTERRUPTED:
                 self.blocked.append((event.name, event.detail))
 
@@ -261,6 +264,7 @@ class Tally:
             failed=self.counts[FAILED],
             up_to_date=self.counts[UP_TO_DATE],
             adopted=self.counts[ADOPTED],
+            ignored=self.counts[IGNORED],
             not_run=self.counts[NOT_RUN] + max(0, self.total - self.done),
             deferred=self.counts[DEFERRED],
             elapsed=now - self.started_at,

@@ -14,8 +14,10 @@ from doit.control import TaskControl
 
 from .loader import is_job, selected_tasks
 from .store import FAILED, FORGOTTEN, RUNNING
+from .words import counted
 
 UP_TO_DATE, STALE, FAILED_STATE, RUNNING_STATE = "up-to-date", "stale", "failed", "running"
+IGNORED_STATE = "ignored"  # by `incrun ignore`: never run, whatever its files say
 # Kinds of reason, for tools reading `--json`; the reason's text says the details.
 NEVER_RUN, OUTPUT_MISSING, INPUT_CHANGED, DEP_CHANGED, DEP_MISSING, COMMAND_CHANGED = (
     "never-run", "output-missing", "input-changed", "dep-changed", "dep-missing",
@@ -23,6 +25,7 @@ NEVER_RUN, OUTPUT_MISSING, INPUT_CHANGED, DEP_CHANGED, DEP_MISSING, COMMAND_CHAN
 FAILED_LAST_TIME, INTERRUPTED, FORGOTTEN_KIND, FORCED, UPSTREAM, OTHER = (
     "failed-last-time", "interrupted", "forgotten", "forced", "upstream", "other")
 RUNNING_KIND = "running"  # in a run that holds the project now
+IGNORED_KIND = "ignored"
 UPSTREAM_SHOWN = 3  # upstream jobs named in why a job would rerun
 
 
@@ -44,7 +47,7 @@ class JobState:
 
     @property
     def would_run(self) -> bool:
-        return self.state != UP_TO_DATE or self.kind == FORCED
+        return self.state not in (UP_TO_DATE, IGNORED_STATE) or self.kind == FORCED
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,11 @@ def why_from_doit(task, reasons: dict) -> Why:
 
 
 def job_state(task, tasks: dict, dep_manager, store, forced: bool = False) -> JobState:
-    """The job's state; `forced` (-B): an up-to-date job would run all the same."""
+    """The job's state; `forced` (-B): an up-to-date job would run all the same (an ignored
+    one would not, as under doit)."""
+    if dep_manager.status_is_ignore(task):
+        return JobState.of(task.name, IGNORED_STATE,
+                           Why(IGNORED_KIND, "ignored (incrun forget brings it back)"))
     recorded = store.job_row(task.name)
     if recorded and recorded["status"] == FAILED:
         detail = f" ({recorded['detail']})" if recorded.get("detail") else ""
@@ -215,7 +222,7 @@ def upstream_states(chosen: list, states: list[JobState],
 
 
 def counts(states: list[JobState]) -> dict[str, int]:
-    tally = {UP_TO_DATE: 0, STALE: 0, FAILED_STATE: 0, RUNNING_STATE: 0}
+    tally = {UP_TO_DATE: 0, STALE: 0, FAILED_STATE: 0, RUNNING_STATE: 0, IGNORED_STATE: 0}
     for state in states:
         tally[state.state] += 1
     return tally
@@ -231,8 +238,11 @@ def as_json(states: list[JobState]) -> dict:
 def dry_run_lines(states: list[JobState]) -> list[str]:
     """What `incrun --dry-run` prints: the jobs that would run, in order, and why."""
     running = [state for state in states if state.would_run]
-    lines = [f"would run {len(running)} of {len(states)} jobs "
-             f"({len(states) - len(running)} up to date); nothing was run or changed"]
+    ignored = sum(state.state == IGNORED_STATE for state in states)
+    left = f"{len(states) - len(running) - ignored} up to date"
+    left += f", {ignored} ignored" if ignored else ""
+    lines = [f"would run {len(running)} of {counted(len(states), 'job')} ({left}); "
+             "nothing was run or changed"]
     width = max((len(state.task) for state in running), default=0)
     lines += [f"  {state.task:<{width}}  {state.reason}" for state in running]
     return lines
@@ -247,8 +257,9 @@ def dry_run_json(states: list[JobState]) -> dict:
 def as_lines(states: list[JobState]) -> list[str]:
     tally = counts(states)
     line = f"{tally[UP_TO_DATE]} up to date, {tally[STALE]} stale, {tally[FAILED_STATE]} failed"
-    if tally[RUNNING_STATE]:
-        line += f", {tally[RUNNING_STATE]} running"
+    for state in (RUNNING_STATE, IGNORED_STATE):
+        if tally[state]:
+            line += f", {tally[state]} {state}"
     shown = [state for state in states if state.state != UP_TO_DATE]
     width = max((len(state.task) for state in shown), default=0)
     column = max((len(state.state) for state in shown), default=0)
@@ -257,16 +268,22 @@ def as_lines(states: list[JobState]) -> list[str]:
                      for state in shown]
 
 
-class Status(DoitCmdBase):
+class StoreCommand(DoitCmdBase):
+    """A command of incrun's own, run as doit runs its commands, on the store the engine gives
+    it (incrun's parser has read its options already)."""
+
+    doc_description = None
+    cmd_options = ()
+    store = None  # set by the engine
+
+
+class Status(StoreCommand):
     """`incrun status`, `explain`, `info`, `list`, `graph` and `--dry-run`: the state of the
     selected tasks, computed once here, nothing run or written."""
 
     name = "status"
     doc_purpose = "show which jobs are up to date, stale or failed, and why"
     doc_usage = "[TASK|FILE ...]"
-    doc_description = None
-    cmd_options = ()
-    store = None  # set by the engine
     forced = False  # -B: up-to-date jobs would run too
     # What to return: each job's state ("states"); an explanation of each selected job
     # ("explain"; with `explain_deps`, of the jobs they need too); what `info` says of each

@@ -64,7 +64,14 @@ def test_ignore_skips_a_job_until_it_is_forgotten(project):
     assert project.run("ignore", "b.inp").returncode == 0
     project.write("a.inp", "x = 2\n")
     project.write("b.inp", "x = 2\n")
-    assert project.run().returncode == 0 and project.ran() == ["a.inp"]
+    assert project.run("status").stdout.splitlines() == [
+        "0 up to date, 1 stale, 0 failed, 1 ignored",
+        "  stale    sweep:a.inp  input changed",
+        "  ignored  sweep:b.inp  ignored (incrun forget brings it back)"]
+    assert "I sweep:b.inp" in project.run("list", "--all", "-s").stdout
+    run = project.run("-a")  # as under doit, even -a runs no ignored task
+    assert run.returncode == 0 and project.ran() == ["a.inp"]
+    assert "done in" in run.stdout and "1 ran, 1 ignored — all succeeded" in run.stdout
     assert project.run("forget", "b.inp").returncode == 0
     assert project.run().returncode == 0 and project.ran() == ["b.inp"]
 
@@ -80,7 +87,8 @@ def test_reset_dep_records_jobs_as_done_when_their_files_are_there(project):
     assert project.run().returncode == 0 and project.ran() == ["c.inp"]
     assert (project.root / "a.out").read_text() == "made by hand"
     status = json.loads(project.run("status", "--json").stdout)
-    assert status["counts"] == {"up_to_date": 3, "stale": 0, "failed": 0, "running": 0}
+    assert status["counts"] == {"up_to_date": 3, "stale": 0, "failed": 0, "running": 0,
+                                 "ignored": 0}
 
 
 def test_dumpdb_shows_each_jobs_record_in_words_and_as_json(project):

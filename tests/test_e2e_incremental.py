@@ -169,7 +169,8 @@ def test_status_json_tells_why_each_job_is_stale(project):
     result = project.run("status", "--json")
     assert result.returncode == 0
     report = json.loads(result.stdout)
-    assert report["counts"] == {"up_to_date": 1, "stale": 3, "failed": 1, "running": 0}
+    assert report["counts"] == {"up_to_date": 1, "stale": 3, "failed": 1, "running": 0,
+                                 "ignored": 0}
     reasons = {job["task"]: job["reason"] for job in report["jobs"]}
     assert reasons["sweep:a.inp"] == "input changed"
     assert reasons["sweep:b.inp"] == "output missing: b.out"

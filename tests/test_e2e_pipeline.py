@@ -550,7 +550,8 @@ def test_status_and_explain_say_which_upstream_job_makes_a_job_rerun(pipeline):
     pipeline.write("data/c.inp", "x = 3\n")
     status = pipeline.run("status", "--json")
     report = json.loads(status.stdout)
-    assert report["counts"] == {"up_to_date": 4, "stale": 3, "failed": 0, "running": 0}
+    assert report["counts"] == {"up_to_date": 4, "stale": 3, "failed": 0, "running": 0,
+                                 "ignored": 0}
     stale = [(job["task"], job["kind"]) for job in report["jobs"] if job["state"] == "stale"]
     assert stale == [("sim:data/c.inp", "input-changed"), ("post:data/c.out", "upstream"),
                      ("summary", "upstream")]

@@ -126,7 +126,8 @@ def test_status_as_lines_all_up_to_date_is_one_line():
 
 def test_status_as_json_counts_and_jobs():
     report = json.loads(json.dumps(as_json(STATES)))
-    assert report["counts"] == {"up_to_date": 2, "stale": 2, "failed": 1, "running": 0}
+    assert report["counts"] == {"up_to_date": 2, "stale": 2, "failed": 1, "running": 0,
+                                 "ignored": 0}
     jobs = {entry["task"]: entry for entry in report["jobs"]}
     assert jobs["sweep:c.inp"]["state"] == "failed"
     assert jobs["sweep:b.inp"]["reason"] == "input changed"
