@@ -32,6 +32,8 @@ def _every_option() -> dict[str, bool]:
 
 def command_of(argv: list[str]) -> tuple[str, list[str]]:
     """The command (`run` unless a first word names another) and the rest of the line."""
+    if not any(word in COMMANDS or word in ALIASES for word in argv):
+        return "run", argv  # the common case, told without building every parser
     index = first_word(argv, _every_option())
     if index is None or argv[index] not in (*COMMANDS, *ALIASES):
         return "run", argv
