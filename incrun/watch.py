@@ -69,7 +69,8 @@ def watched(root: str, reads: Iterable[str], writes: Iterable[str],
 
 
 def wanted(changes: Iterable[tuple[int, str]], root: str, known: Watched | None,
-           ignored: Callable[[str], bool], stamp_of=stamp) -> tuple[list[str], list[str]]:
+           ignored: Callable[[str], bool], stamp_of=stamp,
+           config_files: frozenset[str] = CONFIG_FILES) -> tuple[list[str], list[str]]:
     """Of these changes (watchfiles' kind and absolute path), the paths that call for a run;
     and the other files that appeared and are not ignored (`ignored` takes a relative path):
     each may be a new input, or, when the project could not be read (`known` None), the file
@@ -80,7 +81,7 @@ def wanted(changes: Iterable[tuple[int, str]], root: str, known: Watched | None,
         parts = rel.split(os.sep)
         if parts[0] == os.pardir or SKIPPED_DIRS.intersection(parts):
             continue  # .incrun/, __pycache__, .git/: never a change to the jobs
-        if rel in CONFIG_FILES or parts[-1] == ".gitignore":
+        if rel in config_files or parts[-1] == ".gitignore":
             found.add(path)
         elif known is not None and path in known.outputs:
             if path not in known.left or stamp_of(path) != known.left[path]:
@@ -187,17 +188,25 @@ class _Watch:
         self.locked, self.ran, self.told = False, True, True
         return code
 
+    @property
+    def config_files(self) -> frozenset[str]:
+        """The files that say what the jobs are; a dodo file given with -f among them."""
+        dodo = self.config.dodo
+        return CONFIG_FILES | {os.path.relpath(dodo, self.root)} if dodo else CONFIG_FILES
+
     def wait(self, changes: Iterator[set]) -> list[str]:
         """The changed paths of the next burst of changes that calls for a run."""
         while True:
             burst = next(changes)
             ignored = GitIgnored(self.config.root)
-            found, appeared = wanted(burst, self.root, self.known, ignored)
+            found, appeared = wanted(burst, self.root, self.known, ignored,
+                                     config_files=self.config_files)
             if appeared and not found and self.known is None:
                 return appeared  # the project could not be read: this may be what it lacked
             if appeared and not found:  # perhaps a new input: the jobs as they are now
                 self.known = self.look(keep=self.known)
-                found, _ = wanted(burst, self.root, self.known, ignored)
+                found, _ = wanted(burst, self.root, self.known, ignored,
+                                  config_files=self.config_files)
             if found:
                 return found
 

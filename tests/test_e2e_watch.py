@@ -353,6 +353,9 @@ def test_what_counts_as_a_change(tmp_path):
     assert found("a.out", kind=3) == ([f"{root}/a.out"], [])
     assert found("a.inp", known=None) == ([], [])  # unreadable project: only new files count
     assert found("incrun.toml", known=None) == ([f"{root}/incrun.toml"], [])
+    own = watch.CONFIG_FILES | {"build/tasks.py"}  # `incrun watch -f build/tasks.py`
+    assert watch.wanted(changes(tmp_path, "build/tasks.py"), root, known, never,
+                        config_files=own)[0] == [f"{root}/build/tasks.py"]
 
 
 def test_a_folder_moved_in_or_away_holding_inputs_is_a_change(tmp_path):
