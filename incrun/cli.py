@@ -4,7 +4,6 @@ selection (`argv`) are understood. No logic of its own."""
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import sys
@@ -12,29 +11,14 @@ from pathlib import Path
 
 from . import __version__, config, errors
 from .argv import first_word, split
-from .commands_help import ALIASES, COMMANDS, command_parser, overview
-
-
-def _takes_value(parser: argparse.ArgumentParser) -> dict[str, bool]:
-    """Each option string of a parser, and whether it takes a value."""
-    return {option: action.nargs != 0 for action in parser._actions
-            for option in action.option_strings}
-
-
-def _every_option() -> dict[str, bool]:
-    """The options of every command, to find the command's word after options given first
-    (`incrun -C sub status`)."""
-    found: dict[str, bool] = {}
-    for name in COMMANDS:
-        found.update(_takes_value(command_parser(name)))
-    return found
+from .commands_help import ALIASES, COMMANDS, command_parser, every_option, option_table, overview
 
 
 def command_of(argv: list[str]) -> tuple[str, list[str]]:
     """The command (`run` unless a first word names another) and the rest of the line."""
     if not any(word in COMMANDS or word in ALIASES for word in argv):
         return "run", argv  # the common case, told without building every parser
-    index = first_word(argv, _every_option())
+    index = first_word(argv, every_option())
     if index is None or argv[index] not in (*COMMANDS, *ALIASES):
         return "run", argv
     word = argv[index]
@@ -51,7 +35,7 @@ def parse_options(argv: list[str], env=os.environ, stdout=sys.stdout) -> tuple[P
     calls again before each run: the project's files may have changed meanwhile)."""
     command, rest = command_of(argv)
     parser = command_parser(command)
-    found = split(rest, _takes_value(parser))
+    found = split(rest, option_table(command))
     args = parser.parse_args(found.options)
     _check(command, args, found.selection)
     directory, targets = _project(args, found.selection)

@@ -272,6 +272,23 @@ def command_parser(name: str) -> argparse.ArgumentParser:
     return parser
 
 
+@cache
+def option_table(name: str) -> dict[str, bool]:
+    """Each option of command `name`, and whether it takes a value: what its line is split by
+    (see `argv`)."""
+    return {option: action.nargs != 0 for action in command_parser(name)._actions
+            for option in action.option_strings}
+
+
+def every_option() -> dict[str, bool]:
+    """The options of every command, to find the command's word after options given first
+    (`incrun -C sub status`)."""
+    found: dict[str, bool] = {}
+    for name in COMMANDS:
+        found.update(option_table(name))
+    return found
+
+
 def overview() -> str:
     """`incrun --help`: what incrun is, its commands, a run's options, examples."""
     width = max(len(name) for name in COMMANDS)

@@ -8,9 +8,9 @@ import pytest
 
 from incrun import cli, errors
 from incrun.argv import split
-from incrun.commands_help import COMMANDS, command_parser
+from incrun.commands_help import COMMANDS, option_table
 
-RUN = cli._takes_value(command_parser("run"))
+RUN = option_table("run")
 
 
 def test_a_tasks_own_options_stay_after_its_name_in_order():
