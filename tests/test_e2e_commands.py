@@ -123,3 +123,12 @@ def test_the_bash_completion_completes_commands_options_and_task_names(project):
     assert "sweep:a.inp" in complete("sweep")
     zsh = project.run("tabcompletion", "--shell", "zsh").stdout
     assert zsh.startswith("#compdef incrun") and "bashcompinit" in zsh
+
+
+def test_clean_dry_run_says_what_it_would_delete_and_deletes_nothing(project):
+    project.inputs("a.inp")
+    project.run()
+    said = project.run("clean", "--dry-run")
+    assert said.returncode == 0 and "a.out" in said.stdout
+    assert (project.root / "a.out").exists()
+    assert project.run("clean").returncode == 0 and not (project.root / "a.out").exists()
