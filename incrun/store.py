@@ -44,6 +44,7 @@ HISTORY_KEYS = ("task", "status", "started", "ended", "exit_code", "signal", "at
 RUNNING, SUCCEEDED, FAILED, FORGOTTEN = "running", "ok", "failed", "forgotten"
 MAX_NAME = 200  # bytes of a log file name, well below the usual 255
 PROBE_WAIT = 0.1  # seconds a run waits for the lock while a reader probes it (see `_take`)
+JOB_KEYS = ("status", "exit_code", "started", "ended", "log", "detail", "attempts", "sig")
 ONE_BY_ONE = 1_000  # job statuses read one query each; past them, every job's at once
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=@-]")
 
@@ -89,11 +90,8 @@ class DoitBackend:
             pass  # a damaged row is read, and found stale, one at a time
 
     def _remember(self, task_id: str, text: str | None) -> dict | None:
-        try:
-            data = json.loads(text or "null")
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
+        data = _decoded(text)
+        if data is not None:
             self._cache[task_id] = data
             return data
         self._absent.add(task_id)
@@ -287,17 +285,20 @@ class Store:
         status = self.job_status(task)
         if status is None:
             return None
-        keys = ("status", "exit_code", "started", "ended", "log", "detail", "attempts", "sig")
         row = None
         if self._conn is not None:
             try:
-                row = self._conn.execute(f"SELECT {', '.join(keys)} FROM jobs WHERE task = ?",
+                row = self._conn.execute(f"SELECT {', '.join(JOB_KEYS)} FROM jobs WHERE task = ?",
                                          (task,)).fetchone()
             except sqlite3.DatabaseError:
                 row = None
         if row is None:
             return {"status": status, "sig": self._signatures.get(task)}
-        found = dict(zip(keys, row))
+        return self._job(row)
+
+    def _job(self, row) -> dict:
+        """A row of the jobs table (its JOB_KEYS), its log as shown."""
+        found = dict(zip(JOB_KEYS, row))
         found["log"] = self._shown(found["log"])
         return found
 
@@ -456,14 +457,12 @@ class Store:
         where = f" WHERE task IN ({_marks(tasks)})" if tasks else ""
         found: dict[str, dict] = {}
         try:
-            keys = ("status", "exit_code", "started", "ended", "log", "detail", "attempts",
-                    "sig")
             for task, *row in self._conn.execute(
-                    f"SELECT task, {', '.join(keys)} FROM jobs{where}", tasks or ()):
-                found.setdefault(task, {"task": task})["job"] = dict(zip(keys, row))
+                    f"SELECT task, {', '.join(JOB_KEYS)} FROM jobs{where}", tasks or ()):
+                found.setdefault(task, {"task": task})["job"] = self._job(row)
             for task, data in self._conn.execute(f"SELECT task, data FROM deps{where}",
                                                  tasks or ()):
-                found.setdefault(task, {"task": task})["deps"] = _decoded(data)
+                found.setdefault(task, {"task": task})["deps"] = _decoded(data) or {}
         except sqlite3.DatabaseError as error:
             self.warnings.append(f"state in {self.db_path} is partly unreadable ({error})")
         return [found[task] for task in sorted(found)]
@@ -559,7 +558,7 @@ class Store:
 
     def log_name(self, task: str) -> str:
         """The task's log as incrun shows and records it: relative to the project root."""
-        return self.log_path(task).removeprefix(str(self.dir.parent) + os.sep)
+        return self._shown(self.log_path(task))
 
     def _shown(self, log: str | None) -> str | None:
         """A recorded log path as shown: relative to the project root (older records kept it
@@ -663,12 +662,13 @@ def _holder_of(path: Path) -> Holder | None:
 _CHUNK = 500  # SQLite's limit on parameters in one statement was 999 before 3.32
 
 
-def _decoded(text: str) -> dict:
+def _decoded(text: str | None) -> dict | None:
+    """A row's JSON, if it holds a dict; None if it is missing or damaged."""
     try:
-        data = json.loads(text)
+        data = json.loads(text or "null")
     except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _chunks(items: list[str]) -> list[list[str]]:

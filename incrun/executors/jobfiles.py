@@ -26,13 +26,7 @@ def remove_outputs(outputs, root: Path | str) -> None:
 
 
 def log_tail(log_path: Path, lines: int = TAIL_LINES) -> tuple[str, ...]:
-    try:
-        with open(log_path, "rb") as log:
-            log.seek(max(0, os.fstat(log.fileno()).st_size - 64 * 1024))
-            text = log.read().decode("utf-8", "replace")
-    except OSError:
-        return ()
-    return tuple(text.splitlines()[-lines:])
+    return tuple(read_log(log_path, 64 * 1024).splitlines()[-lines:])
 
 
 def read_log(log_path: Path, most: int = 1024 * 1024) -> str:
