@@ -114,7 +114,7 @@ class JobRunner(Runner):
         self.root = context.executor.root
         self.shown = shown or Stream(None)
         self.own_tasks = own_tasks  # a dodo.py's own tasks at once
-        self._showing: dict[str, bool] = {}  # whether a task's output is shown, by name
+        self._showing: set[str] = set()  # the tasks whose output is shown as they end
         self._attempts: dict[str, int] = {}
         self._started = 0  # jobs started (retries not counted)
         self._blocked_by: dict[str, tuple[str, ...]] = {}  # not run: the failed jobs it needs
@@ -131,8 +131,9 @@ class JobRunner(Runner):
 
     def select_task(self, node, tasks_dict):
         task = node.task
-        if task.name not in self._showing:  # before doit overwrites the task's verbosity
-            self._showing[task.name] = self.shown.effective_verbosity(task.verbosity) == 2
+        # Decided when doit first looks at the task, before it overwrites its verbosity.
+        if node.run_status is None and self.shown.effective_verbosity(task.verbosity) == 2:
+            self._showing.add(task.name)
         if task.actions and task.name not in self.reporter.counted:  # made by create_after
             self.reporter.counted.add(task.name)
             self.ctx.emit(JobAdded(task.name))
@@ -335,7 +336,7 @@ class JobRunner(Runner):
             self._record_failure(node, result)
         self.store.job_finished(result, self._signature(task) if result.ok else None)
         self.store.job_ran(result)
-        if self._showing.get(task.name) and result.log_path:
+        if task.name in self._showing and result.log_path:
             self._show(task, "output", read_log(self.root / result.log_path))
         self.ctx.emit(JobFinished(result))
         if result.ok and not is_job(task):
@@ -355,7 +356,7 @@ class JobRunner(Runner):
             text = "".join((action.out or "") + (action.err or "") for action in task.teardown)
             if text:
                 append_log(self.root / self.store.log_name(task.name), "teardown", text)
-                if self._showing.get(task.name):
+                if task.name in self._showing:
                     self._show(task, "teardown", text)
             if failure:
                 self.reporter.cleanup_error(SetupError(f"task {task.name}'s teardown action",
