@@ -179,8 +179,7 @@ class Row(NamedTuple):
 def list_lines(rows: list[Row], quiet: bool) -> list[str]:
     """What `incrun list` prints: a line per task, its name (with `quiet`, only that) and its
     doc; with states, `U` (up to date), `I` (ignored) or `R` (would run) first, as `doit list
-    -s` has it, and
-    for a group that would run, how many of its jobs would."""
+    -s` has it, and for a group that would run, how many of its jobs would."""
     width = max((len(row.name) for row in rows), default=0) + 3
     lines = []
     for row in rows:

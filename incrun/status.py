@@ -165,7 +165,7 @@ def group_state(name: str, jobs: list[JobState]) -> JobState:
         return JobState(name, UP_TO_DATE)
     failed = sum(state.state == FAILED_STATE for state in would_run)
     now = sum(state.state == RUNNING_STATE for state in would_run)
-    words = [f"{len(would_run)} of {len(jobs)} jobs would run"]
+    words = [f"{len(would_run)} of {counted(len(jobs), 'job')} would run"]
     if failed:
         words.append(f"{failed} failed last time")
     if now:
