@@ -339,11 +339,9 @@ class Status(StoreCommand):
         by_name = {state.task: state for state in states}
         found = []
         for name in selection:
-            if tasks[name].actions:
-                found.append(info(tasks[name], by_name[name], self.store.job_row(name)))
-            else:
-                jobs = _jobs_of(tasks, name, states)
-                found.append(group_info(tasks[name], group_state(name, jobs), jobs))
+            state, jobs = _state_of(tasks, name, states, by_name)
+            found.append(info(tasks[name], state, self.store.job_row(name)) if jobs is None
+                         else group_info(tasks[name], state, jobs))
         return found
 
     def _list(self, tasks: dict, names: list[str] | None) -> list:
@@ -356,15 +354,17 @@ class Status(StoreCommand):
         by_name = {state.task: state for state in states}
         rows = []
         for task in shown:
-            if task.actions:
-                rows.append(Row(task.name, task.doc or "", by_name[task.name]))
-                continue
-            jobs = _jobs_of(tasks, task.name, states)
-            rows.append(Row(task.name, task.doc or "", group_state(task.name, jobs), True))
+            state, jobs = _state_of(tasks, task.name, states, by_name)
+            rows.append(Row(task.name, task.doc or "", state, jobs is not None))
         return rows
 
 
-def _jobs_of(tasks: dict, group: str, states: list[JobState]) -> list[JobState]:
-    """The states of a group's jobs, in the order of `states` (the order they could run in)."""
-    jobs = members(tasks, [group])
-    return [state for state in states if state.task in jobs]
+def _state_of(tasks: dict, name: str, states: list[JobState],
+              by_name: dict[str, JobState]) -> tuple[JobState, list[JobState] | None]:
+    """A task's state: a job's own (and None), or a group's from its jobs' (and those, in the
+    order of `states`, the order they could run in)."""
+    if tasks[name].actions:
+        return by_name[name], None
+    of_group = members(tasks, [name])
+    jobs = [state for state in states if state.task in of_group]
+    return group_state(name, jobs), jobs
