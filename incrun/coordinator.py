@@ -36,6 +36,7 @@ from .events import (
     Notice,
 )
 from .executors.contract import Cancelled, JobSpec, Lost, Note, Started
+from .executors.doit_tasks import actions_output
 from .executors.jobfiles import append_log, read_log, remove_outputs
 from .loader import is_job, selected_tasks
 from .rules import META_KEY
@@ -353,7 +354,7 @@ class JobRunner(Runner):
         for task in reversed(self.teardown_list):
             self.reporter.teardown_task(task)
             failure = task.execute_teardown(self.stream)
-            text = "".join((action.out or "") + (action.err or "") for action in task.teardown)
+            text = actions_output(task.teardown)
             if text:
                 append_log(self.root / self.store.log_name(task.name), "teardown", text)
                 if task.name in self._showing:

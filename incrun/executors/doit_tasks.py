@@ -46,9 +46,14 @@ def run_doit_task(task, log: Log, root: Path, clock=time.time) -> JobResult:
                      log_tail(log_path))
 
 
+def actions_output(actions) -> str:
+    """What doit's actions printed, as they captured it: each one's stdout, then its stderr."""
+    return "".join((action.out or "") + (action.err or "") for action in actions)
+
+
 def _write_log(task, fail, log_path: Path, log: Log) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join((action.out or "") + (action.err or "") for action in task.actions)
+    text = actions_output(task.actions)
     if fail is not None:
         text += fail.get_msg()
     with open_log(log_path, log.attempt, log.tries) as stream:
