@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import time
 from dataclasses import asdict
 from typing import NamedTuple
 
@@ -14,6 +13,7 @@ from .loader import is_job
 from .rules import META_KEY
 from .status import IGNORED_STATE, RUNNING_STATE, UP_TO_DATE, JobState, named_files
 from .store import FAILED, FORGOTTEN, RUNNING, SUCCEEDED
+from .words import moment
 
 GROUP_SHOWN = 10  # jobs `info` names, of a group's jobs that would run
 LABEL = 10  # width of the labels `info` prints before each fact
@@ -65,7 +65,7 @@ def last_run_text(job: dict) -> str:
     recorded = job["last_run"]
     if recorded is None:
         return "never"
-    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(recorded["started"]))
+    started = moment(recorded["started"])
     outcome = {SUCCEEDED: "succeeded", FAILED: "failed", FORGOTTEN: "forgotten",
                RUNNING: "running now" if job["state"] == RUNNING_STATE else "did not finish"}
     text = f"{started}, {outcome.get(recorded['status'], recorded['status'])}"

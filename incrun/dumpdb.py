@@ -3,14 +3,15 @@ the files it depended on, in words (or as JSON)."""
 
 from __future__ import annotations
 
-import time
+from .store import FAILED, FORGOTTEN, RUNNING, SUCCEEDED
+from .words import moment
 
-STATUS_WORDS = {"ok": "succeeded", "failed": "failed", "running": "running or cut off",
-                "forgotten": "forgotten"}
+STATUS_WORDS = {SUCCEEDED: "succeeded", FAILED: "failed", RUNNING: "running or cut off",
+                FORGOTTEN: "forgotten"}
 
 
 def _when(seconds: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) if seconds else "?"
+    return moment(seconds) if seconds else "?"
 
 
 def _job_line(job: dict) -> str:

@@ -5,12 +5,11 @@ function of the history and the graph; nothing is fetched from the network."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from html import escape
 
 from .events import OK, rule_of
-from .words import counted
+from .words import counted, moment
 
 WIDTH, LANE, LABEL = 960, 26, 48  # timeline: drawing width, lane height, label column (px)
 COLORS = {OK: "#2e9e44", "failed": "#d62728", "timeout": "#ff7f0e", "error": "#8c2d04",
@@ -36,10 +35,6 @@ def _seconds(value: float) -> str:
         return f"{value:.2f} s"
     minutes, seconds = divmod(value, 60)
     return f"{int(minutes)} min {seconds:04.1f} s"
-
-
-def _when(stamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
 
 
 def _took(job: dict) -> float:
@@ -155,7 +150,7 @@ def render(run: RunRecord, project: str) -> str:
 <title>incrun report: {escape(project)}</title><style>{STYLE}</style></head>
 <body>
 <h1>incrun report: {escape(project)}</h1>
-<p>Run {run.number}, started {_when(run.started)}: {counted(len(run.jobs), "job")} ran on
+<p>Run {run.number}, started {moment(run.started)}: {counted(len(run.jobs), "job")} ran on
 {counted(run.workers, "worker")} in {_seconds(duration)}, {failed} failed.</p>
 {_rules(run)}<h2>Timeline</h2>
 <p class="legend">{legend}</p>
