@@ -166,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         answered = _help(argv)
         if answered is not None:
             return answered
+        command, rest = command_of(argv)
+        if command == "worker":
+            from .worker_command import worker
+
+            return worker(rest)
         directory, options = parse_options(argv)
         if options["command"] == "watch":
             from . import watch

@@ -81,6 +81,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "tabcompletion": ("print a completion script for bash or zsh", "[--shell bash|zsh]", """\
   incrun tabcompletion > ~/.local/share/bash-completion/completions/incrun
   incrun tabcompletion --shell zsh > ~/.zfunc/_incrun   (needs compinit)"""),
+    "worker": ("take jobs from a Celery or RQ broker and run them on this machine: start one "
+               "on each machine that shares the project folder; Ctrl-C stops it once its "
+               "jobs end", "[--broker URL] [-c N] [-Q QUEUE] [--rq] [--name NAME]", """\
+  incrun worker --broker amqp://lab:PASS@rabbit// -c 8     Celery, over RabbitMQ
+  incrun worker --broker redis://redis:6379/0             Celery, over Redis
+  incrun worker --broker rq+redis://redis:6379/0 -c 4     RQ
+  incrun worker --broker env:INCRUN_BROKER                the URL from that variable
+  incrun worker                                           the project's `cluster` setting"""),
     "help": ("this help, or a command's: incrun help COMMAND", "[COMMAND]", """\
   incrun help status"""),
 }
@@ -90,7 +98,8 @@ EXIT_CODES = """\
 exit codes: 0 all succeeded, 1 a job failed, 2 usage, 3 nothing to run,
 4 no input matched, 5 bad config, 6 unknown placeholder, 7 bad dodo.py,
 8 unknown task, 9 state not writable, 10 another run holds the project,
-11 cluster unreachable or lost, 12 an optional part (incrun[dask]) missing,
+11 cluster or broker unreachable, lost, or without a worker,
+12 an optional part (incrun[dask], [celery], [rq]) missing,
 130 interrupted (Ctrl-C), 141 the output's reader went (| head), 143 terminated (SIGTERM)."""
 
 ZERO_CONFIG = f"""\
@@ -201,8 +210,11 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster", metavar="WHERE",
                         help="run the jobs on a Dask cluster: tcp://HOST:PORT or tls://HOST:PORT "
                              "(a running scheduler), local:N (N worker processes here) or "
-                             "slurm ([tool.incrun.slurm]); -n then caps the jobs in flight "
-                             "(default: every worker thread)")
+                             "slurm ([tool.incrun.slurm]); or through a broker to `incrun "
+                             "worker` processes: amqp://USER:PASS@HOST// or redis://HOST:6379/0 "
+                             "(Celery), rq+redis://HOST:6379/0 (RQ), env:NAME (a variable "
+                             "holding the URL); -n then caps the jobs in flight (default: "
+                             "every worker thread)")
     parser.add_argument("--stage", action="store_true",
                         help="with --cluster, when the workers do not share the project "
                              "folder: send each job's files with it, bring its outputs back")
@@ -252,6 +264,21 @@ def add_options(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--all", action="store_true", help="every job")
     elif name == "dumpdb":
         _json_option(parser)
+    elif name == "worker":
+        parser.add_argument("--broker", metavar="URL",
+                            help="the broker: amqp://USER:PASS@HOST// or redis://HOST:6379/0 "
+                                 "(Celery), rq+redis://HOST:6379/0 (RQ), or env:NAME for a "
+                                 "variable holding it (default: the project's `cluster`)")
+        parser.add_argument("-c", "--concurrency", type=_positive, metavar="N",
+                            help="jobs at once on this machine (default: one per core)")
+        parser.add_argument("-Q", "--queue", metavar="QUEUE",
+                            help="the queue to take jobs from (default: the project's "
+                                 "`queue`, else a name made from the project's folder)")
+        parser.add_argument("--rq", action="store_true",
+                            help="an RQ worker (implied by an rq+redis:// URL)")
+        parser.add_argument("--name", metavar="NAME",
+                            help="this worker's name in the display and the history "
+                                 "(default: incrun-PID@HOST)")
     elif name == "tabcompletion":
         parser.add_argument("--shell", choices=("bash", "zsh"), default="bash",
                             help="the shell the script is for (default: bash)")

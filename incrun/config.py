@@ -9,7 +9,9 @@ import shlex
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from . import broker_urls
 from .errors import BadConfig
 
 if sys.version_info >= (3, 11):
@@ -25,7 +27,7 @@ DEFAULT_COMMAND = ("{python}", RUNNER, "{input}")
 DEFAULT_OUTPUTS = ("{stem}.out",)
 RULE_KEYS = ("inputs", "exclude", "command", "outputs", "deps", "timeout")
 KNOWN_KEYS = (*RULE_KEYS, "jobs", "retries", "grace", "rules", "cluster", "env", "stage",
-              "stage_limit", "dask", "slurm")
+              "stage_limit", "dask", "slurm", "queue")
 # What a named rule (`[tool.incrun.rules.NAME]`) may set: a rule's keys, its own retries and
 # limit of jobs at once, gather.
 NAMED_RULE_KEYS = (*RULE_KEYS, "retries", "jobs", "gather")
@@ -37,25 +39,40 @@ DASK_KEYS = ("ca", "cert", "key")
 # `[tool.incrun.slurm]`: what builds a dask-jobqueue SLURMCluster (see executors.dask).
 SLURM_KEYS = ("partition", "account", "cores", "memory", "walltime", "max_workers",
               "processes", "extra", "python", "local_directory", "interface")
-CLUSTER_FORMS = "tcp://HOST:PORT, tls://HOST:PORT, local:N or slurm"
+CLUSTER_FORMS = ("tcp://HOST:PORT, tls://HOST:PORT, local:N or slurm (Dask); amqp://USER:PASS@HOST//"
+                 " or redis://HOST:6379/0 (Celery); rq+redis://HOST:6379/0 (RQ); env:NAME")
 
 
 @dataclass(frozen=True)
 class Cluster:
     """Where jobs run when not on this machine's worker processes (`--cluster`)."""
 
-    kind: str  # "scheduler" (an existing Dask scheduler), "local" (a LocalCluster), "slurm"
-    address: str = ""  # of the scheduler: tcp://HOST:PORT or tls://HOST:PORT
+    # "scheduler" (an existing Dask scheduler), "local" (a LocalCluster), "slurm", or a
+    # broker's: "celery", "rq"
+    kind: str
+    address: str = ""  # of the scheduler (tcp://HOST:PORT), or the broker's URL, masked
     workers: int = 0  # local:N
+    url: str = field(default="", repr=False, compare=False)  # a broker's, password and all
 
     def __str__(self) -> str:
         return {"local": f"local:{self.workers}", "slurm": "slurm"}.get(self.kind, self.address)
 
+    @property
+    def broker(self) -> bool:
+        return self.kind in ("celery", "rq")
 
-def parse_cluster(text: str, where: str = "--cluster") -> Cluster:
+
+def parse_cluster(text: str, where: str = "--cluster", env=os.environ) -> Cluster:
     """A `--cluster` value, or a clear error naming the forms it may take."""
     if not isinstance(text, str):
         raise BadConfig(f"{where} must be a string, not {text!r}", hint=CLUSTER_FORMS)
+    text = broker_urls.from_env(text, where, env)
+    engine = broker_urls.engine_of(text)
+    if engine is not None:
+        if not urlsplit(text).netloc and "socket" not in text and "unix" not in text:
+            raise BadConfig(f"{where} {broker_urls.masked(text)!r}: a broker's URL names its "
+                            "host", hint=broker_urls.FORMS)
+        return Cluster(engine, address=broker_urls.masked(text), url=text)
     scheme, sep, rest = text.partition("://")
     if sep and scheme in ("tcp", "tls"):
         host, colon, port = rest.rpartition(":")
@@ -68,8 +85,8 @@ def parse_cluster(text: str, where: str = "--cluster") -> Cluster:
         return Cluster("local", workers=int(count))
     if text == "slurm":
         return Cluster("slurm")
-    raise BadConfig(f"{where} {text!r} is not a cluster incrun knows",
-                    hint=f"one of {CLUSTER_FORMS}")
+    raise BadConfig(f"{where} {broker_urls.masked(text) if sep else text!r} is not a cluster "
+                    "incrun knows", hint=f"one of {CLUSTER_FORMS}")
 
 
 @dataclass(frozen=True)
@@ -104,6 +121,7 @@ class FileSettings:
     stage_limit: int = DEFAULT_STAGE_LIMIT
     dask: dict = field(default_factory=dict)  # DASK_KEYS
     slurm: dict = field(default_factory=dict)  # SLURM_KEYS
+    queue: str | None = None  # a broker's queue for this project's jobs; None: its own
     source: str | None = None  # "incrun.toml" or "pyproject.toml [tool.incrun]"
 
 
@@ -121,6 +139,7 @@ class Config:
     stage_limit: int = DEFAULT_STAGE_LIMIT
     dask: dict = field(default_factory=dict)  # [tool.incrun.dask]: TLS files
     slurm: dict = field(default_factory=dict)  # [tool.incrun.slurm]
+    queue: str | None = None  # `queue`: a broker's queue; None: the project's own
     fail_fast: bool = False
     always: bool = False  # run every selected job, up to date or not
     timeout: float | None = None  # from the command line: for every job
@@ -251,6 +270,12 @@ def _cluster_settings(table: dict, source: str) -> dict:
     limit = table.get("stage_limit")
     if limit is not None:
         found["stage_limit"] = _count(limit, "stage_limit", source, minimum=1)
+    queue = table.get("queue")
+    if queue is not None:
+        if not isinstance(queue, str) or not re.fullmatch(r"[A-Za-z0-9_.:-]+", queue):
+            raise BadConfig(f"{source}: 'queue' must be a name of letters, digits and . _ : -, "
+                            f"not {queue!r}")
+        found["queue"] = queue
     for key, known in (("dask", DASK_KEYS), ("slurm", SLURM_KEYS)):
         section = table.get(key, {})
         where = f"{source}: [{key}]" if source == "incrun.toml" else f"[tool.incrun.{key}]"
@@ -419,6 +444,7 @@ def build(root: Path, **options) -> Config:
         stage_limit=settings.stage_limit,
         dask=settings.dask,
         slurm=settings.slurm,
+        queue=settings.queue,
         retries=retries,
         grace=grace,
         dodo=dodo if dodo.is_file() else None,

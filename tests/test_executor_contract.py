@@ -102,12 +102,22 @@ def _dask(slots: int, root: Path, address: str):
     return DaskExecutor(Cluster("scheduler", address=address), root, slots, grace=2)
 
 
+def _broker(slots: int, root: Path, url: str):
+    from incrun.config import parse_cluster
+    from incrun.executors.broker import BrokerExecutor
+
+    return BrokerExecutor(parse_cluster(url), root, slots, grace=2, queue_name=CONTRACT_QUEUE)
+
+
 EXECUTORS = {
     "local": lambda slots, root, _: LocalExecutor(slots, root, grace=2, guard=False,
                                                   logs=root / ".incrun" / "logs"),
     "threads": lambda slots, root, _: ThreadExecutor(slots, root),
     "dask": _dask,  # on a LocalCluster of two worker processes, shared by the tests
+    "celery": _broker,  # through a Redis, to two `incrun worker` processes, shared
+    "rq": _broker,  # the same, as RQ workers
 }
+CONTRACT_QUEUE = "contract"
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +129,42 @@ def dask_address():
         yield cluster.scheduler_address
 
 
+@pytest.fixture(scope="module")
+def broker_workers(tmp_path_factory):
+    """A Redis, and for each engine two `incrun worker` processes on it, for this module;
+    started again for a test if an earlier one killed them."""
+    from broker_workers import IncrunWorkers, broker_for
+
+    folder = tmp_path_factory.mktemp("brokers")
+    with broker_for("celery-redis", folder / "redis") as url:
+        workers = {"celery": IncrunWorkers(folder, url, CONTRACT_QUEUE),
+                   "rq": IncrunWorkers(folder, "rq+" + url, CONTRACT_QUEUE)}
+        try:
+            yield workers
+        finally:
+            for each in workers.values():
+                each.stop_all()
+
+
+def _address(request) -> str | None:
+    if request.param == "dask":
+        return request.getfixturevalue("dask_address")
+    if request.param in ("celery", "rq"):
+        from broker_workers import needs
+
+        needs("rq" if request.param == "rq" else "celery-redis")
+        workers = request.getfixturevalue("broker_workers")[request.param]
+        workers.ensure(f"{request.param}1", f"{request.param}2")
+        workers.keep_alive(f"{request.param}1", f"{request.param}2")
+        return workers.url
+    return None
+
+
 @pytest.fixture(params=sorted(EXECUTORS))
 def make(request, tmp_path):
     """A function making the executor under test with N slots; each is closed after."""
     made = []
-    address = request.getfixturevalue("dask_address") if request.param == "dask" else None
+    address = _address(request)
 
     def make(slots: int = 1):
         executor = EXECUTORS[request.param](slots, tmp_path, address)

@@ -12,6 +12,12 @@ def make_executor(config, logs: Path | None = None):
         from .local import LocalExecutor
 
         return LocalExecutor(config.jobs, config.root, grace=config.grace, logs=logs)
+    if config.cluster.broker:  # Celery or RQ: only once a job needs the broker
+        from .broker import BrokerExecutor
+
+        return BrokerExecutor(config.cluster, config.root, config.in_flight, grace=config.grace,
+                              stage=config.stage, stage_limit=config.stage_limit,
+                              queue_name=config.queue, logs=logs)
     from .dask import DaskExecutor  # Dask itself only once a job needs the cluster
 
     return DaskExecutor(config.cluster, config.root, config.in_flight, grace=config.grace,

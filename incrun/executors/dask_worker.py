@@ -6,11 +6,7 @@ Dask itself cannot stop a task that runs."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import select
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -19,7 +15,7 @@ from distributed import WorkerPlugin
 
 from .. import __version__
 from .contract import JobSpec
-from .groups import DEFAULT_GRACE, ProcessGroups, end_group
+from .groups import DEFAULT_GRACE, ProcessGroups, end_group, exit_watch
 from .remote import run_remote, run_staged
 
 POLL = 0.2  # seconds between a worker's looks at whether its job was cancelled
@@ -44,31 +40,6 @@ class JobGroups(WorkerPlugin):
         calls. When the worker itself goes, its guard ends what is left."""
 
 
-@contextlib.contextmanager
-def _exit_watch(process):
-    """`exited(seconds)`: the exit code once the process ends, waiting at most that long (None
-    if it still runs). On Linux a pidfd wakes the wait the moment it ends; elsewhere, polling."""
-    try:
-        pidfd = os.pidfd_open(process.pid)
-    except (AttributeError, OSError):  # not Linux 5.3+, or the process is gone already
-        pidfd = None
-
-    def exited(seconds: float) -> int | None:
-        if pidfd is not None:
-            select.select([pidfd], [], [], seconds)
-            return process.poll()
-        try:
-            return process.wait(seconds)
-        except subprocess.TimeoutExpired:
-            return None
-
-    try:
-        yield exited
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
-
-
 def _cancelled(worker, key) -> bool:
     """Whether the scheduler gave up this task: cancelled, or its client gone."""
     task = worker.state.tasks.get(key)
@@ -90,7 +61,7 @@ def run_on_worker(spec_json: str, files: dict[str, bytes] | None = None, *, root
 
     def wait(process, timeout: float | None, grace: float) -> tuple[int, bool]:
         deadline = None if timeout is None else time.monotonic() + timeout
-        with _exit_watch(process) as exited:
+        with exit_watch(process) as exited:
             while (code := exited(POLL)) is None:
                 if deadline is not None and time.monotonic() > deadline:
                     end_group(process, grace)

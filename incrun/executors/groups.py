@@ -3,7 +3,9 @@ everything it started; a guard process ends them if incrun itself is killed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -34,6 +36,31 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+@contextlib.contextmanager
+def exit_watch(process):
+    """`exited(seconds)`: the exit code once the process ends, waiting at most that long (None
+    if it still runs). On Linux a pidfd wakes the wait the moment it ends; elsewhere, polling."""
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # not Linux 5.3+, or the process is gone already
+        pidfd = None
+
+    def exited(seconds: float) -> int | None:
+        if pidfd is not None:
+            select.select([pidfd], [], [], seconds)
+            return process.poll()
+        try:
+            return process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return None
+
+    try:
+        yield exited
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 class ChildProcess:

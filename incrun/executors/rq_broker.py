@@ -1,0 +1,247 @@
+"""RQ, over the Redis a lab already runs: incrun's installed job function (`job`, run by `incrun
+worker --rq`, see `serve`) and the coordinator's `RQLink`.
+
+Jobs are enqueued with RQ's JSON serializer and the function named as text, so nothing is
+pickled and nothing read from Redis can run code; `job_timeout` follows incrun's timeout (RQ's
+default of 180 s would kill long simulations). Each worker is an RQ SimpleWorker: the job runs
+in the worker's own process (no work horse of its own session that a killed worker would leave
+running), its command in a process group a guard ends if the worker dies. The run's lease and
+the replies are plain Redis keys beside RQ's."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+import redis
+from rq import Queue, SimpleWorker, get_current_job
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from .. import __version__, broker_urls, errors
+from .broker import LEASE_TTL, Listener
+from .broker_worker import ALIVE, ENDED, run_message
+from .contract import JobSpec, Lost
+from .groups import DEFAULT_GRACE, ProcessGroups
+
+FUNCTION = "incrun.executors.rq_broker.job"
+CONNECT_TIMEOUT = 5.0
+KEEP = 24 * 3600  # seconds a reply list or ended set outlives a run killed before its end
+FAILURE_TTL = 3600  # seconds RQ keeps a job its worker abandoned (incrun removes it at the end)
+# A worker's job process groups, set once by `serve_one` in the worker's own process (a
+# SimpleWorker runs each job there): RQ gives its job function nothing but its arguments.
+WORKER_GROUPS: contextvars.ContextVar[ProcessGroups | None] = contextvars.ContextVar(
+    "incrun_worker_groups", default=None)
+
+
+def _keys(run: str) -> tuple[str, str, str]:
+    """The run's lease, its ended messages, its replies."""
+    return f"incrun:lease:{run}", f"incrun:ended:{run}", f"incrun:reply:{run}"
+
+
+def connect(url: str) -> redis.Redis:
+    """A Redis client for an `rq+redis://` URL, checked: one line if it cannot be used."""
+    client = redis.Redis.from_url(broker_urls.redis_url(url),
+                                  socket_connect_timeout=CONNECT_TIMEOUT,
+                                  socket_keepalive=True, health_check_interval=30)
+    try:
+        client.ping()
+    except Exception as error:  # noqa: BLE001 - refused, a bad password, not Redis at all
+        raise errors.ClusterError(f"cannot reach the broker at {broker_urls.masked(url)}: "
+                                  f"{broker_urls.said(error, url)}",
+                                  hint="check the URL, the password, and that Redis runs"
+                                  ) from None
+    return client
+
+
+class RedisLease:
+    """A run's lease as a worker reads it from Redis: set by the coordinator before it sends
+    anything, so a missing one means the run has ended."""
+
+    def __init__(self, client: redis.Redis):
+        self.client = client
+
+    def state(self, run: str, message_id: str) -> str:
+        lease, ended, _ = _keys(run)
+        with self.client.pipeline() as pipe:
+            alive, superseded = pipe.get(lease).sismember(ended, message_id).execute()
+        return ALIVE if alive == b"alive" and not superseded else ENDED
+
+
+def job(name: str, message: dict) -> None:
+    """One job, as RQ calls it by name: `name` is there for people (`rq info`)."""
+    current = get_current_job()
+    client = current.connection
+    reply_key = message["reply"]
+
+    def post(reply: dict) -> None:
+        with client.pipeline() as pipe:
+            pipe.rpush(reply_key, json.dumps(reply)).expire(reply_key, KEEP).execute()
+
+    run_message(message, post, RedisLease(client), current.worker_name or "a worker",
+                WORKER_GROUPS.get())
+
+
+# -- the worker -------------------------------------------------------------------------------
+
+
+def serve(url: str, queue_name: str, concurrency: int, name: str | None = None) -> int:
+    """`incrun worker --rq`: `concurrency` RQ workers taking this incrun's jobs from the queue,
+    each a process of its own; Ctrl-C or SIGTERM stops them once their jobs end."""
+    connect(url).close()
+    host = socket.gethostname()
+    print(f"incrun worker: {concurrency} RQ {'worker' if concurrency == 1 else 'workers'}, "
+          f"queue {queue_name}, broker {broker_urls.masked(url)}", flush=True)
+    if concurrency == 1:
+        return serve_one(url, queue_name, name or f"incrun-{os.getpid()}@{host}")
+    # The URL goes to the workers in their environment, never on a command line (`ps` shows
+    # those to every user of the machine).
+    env = {**os.environ, "INCRUN_WORKER_BROKER": url}
+    workers = [subprocess.Popen([sys.executable, "-c", ONE_WORKER, queue_name,
+                                 f"{name or 'incrun'}-{index}@{host}"], env=env)
+               for index in range(concurrency)]
+
+    def forward(signum, frame) -> None:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [worker.wait() for worker in workers]
+    return max(codes, key=abs)
+
+
+ONE_WORKER = ("import os, sys; from incrun.executors.rq_broker import serve_one; "
+              "sys.exit(serve_one(os.environ.pop('INCRUN_WORKER_BROKER'), *sys.argv[1:]))")
+
+
+def serve_one(url: str, queue_name: str, name: str) -> int:
+    client = connect(url)
+    groups = ProcessGroups(DEFAULT_GRACE)
+    WORKER_GROUPS.set(groups)
+    listen = Queue(broker_urls.versioned(queue_name, __version__), connection=client,
+                   serializer=JSONSerializer)
+    worker = SimpleWorker([listen], connection=client, serializer=JSONSerializer, name=name)
+    try:
+        worker.work(with_scheduler=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        groups.end_all()
+        groups.close()
+    return errors.OK
+
+
+# -- the coordinator --------------------------------------------------------------------------
+
+
+class RQLink:
+    """The coordinator's side of RQ: jobs enqueued by name with JSON arguments, replies read
+    from a Redis list of this run's own, the lease a key with a time to live."""
+
+    engine = "rq"
+
+    def __init__(self, url: str, queue_name: str, run: str):
+        self.url, self.queue, self.run = url, queue_name, run
+        self._lease, self._ended, self._reply = _keys(run)
+        self._client: redis.Redis | None = None
+        self._queue: Queue | None = None
+        self._ids: list[str] = []  # every job enqueued: removed from Redis at the end
+        self._reader: threading.Thread | None = None
+        self._quit = threading.Event()
+
+    def open(self, inbox: queue.SimpleQueue) -> None:
+        self._client = connect(self.url)
+        self._queue = Queue(broker_urls.versioned(self.queue, __version__),
+                            connection=self._client, serializer=JSONSerializer)
+        self._reader = threading.Thread(target=self._read, args=(inbox,), daemon=True,
+                                        name="incrun-replies")
+        self._reader.start()
+
+    def _read(self, inbox: queue.SimpleQueue) -> None:
+        client = connect(self.url)
+        try:
+            while not self._quit.is_set():
+                found = client.blpop([self._reply], timeout=0.5)
+                if found is not None:
+                    inbox.put(json.loads(found[1]))
+        except Exception as error:  # noqa: BLE001 - Redis went
+            if not self._quit.is_set():
+                inbox.put(Lost(f"lost the broker at {broker_urls.masked(self.url)}: "
+                               f"{broker_urls.said(error, self.url)}"))
+        finally:
+            client.close()
+
+    def listeners(self) -> list[Listener]:
+        from rq import Worker
+
+        found = []
+        for worker in Worker.all(connection=self._client):
+            for queue_name in worker.queue_names():
+                version = broker_urls.version_of(queue_name, self.queue)
+                if version is not None:
+                    found.append(Listener(worker.name, worker.hostname or worker.name,
+                                          version, 1))
+        return found
+
+    def send(self, message: dict, spec: JobSpec) -> None:
+        # RQ ends a job past its job_timeout itself; incrun ends it first, at its own timeout.
+        timeout = -1 if spec.timeout is None else int(spec.timeout + 2 * DEFAULT_GRACE + 30)
+        self._queue.enqueue(FUNCTION, spec.task, {**message, "reply": self._reply},
+                            job_id=message["id"], job_timeout=timeout, result_ttl=0,
+                            failure_ttl=FAILURE_TTL, description=f"incrun.job {spec.task}")
+        self._ids.append(message["id"])
+
+    def renew(self, alive: bool, ended: list[str]) -> None:
+        with self._client.pipeline() as pipe:
+            if alive:
+                pipe.set(self._lease, "alive", ex=int(LEASE_TTL))
+            else:
+                pipe.delete(self._lease)
+            if ended:
+                pipe.sadd(self._ended, *ended).expire(self._ended, KEEP)
+            pipe.execute()
+
+    def take_back(self, ids: list[str]) -> None:
+        with self._client.pipeline() as pipe:
+            for message_id in ids:
+                self._queue.remove(message_id, pipeline=pipe)
+            pipe.execute()
+
+    def close(self) -> None:
+        self._quit.set()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        if self._client is None:
+            return
+        try:
+            self._client.delete(self._lease, self._ended, self._reply)
+            self._forget_jobs()
+        except redis.RedisError:
+            pass  # Redis is gone: so is what this run left there
+        self._client.close()
+
+    def _forget_jobs(self) -> None:
+        """RQ keeps a job its worker abandoned, and one taken back: this run's are removed."""
+        left = []
+        for start in range(0, len(self._ids), 1000):
+            part = self._ids[start:start + 1000]
+            with self._client.pipeline() as pipe:
+                for message_id in part:
+                    pipe.exists(Job.key_for(message_id))
+                left += [message_id for message_id, there in zip(part, pipe.execute())
+                         if there]
+        for message_id in left:
+            try:
+                Job.fetch(message_id, connection=self._client,
+                          serializer=JSONSerializer).delete(remove_from_queue=True)
+            except Exception:  # noqa: BLE001 - gone meanwhile
+                pass
