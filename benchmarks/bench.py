@@ -25,6 +25,7 @@ import platform
 import pty
 import shutil
 import signal
+import socket
 import statistics
 import struct
 import subprocess
@@ -48,13 +49,14 @@ def installed(name: str) -> list[str]:
     return [str(script)] if script.exists() else [PY, "-m", name]
 
 CASES = ("dispatch", "noop20k", "noop100k", "changed1", "display", "pipeline100k", "inprocess",
-         "longest", "dask")
+         "longest", "dask", "broker")
 # display runs before changed1: it then measures a tree that no tool but incrun last touched
 ORDER = ("dispatch", "noop20k", "noop100k", "display", "changed1", "pipeline100k", "inprocess",
-         "longest", "dask")
+         "longest", "dask", "broker")
 SIZES = {"dispatch": 2_000, "noop20k": 20_000, "noop100k": 100_000, "pipeline100k": 100_000,
-         "inprocess": 20_000, "dask": 10_000}
+         "inprocess": 20_000, "dask": 10_000, "broker": 2_000}
 DASK_SLEEPS = 64  # jobs of one second each, on 1 and on 4 Dask workers
+BROKER_SLEEPS = 32  # jobs of one second each, on 1 and on 4 `incrun worker` processes
 STAGES = {"pipeline100k": 2}  # the others: one rule, X.inp -> X.out
 QUICK_DIVISOR = 10
 
@@ -187,6 +189,38 @@ import sys
 import bench_jobs
 
 bench_jobs.work(sys.argv[1])
+"""
+
+# The broker case's plain Celery, as a user writes it without incrun: a task that runs the
+# command incrun runs for a tiny job (`touch X.out` in the project folder), JSON messages, results
+# in the same Redis; and a script that submits every input as one group and waits for them all.
+CELERY_APP = """\
+import os
+import subprocess
+
+from celery import Celery
+
+app = Celery("bench_celery", broker={url!r}, backend={url!r})
+app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"],
+                result_accept_content=["json"])
+
+
+@app.task(name="bench.touch")
+def touch(path):
+    folder, name = os.path.split(path)
+    subprocess.run(["touch", name[:-4] + ".out"], cwd=folder, check=True)
+"""
+
+CELERY_SUBMIT = """\
+import sys
+from pathlib import Path
+
+from celery import group
+
+from bench_celery import touch
+
+inputs = sorted(str(path) for path in Path(sys.argv[1]).glob("*.inp"))
+group(touch.s(path) for path in inputs).apply_async().get(timeout=3600)
 """
 
 
@@ -377,6 +411,21 @@ def work_tree(tree: Path, n: int, loops: int, in_process: bool) -> None:
         (tree / "incrun.toml").write_text('command = "bench_jobs:work"\n')
     else:
         (tree / "runner.py").write_text(WORK_RUNNER)
+
+
+def sleep_tree(tree: Path, n: int) -> None:
+    """n inputs whose job (SLEEP_RUNNER) sleeps one second, then writes its output."""
+    make_tree(tree, n, prebuilt=False)
+    (tree / "runner.py").write_text(SLEEP_RUNNER)
+    for i in range(n):
+        (tree / input_name(i)).write_text("1\n")
+
+
+def touch_tree(tree: Path, n: int) -> None:
+    """n inputs whose job is `touch X.out`: no Python started per job, so that workers sharing
+    the cores with the coordinator do not inflate its CPU time."""
+    make_tree(tree, n, prebuilt=False)
+    (tree / "incrun.toml").write_text('command = ["touch", "{stem}.out"]\n')
 
 
 def check_slept(tree: Path, n: int) -> list[str]:
@@ -800,10 +849,7 @@ class Bench:
             return
         sleeps = DASK_SLEEPS // (4 if self.args.quick else 1)
         tree = self.work / "dask-sleep"
-        make_tree(tree, sleeps, prebuilt=False)
-        (tree / "runner.py").write_text(SLEEP_RUNNER)
-        for i in range(sleeps):
-            (tree / input_name(i)).write_text("1\n")
+        sleep_tree(tree, sleeps)
         rows = {workers: Row(f"incrun --cluster local:{workers}, {sleeps} jobs of 1 s")
                 for workers in (1, 4)}
         for workers, row in rows.items():
@@ -815,8 +861,7 @@ class Bench:
                     speedup, speedup >= 3.5)
         n = self.size("dask")
         tiny = self.work / "dask-tiny"
-        make_tree(tiny, n, prebuilt=False)
-        (tiny / "incrun.toml").write_text('command = ["touch", "{stem}.out"]\n')
+        touch_tree(tiny, n)
         tiny_row = Row(f"incrun --cluster tcp:// (dask scheduler, {self.jobs} workers), {n} "
                        "tiny jobs (`touch`)")
         with dask_processes(self.work / "dask-cluster", self.env, workers=self.jobs) as address:
@@ -849,6 +894,115 @@ class Bench:
             lines.append(f"| no-op, {n} jobs: {row.tool} | {fmt(row.wall)} | {row.spread()} | "
                          f"{fmt(row.cpu)} | |{self.flag(row)}")
         self.table(lines)
+        shutil.rmtree(tree)
+        shutil.rmtree(tiny)
+
+    def case_broker(self) -> None:
+        """incrun --cluster through a Redis of the benchmark's own: sleep-bound jobs on 4
+        `incrun worker -c 1` processes against 1 (Celery); tiny `touch` jobs through Celery
+        against the same jobs sent as a plain Celery group, by a script as a user writes it
+        without incrun, and through RQ. Workers are processes of their own, started before the
+        run, so that the CPU time of incrun's process (or of the submitting script) is its own:
+        the coordinator's."""
+        try:
+            import celery  # noqa: F401
+            import redis  # noqa: F401
+        except ImportError:
+            celery = None
+        if celery is None or shutil.which("redis-server") is None:
+            self.table(["### broker", "", "not measured: pip install 'incrun[celery]' and "
+                        "Debian's redis-server"])
+            return
+        folder = self.work / "broker"
+        sleeps = BROKER_SLEEPS // (4 if self.args.quick else 1)
+        n = self.size("broker")
+        w = self.jobs
+        incrun_worker = [*installed("incrun"), "worker", "-c", "1"]
+        with redis_server(folder / "redis", self.env) as redis_url:
+            celery_url, tiny_url, plain_url, rq_url = (f"{redis_url}/{db}" for db in range(4))
+
+            # scale: one worker against four, the same sleeps, each run from no state
+            tree = self.work / "broker-sleep"
+            sleep_tree(tree, sleeps)
+            scale = {count: Row(f"incrun --cluster redis:// (Celery), {count} × `incrun worker "
+                                f"-c 1`, {sleeps} jobs of 1 s") for count in (1, 4)}
+            for count, row in scale.items():
+                with broker_workers([[*incrun_worker, "--broker", celery_url]] * count, tree,
+                                    self.env, folder / f"scale{count}",
+                                    celery_ready(celery_url)):
+                    for _ in range(1 if count == 1 else self.reps):  # one worker: 35 s a run
+                        remove_state(tree)
+                        self.timed(row, [*installed("incrun"), "--cluster", celery_url], tree,
+                                   check=lambda: check_slept(tree, sleeps))
+            speedup = scale[1].wall / scale[4].wall
+            self.target(f"broker: {sleeps} sleeps of 1 s, 1 Celery worker ÷ 4 (speed-up)",
+                        "≥ 3.5", speedup, speedup >= 3.5)
+
+            # overhead: n tiny jobs on w workers of one job at a time each
+            tiny = self.work / "broker-tiny"
+            touch_tree(tiny, n)
+            through = {
+                "celery": Row(f"incrun --cluster redis:// (Celery), {w} × `incrun worker -c 1`"),
+                "plain": Row(f"plain Celery: a script's `group(...).apply_async().get()`, {w} × "
+                             "`celery -A app worker -c 1` (prefork), Redis result backend"),
+                "rq": Row(f"incrun --cluster rq+redis:// (RQ), {w} × `incrun worker -c 1`"),
+            }
+            app = folder / "plain-celery"
+            app.mkdir(parents=True)
+            (app / "bench_celery.py").write_text(CELERY_APP.format(url=plain_url))
+            (app / "submit.py").write_text(CELERY_SUBMIT)
+            plain_worker = [*installed("celery"), "-A", "bench_celery", "worker", "-c", "1"]
+            setups = {
+                "celery": ([[*incrun_worker, "--broker", tiny_url]] * w, tiny,
+                           celery_ready(tiny_url),
+                           [*installed("incrun"), "--cluster", tiny_url], tiny),
+                "plain": ([[*plain_worker, "-n", f"bench{i}@%h"] for i in range(w)], app,
+                          celery_ready(plain_url), [PY, "submit.py", str(tiny)], app),
+                "rq": ([[*incrun_worker, "--broker", f"rq+{rq_url}"]] * w, tiny,
+                       rq_ready(rq_url), [*installed("incrun"), "--cluster", f"rq+{rq_url}"],
+                       tiny),
+            }
+            for key, (workers, where, ready, argv, cwd) in setups.items():
+                log(f"broker: {n} tiny jobs, {through[key].tool}")
+                with broker_workers(workers, where, self.env, folder / f"tiny-{key}", ready):
+                    for _rep in range(self.reps):
+                        remove_state(tiny)
+                        self.timed(through[key], argv, cwd, check=lambda: check_slept(tiny, n))
+        plain = through["plain"]
+        lines = ["### broker: incrun --cluster through Redis (Celery, RQ), this machine", "",
+                 f"{broker_versions()}; a redis-server of the benchmark's own (nothing saved); "
+                 "`incrun worker` logs at INFO, with Celery's task events on (as incrun starts "
+                 "it); the plain Celery workers at Celery's defaults.", "",
+                 f"Scale: {sleeps} jobs that sleep 1 s each (`python runner.py`), on one worker "
+                 f"process, then on four: at best {sleeps} s and {sleeps / 4:g} s. Over that: "
+                 "each job's Python start, and the run's fixed cost (incrun's start, finding "
+                 "the workers, the end).", "",
+                 "| run | median s | min–max s | CPU s (incrun's process) | note |",
+                 "|---|---:|---:|---:|---|"]
+        for count, row in scale.items():
+            note = f"{row.wall - sleeps / count:.2f} s over the best" + (
+                f"; speed-up {speedup:.2f}×" if count == 4 else "")
+            lines.append(f"| {row.tool} | {fmt(row.wall)} | {row.spread()} | {fmt(row.cpu)} | "
+                         f"{note} |{self.flag(row)}")
+        lines += ["", f"Overhead: {n} tiny jobs (`touch X.out`) on {w} worker processes of one "
+                  "job at a time each. Submitter: incrun's process, or the script's. Rest of "
+                  "the machine: the workers, the jobs and Redis (all the CPU time but the "
+                  "submitter's, noise included). Ratio: the row's median time ÷ plain Celery's.",
+                  "", "| run | median s | min–max s | wall ms/job | submitter CPU s | "
+                  "submitter CPU ms/job | rest of the machine, CPU ms/job | ÷ plain Celery |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in through.values():
+            other = statistics.median(run.other for run in row.runs)
+            lines.append(f"| {row.tool} | {fmt(row.wall)} | {row.spread()} | "
+                         f"{1000 * row.wall / n:.2f} | {fmt(row.cpu)} | "
+                         f"{1000 * row.cpu / n:.2f} | {1000 * other / n:.2f} | "
+                         f"{ratio(row.wall, plain.wall)} |{self.flag(row)}")
+        self.table(lines)
+        for key, what in (("celery", "Celery"), ("rq", "RQ")):
+            row = through[key]
+            self.notes.append(f"broker: {n} tiny jobs, incrun through {what} ÷ a plain Celery "
+                              f"group: {ratio(row.wall, plain.wall)} the wall time, "
+                              f"{ratio(row.cpu, plain.cpu)} the submitter's CPU time")
         shutil.rmtree(tree)
         shutil.rmtree(tiny)
 
@@ -923,6 +1077,126 @@ def dask_processes(folder: Path, env: dict[str, str], workers: int):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@contextlib.contextmanager
+def redis_server(folder: Path, env: dict[str, str]):
+    """A redis-server of the benchmark's own on a free port of 127.0.0.1, nothing saved; its
+    URL without a database. Exactly it is stopped at the end."""
+    import redis
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port),
+                               "--save", "", "--appendonly", "no", "--dir", str(folder),
+                               "--logfile", str(folder / "redis.log")],
+                              cwd=folder, env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"bench: redis-server did not start on port {port} (see "
+                                     f"{folder / 'redis.log'})") from None
+                time.sleep(0.1)
+        client.close()
+        log(f"  redis-server on 127.0.0.1:{port} (pid {server.pid})")
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def broker_versions() -> str:
+    """Celery's, kombu's, RQ's, redis-py's and redis-server's versions, in one line."""
+    import celery
+    import kombu
+    import redis
+    import rq
+
+    server = subprocess.run(["redis-server", "--version"], capture_output=True,
+                            text=True).stdout.split()
+    found = next((word[2:] for word in server if word.startswith("v=")), "?")
+    return (f"Celery {celery.__version__}, kombu {kombu.__version__}, RQ {rq.__version__}, "
+            f"redis-py {redis.__version__}, redis-server {found}")
+
+
+def celery_ready(url: str) -> Callable[[], int]:
+    """How many Celery workers on this broker answer a ping."""
+    from celery import Celery
+
+    def count() -> int:
+        app = Celery("bench-ping", broker=url, set_as_current=False)
+        try:
+            return len(app.control.ping(timeout=0.5) or [])
+        finally:
+            app.close()
+
+    return count
+
+
+def rq_ready(url: str) -> Callable[[], int]:
+    """How many RQ workers are registered in this Redis."""
+    import redis
+    from rq import Worker
+
+    def count() -> int:
+        with redis.Redis.from_url(url) as client:
+            return len(Worker.all(connection=client))
+
+    return count
+
+
+@contextlib.contextmanager
+def broker_workers(commands: list[list[str]], cwd: Path, env: dict[str, str], logs: Path,
+                   ready: Callable[[], int]):
+    """Worker processes started as a user starts them (each in a session of its own, its output
+    in a log file), waited for until `ready` counts them all; at the end each is stopped
+    (SIGTERM to its own process group: Celery's and RQ's warm shutdown; SIGKILL if it lingers)."""
+    logs.mkdir(parents=True, exist_ok=True)
+    started: list[subprocess.Popen] = []
+    try:
+        for index, argv in enumerate(commands):
+            with open(logs / f"worker{index}.log", "wb") as out:
+                started.append(subprocess.Popen(argv, cwd=cwd, env=env,
+                                                stdin=subprocess.DEVNULL, stdout=out,
+                                                stderr=subprocess.STDOUT,
+                                                start_new_session=True))
+        deadline = time.monotonic() + 60
+        while (found := ready()) < len(commands):
+            gone = [index for index, process in enumerate(started)
+                    if process.poll() is not None]
+            if gone or time.monotonic() > deadline:
+                tail = (logs / f"worker{gone[0] if gone else 0}.log").read_text(
+                    errors="replace").strip().splitlines()[-3:]
+                raise SystemExit(f"bench: {found} of {len(commands)} workers ready "
+                                 f"({' '.join(commands[0][:3])}...): {' / '.join(tail)}")
+            time.sleep(0.2)
+        log(f"  {len(commands)} workers ready: {Path(commands[0][0]).name} "
+            f"{' '.join(commands[0][1:])}")
+        yield
+    finally:
+        for process in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in started:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 def calibrate() -> int:
@@ -1055,7 +1329,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    for program in ("make", "parallel", "bash"):
+    # the cases of incrun alone need none of the other tools
+    others = set(args.cases) - {"inprocess", "longest", "dask", "broker"}
+    for program in ("make", "parallel", "bash") if others else ():
         if shutil.which(program) is None:
             raise SystemExit(f"bench: {program} is not installed (apt-get install -y {program})")
     bench = Bench(args)

@@ -35,14 +35,22 @@ def redis_url(url: str) -> str:
     return url[len("rq+"):] if url.lower().startswith("rq+") else url
 
 
-def from_env(text: str, where: str, env=os.environ) -> str:
-    """`env:NAME`: the URL that variable holds; any other text is the URL itself."""
+def env_name(text: str, where: str) -> str | None:
+    """For `env:NAME`, the variable's name (checked); None for a URL written out."""
     if not text.startswith("env:"):
-        return text
+        return None
     name = text[len("env:"):]
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise BadConfig(f"{where} {text!r}: env: takes a variable's name",
                         hint="for example env:INCRUN_BROKER")
+    return name
+
+
+def from_env(text: str, where: str, env=os.environ) -> str:
+    """`env:NAME`: the URL that variable holds; any other text is the URL itself."""
+    name = env_name(text, where)
+    if name is None:
+        return text
     value = env.get(name, "")
     if not value:
         raise BadConfig(f"{where} {text!r}: the variable {name} is not set",

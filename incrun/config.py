@@ -61,11 +61,25 @@ class Cluster:
     def broker(self) -> bool:
         return self.kind in ("celery", "rq")
 
+    def resolved(self, where: str = "cluster", env=os.environ) -> Cluster:
+        """An `env:NAME` whose variable was not set when read, read again: a broker's URL,
+        or a clear error."""
+        if self.kind != "env":
+            return self
+        cluster = parse_cluster(broker_urls.from_env(self.address, where, env), where, env)
+        if not cluster.broker:
+            raise BadConfig(f"{where} {self.address!r} holds a Dask cluster's address",
+                            hint="env: is for a broker's URL; write a Dask address out")
+        return cluster
+
 
 def parse_cluster(text: str, where: str = "--cluster", env=os.environ) -> Cluster:
     """A `--cluster` value, or a clear error naming the forms it may take."""
     if not isinstance(text, str):
         raise BadConfig(f"{where} must be a string, not {text!r}", hint=CLUSTER_FORMS)
+    name = broker_urls.env_name(text, where)
+    if name is not None and not env.get(name):
+        return Cluster("env", address=text)  # read when a job needs it: status needs none
     text = broker_urls.from_env(text, where, env)
     engine = broker_urls.engine_of(text)
     if engine is not None:

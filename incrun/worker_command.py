@@ -35,13 +35,13 @@ def worker(argv: list[str]) -> int:
 def _broker(given: str | None, settings: config.FileSettings) -> config.Cluster:
     """The broker from --broker, else the project's `cluster` if that is a broker."""
     if given is None:
-        if settings.cluster is not None and settings.cluster.broker:
-            return settings.cluster
+        if settings.cluster is not None and settings.cluster.kind in ("celery", "rq", "env"):
+            return settings.cluster.resolved()
         raise errors.IncrunError("incrun worker needs a broker", exit_code=errors.USAGE,
                                  hint="--broker amqp://USER:PASS@HOST// (or redis://, "
                                       "rq+redis://), or `cluster` in the project's settings")
     try:
-        cluster = config.parse_cluster(given, "--broker")
+        cluster = config.parse_cluster(given, "--broker").resolved("--broker")
     except errors.BadConfig as error:
         raise errors.IncrunError(error.message, error.hint, errors.USAGE) from None
     if not cluster.broker:

@@ -29,16 +29,25 @@ def needs(engine: str) -> None:
 
 
 @contextlib.contextmanager
-def broker_for(engine: str, folder: Path, password: str | None = None):
-    """A broker server for `engine`, in `folder`: yields the URL `--cluster` takes."""
+def broker_server(engine: str, folder: Path, password: str | None = None):
+    """A broker server for `engine`, in `folder` (a RedisServer or a RabbitServer)."""
     needs(engine)
     folder.mkdir(parents=True, exist_ok=True)
-    if engine == "celery-amqp":
-        with RabbitServer(folder, **({"password": password} if password else {})) as server:
-            yield server.url
-        return
-    with RedisServer(folder, **({"password": password} if password else {})) as server:
-        yield ("rq+" if engine == "rq" else "") + server.url
+    kind = RabbitServer if engine == "celery-amqp" else RedisServer
+    with kind(folder, **({"password": password} if password else {})) as server:
+        yield server
+
+
+def url_for(engine: str, server) -> str:
+    """The URL `--cluster` takes for `engine` on this server."""
+    return ("rq+" if engine == "rq" else "") + server.url
+
+
+@contextlib.contextmanager
+def broker_for(engine: str, folder: Path, password: str | None = None):
+    """A broker server for `engine`, in `folder`: yields the URL `--cluster` takes."""
+    with broker_server(engine, folder, password) as server:
+        yield url_for(engine, server)
 
 
 class IncrunWorkers:
@@ -59,7 +68,7 @@ class IncrunWorkers:
         return "rq" if self.url.startswith("rq+") else "celery"
 
     def start(self, name: str, concurrency: int = 1, env: dict | None = None,
-              wait: bool = True) -> subprocess.Popen:
+              wait: bool = True, wrap: list[str] = ()) -> subprocess.Popen:
         """Worker `name`; started again, it takes a name of its own (`name.2`): RQ refuses a
         name a dead worker still holds in Redis."""
         self._starts += 1
@@ -67,7 +76,7 @@ class IncrunWorkers:
         log = self.log_path(name)
         with open(log, "w") as stream:
             process = subprocess.Popen(
-                [sys.executable, "-m", "incrun", "worker", "--broker", "env:TEST_BROKER",
+                [*wrap, sys.executable, "-m", "incrun", "worker", "--broker", "env:TEST_BROKER",
                  *(["-Q", self.queue] if self.queue else ["-C", str(self.project)]),
                  "-c", str(concurrency), "--name", shown],
                 cwd=self.folder, stdout=stream, stderr=subprocess.STDOUT,

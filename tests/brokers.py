@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -35,7 +36,9 @@ def why_not(kind: str) -> str | None:
                     "(.ci/run installs Debian's rabbitmq-server)")
         if os.geteuid() != 0:
             return "RabbitMQ's node runs here as root only (Debian's files are root's)"
-        if importlib.util.find_spec("kombu") is None:
+        # kombu replaces its own module once imported (no __spec__ then): in sys.modules is
+        # as good as found.
+        if "kombu" not in sys.modules and importlib.util.find_spec("kombu") is None:
             return "no kombu here, to tell when RabbitMQ is up"
         return None
     raise ValueError(f"no broker {kind!r}: redis or rabbitmq")

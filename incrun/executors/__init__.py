@@ -12,7 +12,7 @@ def make_executor(config, logs: Path | None = None):
         from .local import LocalExecutor
 
         return LocalExecutor(config.jobs, config.root, grace=config.grace, logs=logs)
-    if config.cluster.broker:  # Celery or RQ: only once a job needs the broker
+    if config.cluster.broker or config.cluster.kind == "env":  # Celery, RQ: reached late
         from .broker import BrokerExecutor
 
         return BrokerExecutor(config.cluster, config.root, config.in_flight, grace=config.grace,

@@ -14,7 +14,6 @@ workers end the run's jobs and drop its queued ones."""
 from __future__ import annotations
 
 import base64
-import os
 import queue
 import threading
 import time
@@ -30,7 +29,8 @@ from ..words import counted
 from .contract import Cancelled, Finished, JobSpec, Note, Started, take_messages
 from .groups import DEFAULT_GRACE
 from .jobfiles import remove_outputs
-from .remote import past_stage_limit, result_of
+from .remote import result_of
+from .staging import bring_back, files_to_send
 
 RENEW = 2.0  # seconds between renewals of the run's lease
 LEASE_TTL = 10.0  # seconds a worker keeps a run's lease after it last heard it renewed
@@ -157,6 +157,7 @@ class BrokerExecutor:
     def _connect(self) -> None:
         if self._link is not None or self.stopped:
             return
+        self.cluster = self.cluster.resolved()
         self._link = make_link(self.cluster, self.root, self._queue_name, self._run)
         try:
             self._link.open(self._inbox)
@@ -293,30 +294,14 @@ class BrokerExecutor:
         message = {"run": self._run, "id": self._next_id(), "spec": spec.to_json(),
                    "root": str(self.root)}
         if self._stage:
-            files, why = self._files(spec)
+            files, why = files_to_send(self.root, spec, self._limit)
             if why:
                 self._inbox.put(_ended(spec, ERROR, why))
                 return
-            message.update(files=files, limit=self._limit)
+            message.update(files={path: base64.b64encode(data).decode()
+                                  for path, data in files.items()}, limit=self._limit)
         self._link.send(message, spec)
         self._sent[message["id"]] = _Sent(spec)
-
-    def _files(self, spec: JobSpec) -> tuple[dict[str, str], str]:
-        """With --stage: the files the job reads, as base64, or why they cannot be sent."""
-        files, total = {}, 0
-        for path in spec.reads:
-            if os.path.isabs(path) or ".." in Path(path).parts:
-                return {}, (f"cannot send {path} with --stage: it is outside the project "
-                            "(the workers need it at the same path)")
-            try:
-                data = (self.root / path).read_bytes()
-            except OSError as error:
-                return {}, f"cannot read {path} to send it: {error.strerror}"
-            total += len(data)
-            if total > self._limit:
-                return {}, past_stage_limit(path, self._limit)
-            files[path] = base64.b64encode(data).decode()
-        return files, ""
 
     def submit_task(self, name: str, task, log_path: str, timeout: float | None,
                     attempt: int = 1, tries: int = 1) -> None:
@@ -372,8 +357,8 @@ class BrokerExecutor:
         made = reply.get("made")
         if made is None:
             return result
-        return self._bring_back(spec, result, {path: base64.b64decode(data)
-                                               for path, data in made.items()})
+        return bring_back(self.root, spec, result, {path: base64.b64decode(data)
+                                                    for path, data in made.items()})
 
     def _silent(self) -> list:
         """Jobs that started and went silent: lost with their worker."""
@@ -408,26 +393,6 @@ class BrokerExecutor:
         self._sent[f"{self._run}-{self._count}"].losses = losses
         return [Note(f"{worker} went silent while running {spec.task}: sent again as attempt "
                      f"{again.attempt}", warning=True)]
-
-    def _bring_back(self, spec: JobSpec, result: JobResult, made: dict[str, bytes]):
-        """A staged job's outputs and log, written into the project whole or not at all."""
-        if not result.ok:
-            remove_outputs(spec.outputs, self.root)
-        try:
-            for path, data in made.items():
-                place = self.root / path
-                place.parent.mkdir(parents=True, exist_ok=True)
-                if path == spec.log and spec.attempt > 1:
-                    with open(place, "ab") as log:
-                        log.write(data)
-                    continue
-                temporary = place.with_name(f"{place.name}.{os.getpid()}.incomplete")
-                temporary.write_bytes(data)
-                temporary.replace(place)
-        except OSError as error:
-            remove_outputs(spec.outputs, self.root)
-            return replace(result, status=ERROR, detail=f"cannot write what the job made: {error}")
-        return result
 
     # -- the end --------------------------------------------------------------------------
 

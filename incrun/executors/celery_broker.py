@@ -28,15 +28,17 @@ from .contract import JobSpec, Lost
 from .groups import DEFAULT_GRACE, ProcessGroups
 
 TASK = "incrun.job"
+PROBE = "incrun.probe"  # is the project folder shared? (flower lists it apart from the jobs)
 CONNECT_TIMEOUT = 5.0  # seconds to reach the broker before saying it cannot be reached
-HELLO_TIMEOUT = 1.0  # seconds workers have to answer who they are
+HELLO_TIMEOUT = 0.5  # seconds workers have to answer who they are (all of it is waited)
 REPLY_EXPIRES = 120_000  # ms: RabbitMQ deletes a reply queue unused this long (incrun killed)
 SETTINGS = {
     "task_serializer": "json", "result_serializer": "json", "event_serializer": "json",
     "accept_content": ["json"], "result_accept_content": ["json"],
     "task_acks_late": True, "task_reject_on_worker_lost": True,
     "worker_prefetch_multiplier": 1, "task_ignore_result": True,
-    "worker_send_task_events": True, "task_send_sent_event": True,
+    # Task events for flower; not a "sent" event per job, a second publish in incrun's loop.
+    "worker_send_task_events": True,
     "broker_connection_retry_on_startup": False, "broker_connection_max_retries": 3,
     "broker_connection_timeout": CONNECT_TIMEOUT,
     # incrun finds a lost job itself, in seconds: Redis must not hand it out again after its
@@ -51,6 +53,7 @@ class WorkerState:
     """What a worker's threads share: the leases heard, and its jobs' process groups."""
 
     groups: ProcessGroups | None = None
+    name: str = "a worker"  # as the user named it (--name), shown in the display and history
     _leases: dict = field(default_factory=dict)  # run: (alive, monotonic deadline)
     _ended: dict = field(default_factory=dict)  # run: ids whose jobs must not run
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -81,14 +84,15 @@ def make_app(url: str) -> Celery:
     app.conf.update(SETTINGS)
     app.incrun = WorkerState()
 
-    @app.task(name=TASK, bind=True)
     def job(self, name: str, message: dict) -> None:
         """One job: `name` is there for people (flower shows it); `message` says it all."""
-        delivery = self.request.delivery_info or {}
+        delivery, holder = self.request.delivery_info or {}, self.app.incrun
         run_message(message, lambda reply: _publish(self.app, message["reply"], reply),
-                    self.app.incrun, self.request.hostname or "a worker",
-                    self.app.incrun.groups, redelivered=bool(delivery.get("redelivered")))
+                    holder, holder.name, holder.groups,
+                    redelivered=bool(delivery.get("redelivered")))
 
+    app.task(name=TASK, bind=True)(job)
+    app.task(name=PROBE, bind=True)(job)
     return app
 
 
@@ -112,7 +116,9 @@ def incrun_hello(state) -> dict:
     """Who this worker is: its incrun, its queues and threads."""
     consumer = state.consumer
     queues = [q.name for q in consumer.task_consumer.queues] if consumer.task_consumer else []
-    return hello(queues, consumer.pool.limit if consumer.pool else 0, state.hostname)
+    holder = getattr(consumer.app, "incrun", None)
+    return hello(queues, consumer.pool.limit if consumer.pool else 0,
+                 holder.name if holder is not None else state.hostname)
 
 
 # -- the worker -------------------------------------------------------------------------------
@@ -136,13 +142,14 @@ def serve(url: str, queue_name: str, concurrency: int, name: str | None = None) 
     app = make_app(url)
     check_broker(app, url)
     app.incrun.groups = ProcessGroups(DEFAULT_GRACE)
-    name = name or f"incrun-{os.getpid()}@{socket.gethostname()}"
+    name = app.incrun.name = name or f"incrun-{os.getpid()}@{socket.gethostname()}"
+    node = name if "@" in name else f"{name}@{socket.gethostname()}"  # Celery's form
     listen = broker_urls.versioned(queue_name, __version__)
     print(f"incrun worker {name}: {concurrency} at once, queue {queue_name}, broker "
           f"{broker_urls.masked(url)}", flush=True)
     try:
         app.worker_main(["worker", "-P", "threads", "-c", str(concurrency), "-Q", listen,
-                         "-E", "--without-gossip", "--without-mingle", "-n", name,
+                         "-E", "--without-gossip", "--without-mingle", "-n", node,
                          "-l", "INFO"])
     finally:
         app.incrun.groups.end_all()
@@ -224,7 +231,8 @@ class CeleryLink:
         return found
 
     def send(self, message: dict, spec: JobSpec) -> None:
-        self._app.send_task(TASK, args=[spec.task, {**message, "reply": self._reply}],
+        self._app.send_task(PROBE if "probe" in message else TASK,
+                            args=[spec.task, {**message, "reply": self._reply}],
                             queue=self._listen, task_id=message["id"],
                             argsrepr=repr([spec.task]), kwargsrepr="{}")
 
@@ -239,9 +247,7 @@ class CeleryLink:
             kombu.Queue(self._listen, channel=connection.default_channel).purge()
 
     def close(self) -> None:
-        self._quit.set()
-        if self._reader is not None:
-            self._reader.join(timeout=5)
+        self._quit.set()  # the reader sees it at its next wait (Redis' is a second): not waited
         try:
             with self._app.connection_for_write() as connection:
                 channel = connection.default_channel

@@ -9,12 +9,11 @@ do never loads it."""
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +24,8 @@ from ..words import counted
 from .contract import Cancelled, Finished, JobSpec, Lost, Note, Started, take_messages
 from .groups import DEFAULT_GRACE
 from .jobfiles import remove_outputs
-from .remote import past_stage_limit, result_of
+from .remote import result_of
+from .staging import bring_back, files_to_send
 
 if TYPE_CHECKING:
     from distributed import Future
@@ -214,7 +214,7 @@ class DaskExecutor:
         todo, self._todo = self._todo[:room], self._todo[room:]
         sendable, staged = [], []
         for spec in todo:
-            files, why = self._files(spec) if self._stage else (None, "")
+            files, why = files_to_send(self.root, spec, self._limit) if self._stage else (None, "")
             if why:
                 self._messages.put(_ended(spec, ERROR, why))
                 continue
@@ -231,23 +231,6 @@ class DaskExecutor:
                                    limit=self._limit, key=keys, pure=False)
         for spec, future in zip(sendable, futures):
             self._sent[future.key] = (spec, future)
-
-    def _files(self, spec: JobSpec) -> tuple[dict[str, bytes] | None, str]:
-        """With --stage: the files the job reads, or why they are too much to send."""
-        files, total = {}, 0
-        for path in spec.reads:
-            if os.path.isabs(path) or ".." in Path(path).parts:
-                return None, (f"cannot send {path} with --stage: it is outside the project "
-                              "(the workers need it at the same path)")
-            try:
-                data = (self.root / path).read_bytes()
-            except OSError as error:
-                return None, f"cannot read {path} to send it: {error.strerror}"
-            total += len(data)
-            if total > self._limit:
-                return None, past_stage_limit(path, self._limit)
-            files[path] = data
-        return files, ""
 
     def messages(self, timeout: float | None = None) -> list:
         if self._todo:
@@ -322,7 +305,7 @@ class DaskExecutor:
             self.stopped = True
         for key, (answer, made) in values.items():
             spec, _ = self._sent.pop(key)
-            messages.append(Finished(self._bring_back(spec, result_of(answer), made)))
+            messages.append(Finished(bring_back(self.root, spec, result_of(answer), made)))
         for future in done:  # failed, or a staged result that could not be fetched
             if future.key in self._sent and future.key not in values:
                 spec, _ = self._sent.pop(future.key)
@@ -348,29 +331,6 @@ class DaskExecutor:
             return _ended(spec, FAILED, why or "the worker process was killed, each time Dask "
                                                "ran it")
         return _ended(spec, ERROR, f"{type(error).__name__}: {errors.first_line(error)}")
-
-    def _bring_back(self, spec: JobSpec, result: JobResult, made: dict[str, bytes]):
-        """A staged job's outputs and log, written into the project whole or not at all; a
-        failed job leaves none of its outputs, not even those of an earlier run."""
-        if not result.ok:
-            remove_outputs(spec.outputs, self.root)
-        try:
-            for path, data in made.items():
-                place = self.root / path
-                place.parent.mkdir(parents=True, exist_ok=True)
-                if path == spec.log and spec.attempt > 1:  # after the earlier attempts'
-                    with open(place, "ab") as log:
-                        log.write(data)
-                    continue
-                temporary = place.with_name(f"{place.name}.{os.getpid()}.incomplete")
-                temporary.write_bytes(data)
-                temporary.replace(place)
-        except OSError as error:
-            for path in spec.outputs:
-                (self.root / path).unlink(missing_ok=True)
-            return replace(result, status=ERROR,
-                           detail=f"cannot write what the job made: {error}")
-        return result
 
     # -- the end ----------------------------------------------------------------------------
 

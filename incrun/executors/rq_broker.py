@@ -27,7 +27,7 @@ from rq.serializers import JSONSerializer
 
 from .. import __version__, broker_urls, errors
 from .broker import LEASE_TTL, Listener
-from .broker_worker import ALIVE, ENDED, run_message
+from .broker_worker import ALIVE, ENDED, hello, run_message
 from .contract import JobSpec, Lost
 from .groups import DEFAULT_GRACE, ProcessGroups
 
@@ -35,6 +35,8 @@ FUNCTION = "incrun.executors.rq_broker.job"
 CONNECT_TIMEOUT = 5.0
 KEEP = 24 * 3600  # seconds a reply list or ended set outlives a run killed before its end
 FAILURE_TTL = 3600  # seconds RQ keeps a job its worker abandoned (incrun removes it at the end)
+PRESENT_EVERY = 5.0  # seconds between a worker's renewals of its presence key
+PRESENT_TTL = 15  # seconds a worker's presence key outlives its last renewal
 # A worker's job process groups, set once by `serve_one` in the worker's own process (a
 # SimpleWorker runs each job there): RQ gives its job function nothing but its arguments.
 WORKER_GROUPS: contextvars.ContextVar[ProcessGroups | None] = contextvars.ContextVar(
@@ -44,6 +46,12 @@ WORKER_GROUPS: contextvars.ContextVar[ProcessGroups | None] = contextvars.Contex
 def _keys(run: str) -> tuple[str, str, str]:
     """The run's lease, its ended messages, its replies."""
     return f"incrun:lease:{run}", f"incrun:ended:{run}", f"incrun:reply:{run}"
+
+
+def _presence(name: str) -> str:
+    """A worker's key while it lives: RQ's own registration outlives a killed worker by
+    minutes, busy or not, so who listens is told by these."""
+    return f"incrun:worker:{name}"
 
 
 def connect(url: str) -> redis.Redis:
@@ -125,19 +133,63 @@ ONE_WORKER = ("import os, sys; from incrun.executors.rq_broker import serve_one;
 
 def serve_one(url: str, queue_name: str, name: str) -> int:
     client = connect(url)
+    _claim(client, name)
     groups = ProcessGroups(DEFAULT_GRACE)
     WORKER_GROUPS.set(groups)
-    listen = Queue(broker_urls.versioned(queue_name, __version__), connection=client,
-                   serializer=JSONSerializer)
-    worker = SimpleWorker([listen], connection=client, serializer=JSONSerializer, name=name)
+    listen = broker_urls.versioned(queue_name, __version__)
+    worker = SimpleWorker([Queue(listen, connection=client, serializer=JSONSerializer)],
+                          connection=client, serializer=JSONSerializer, name=name)
+    present = threading.Event()
+    about = json.dumps({**hello([listen], 1, name), "pid": os.getpid()})
+    threading.Thread(target=_stay_present, args=(client, name, about, present),
+                     daemon=True).start()
     try:
         worker.work(with_scheduler=False)
     except KeyboardInterrupt:
         pass
     finally:
+        present.set()
+        client.delete(_presence(name))
         groups.end_all()
         groups.close()
     return errors.OK
+
+
+def _claim(client: redis.Redis, name: str) -> None:
+    """The name is this worker's: refused if a live worker has it; taken over from a dead one
+    (killed: RQ would refuse the name for minutes)."""
+    holder = client.get(_presence(name))
+    if holder is not None and not _dead_here(json.loads(holder)):
+        raise errors.IncrunError(f"a worker named {name} is already running on this broker",
+                                 exit_code=errors.USAGE, hint="--name another")
+    from rq import Worker
+
+    dead = Worker.find_by_key(Worker.redis_worker_namespace_prefix + name, connection=client)
+    if dead is not None:
+        dead.register_death()
+
+
+def _dead_here(about: dict) -> bool:
+    """A worker of this machine whose process is gone (its key outlives it a few seconds)."""
+    if about.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(about.get("pid", 0)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OverflowError):
+        return False
+    return False
+
+
+def _stay_present(client: redis.Redis, name: str, about: str, done: threading.Event) -> None:
+    while True:
+        try:
+            client.set(_presence(name), about, ex=PRESENT_TTL)
+        except redis.RedisError:
+            pass  # Redis is away: the worker itself will say so
+        if done.wait(PRESENT_EVERY):
+            return
 
 
 # -- the coordinator --------------------------------------------------------------------------
@@ -181,15 +233,18 @@ class RQLink:
             client.close()
 
     def listeners(self) -> list[Listener]:
-        from rq import Worker
-
         found = []
-        for worker in Worker.all(connection=self._client):
-            for queue_name in worker.queue_names():
+        keys = list(self._client.scan_iter(match=_presence("*"), count=1000))
+        for about in self._client.mget(keys) if keys else []:
+            try:
+                about = json.loads(about)
+            except (TypeError, ValueError):
+                continue  # gone meanwhile
+            for queue_name in about.get("queues", ()):
                 version = broker_urls.version_of(queue_name, self.queue)
                 if version is not None:
-                    found.append(Listener(worker.name, worker.hostname or worker.name,
-                                          version, 1))
+                    found.append(Listener(str(about.get("worker")), str(about.get("host")),
+                                          version, int(about.get("slots", 1))))
         return found
 
     def send(self, message: dict, spec: JobSpec) -> None:
