@@ -8,7 +8,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .errors import BadConfig, first_line
 
@@ -70,7 +70,9 @@ def masked(url: str) -> str:
         query = urlencode([(key, MASK if key.lower() in SECRET_QUERY else value)
                            for key, value in parse_qsl(parts.query, keep_blank_values=True)],
                           safe="*")
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        # Written out, not urlunsplit: that drops the // of a URL with no host (a socket's).
+        return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+                + (f"#{parts.fragment}" if parts.fragment else ""))
     except ValueError:  # not a URL at all: nothing of it is shown
         return "(a broker URL)"
 

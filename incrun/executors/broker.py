@@ -137,6 +137,7 @@ class BrokerExecutor:
         self._run = uuid.uuid4().hex[:12]
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._link: Link | None = None
+        self._linked = False  # the link opened: there is a lease to end, a queue to clean
         self._sent: dict[str, _Sent] = {}  # by message id
         self._todo: list[JobSpec] = []  # with -n: submitted, sent once fewer than -n are out
         self._count = 0  # messages sent: the next id
@@ -161,6 +162,7 @@ class BrokerExecutor:
         self._link = make_link(self.cluster, self.root, self._queue_name, self._run)
         try:
             self._link.open(self._inbox)
+            self._linked = True
             self._link.renew(True, [])
             listeners = self._wait_for_workers()
             self.slots = self._asked or sum(listener.slots for listener in listeners)
@@ -252,13 +254,19 @@ class BrokerExecutor:
 
     def _renew(self) -> None:
         """The lease thread: renews the run's lease, and looks for workers now and then."""
-        looked = time.monotonic()
+        looked, told = time.monotonic(), False
         while not self._quit.wait(RENEW):
             try:
                 self._link.renew(True, list(self._ended))
                 if time.monotonic() - looked > LOOK_AGAIN:
                     looked = time.monotonic()
-                    self._look_for_workers()
+                    listening = bool(self._look_for_workers())
+                    waiting = sum(sent.heard is None for sent in list(self._sent.values()))
+                    if not listening and waiting and not told:
+                        self._inbox.put(Note(f"no worker listens on queue {self._link.queue} "
+                                             f"now: {counted(waiting, 'job')} wait for one",
+                                             warning=True))
+                    told = not listening
             except Exception as error:  # noqa: BLE001 - the broker went: the reader says so
                 self._inbox.put(Note(f"cannot renew the run's lease: "
                                      f"{broker_urls.said(error, self.cluster.url)}",
@@ -404,7 +412,7 @@ class BrokerExecutor:
         self._todo = []
         queued = [message_id for message_id, sent in self._sent.items() if sent.heard is None]
         self._ended.extend(queued)
-        if self._link is not None and queued:
+        if self._linked and queued:
             try:
                 self._link.renew(not self.stopped, list(self._ended))
                 self._link.take_back(queued)
@@ -442,7 +450,7 @@ class BrokerExecutor:
 
     def _end_lease(self) -> None:
         self._quit.set()
-        if self._link is not None:
+        if self._linked:
             try:
                 self._link.renew(False, list(self._ended))
             except Exception:  # noqa: BLE001 - the broker is gone: the lease lapses itself

@@ -124,11 +124,18 @@ def incrun_hello(state) -> dict:
 # -- the worker -------------------------------------------------------------------------------
 
 
+def _reached(connection):
+    """The connection, made: tried once more at once if it fails, not in Celery's loop."""
+    connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2,
+                                 interval_max=0.2, timeout=CONNECT_TIMEOUT)
+    return connection
+
+
 def check_broker(app: Celery, url: str) -> None:
     """One line, not a retry loop, when the broker cannot be reached or refuses us."""
     try:
         with app.connection_for_write() as connection:
-            connection.connect()
+            _reached(connection)
     except Exception as error:  # noqa: BLE001 - socket, AMQP and Redis errors alike
         raise errors.ClusterError(f"cannot reach the broker at {broker_urls.masked(url)}: "
                                   f"{broker_urls.said(error, url)}",
@@ -248,9 +255,12 @@ class CeleryLink:
 
     def close(self) -> None:
         self._quit.set()  # the reader sees it at its next wait (Redis' is a second): not waited
+        if self._reader is None:  # never reached the broker: nothing of this run is there
+            self._app.close()
+            return
         try:
             with self._app.connection_for_write() as connection:
-                channel = connection.default_channel
+                channel = _reached(connection).default_channel
                 self._reply_queue()(channel).delete()
                 _forget_unacked(channel, self.run)
         except Exception:  # noqa: BLE001 - the broker is gone: so is what this run left there

@@ -24,6 +24,7 @@ import redis
 from rq import Queue, SimpleWorker, get_current_job
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
 
 from .. import __version__, broker_urls, errors
 from .broker import LEASE_TTL, Listener
@@ -137,8 +138,8 @@ def serve_one(url: str, queue_name: str, name: str) -> int:
     groups = ProcessGroups(DEFAULT_GRACE)
     WORKER_GROUPS.set(groups)
     listen = broker_urls.versioned(queue_name, __version__)
-    worker = SimpleWorker([Queue(listen, connection=client, serializer=JSONSerializer)],
-                          connection=client, serializer=JSONSerializer, name=name)
+    worker = OnlyIncrunJobs([Queue(listen, connection=client, serializer=JSONSerializer)],
+                            connection=client, serializer=JSONSerializer, name=name)
     present = threading.Event()
     about = json.dumps({**hello([listen], 1, name), "pid": os.getpid()})
     threading.Thread(target=_stay_present, args=(client, name, about, present),
@@ -153,6 +154,25 @@ def serve_one(url: str, queue_name: str, name: str) -> int:
         groups.end_all()
         groups.close()
     return errors.OK
+
+
+class OnlyIncrunJobs(SimpleWorker):
+    """An RQ worker that runs incrun's job function and nothing else: whoever can write to the
+    Redis can enqueue a job naming any importable function, which RQ would run."""
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            name = job.func_name
+        except Exception:  # noqa: BLE001 - not JSON (a pickle, say): never loaded
+            name = None
+        if name == FUNCTION:
+            super().execute_job(job, queue)
+            return
+        execution = self.prepare_execution(job)
+        self.handle_job_failure(job, queue, exc_string=f"refused: an incrun worker runs "
+                                f"{FUNCTION} only, not {name or 'a job it cannot read'}",
+                                execution=execution)
+        self.set_state(WorkerStatus.IDLE)
 
 
 def _claim(client: redis.Redis, name: str) -> None:
