@@ -298,7 +298,8 @@ class BrokerExecutor:
                 self._asked is None or len(self._sent) < self._asked):
             self._send(self._todo.pop(0))
 
-    def _send(self, spec: JobSpec) -> None:
+    def _send(self, spec: JobSpec, losses: int = 0) -> None:
+        """One message for the job (`losses`: the workers it lost before this one)."""
         message = {"run": self._run, "id": self._next_id(), "spec": spec.to_json(),
                    "root": str(self.root)}
         if self._stage:
@@ -309,7 +310,7 @@ class BrokerExecutor:
             message.update(files={path: base64.b64encode(data).decode()
                                   for path, data in files.items()}, limit=self._limit)
         self._link.send(message, spec)
-        self._sent[message["id"]] = _Sent(spec)
+        self._sent[message["id"]] = _Sent(spec, losses=losses)
 
     def submit_task(self, name: str, task, log_path: str, timeout: float | None,
                     attempt: int = 1, tries: int = 1) -> None:
@@ -388,7 +389,7 @@ class BrokerExecutor:
         self._ended.append(message_id)
         spec = sent.spec
         if not lost:
-            self._send(spec)
+            self._send(spec, sent.losses)
             return []
         remove_outputs(spec.outputs, self.root)
         losses = sent.losses + 1
@@ -397,8 +398,7 @@ class BrokerExecutor:
             return [_ended(spec, FAILED, f"its worker was lost while it ran, {losses} times "
                                          f"(last {worker}): killed, or cut off", sent.worker)]
         again = replace(spec, attempt=spec.attempt + 1, tries=max(spec.tries, spec.attempt + 1))
-        self._send(again)
-        self._sent[f"{self._run}-{self._count}"].losses = losses
+        self._send(again, losses)
         return [Note(f"{worker} went silent while running {spec.task}: sent again as attempt "
                      f"{again.attempt}", warning=True)]
 
