@@ -525,3 +525,50 @@ def test_nothing_read_from_the_broker_runs_code_but_incrun_jobs(slow, workers, u
     assert not pickled.exists() and not named.exists()
     assert workers.processes["w1"].poll() is None
     assert queued(server.engine, url, slow) == 0
+
+
+@pytest.mark.parametrize("server", ["celery-redis", "rq"], indirect=True)
+def test_calls_run_on_the_workers_and_hand_written_tasks_here(project, server, url, tmp_path):
+    from test_e2e_dask import CALLED, DODO
+
+    workers = IncrunWorkers(tmp_path / "workers", url, project=project.root)
+    (tmp_path / "workers").mkdir()
+    (project.root / "runner.py").unlink()
+    project.write("sims.py", CALLED)
+    project.write("dodo.py", DODO)
+    project.inputs("data/a.inp", "data/b.inp", text="x")
+    try:
+        worker = workers.start("w1")
+        done = project.run("--cluster", url)
+    finally:
+        workers.stop_all()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (project.root / "notes.txt").read_text() == "written here"
+    made_by = {(project.root / f"data/{name}.out").read_text().split()[-1] for name in "ab"}
+    assert str(os.getpid()) not in made_by and str(worker.pid) not in made_by  # own Pythons
+    ran_on = dict((task, worker) for task, _, worker in history(project))
+    assert ran_on["sim:data/a.inp"] == "w1" and ran_on["notes"] != "w1"
+
+
+@pytest.mark.parametrize("server", ["rq"], indirect=True)
+def test_rq_jobs_have_incruns_timeout_not_rqs_180_seconds(server, url, tmp_path):
+    import queue
+
+    from rq.job import Job
+
+    from incrun.executors.contract import JobSpec
+    from incrun.executors.rq_broker import RQLink
+
+    link = RQLink(url, "timeouts", "run1")
+    link.open(queue.SimpleQueue())
+    try:
+        for number, timeout in ((1, None), (2, 3600.0)):
+            spec = JobSpec(f"sweep:{number}", ("true",), (), "log", timeout)
+            link.send({"run": "run1", "id": f"run1-{number}", "spec": spec.to_json()}, spec)
+        untimed, timed = (Job.fetch(f"run1-{number}", connection=link._client,
+                                    serializer=None) for number in (1, 2))
+        assert untimed.timeout == -1  # no timeout: RQ never ends it
+        assert 3600 < timed.timeout < 3700  # incrun ends it at 3600 s, RQ only after
+    finally:
+        link.take_back(["run1-1", "run1-2"])
+        link.close()

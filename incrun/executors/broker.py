@@ -29,6 +29,7 @@ from ..words import counted
 from .contract import Cancelled, Finished, JobSpec, Note, Started, take_messages
 from .groups import DEFAULT_GRACE
 from .jobfiles import remove_outputs
+from .local import TasksHere
 from .remote import result_of
 from .staging import bring_back, files_to_send
 
@@ -91,13 +92,6 @@ class _Sent:
     losses: int = 0
 
 
-def _ended(spec: JobSpec, status: str, detail: str, worker: str = "") -> Finished:
-    """A job that ended with no result from its worker: stopped, refused, or lost."""
-    now = time.time()
-    return Finished(JobResult(spec.task, status, now, now, log_path=spec.log, detail=detail,
-                              worker=worker or None))
-
-
 def make_link(cluster: Cluster, root: Path, queue_name: str | None, run: str) -> Link:
     queue_name = queue_name or broker_urls.default_queue(root)
     try:
@@ -148,7 +142,7 @@ class BrokerExecutor:
         self._known: dict[str, Listener] = {}  # workers heard of, by name
         self._renewer: threading.Thread | None = None
         self._quit = threading.Event()
-        self._local = None  # a LocalExecutor for hand-written dodo.py tasks
+        self._here = TasksHere(root, grace, logs, self._inbox)  # hand-written dodo.py tasks
 
     # -- the broker -----------------------------------------------------------------------
 
@@ -305,7 +299,7 @@ class BrokerExecutor:
         if self._stage:
             files, why = files_to_send(self.root, spec, self._limit)
             if why:
-                self._inbox.put(_ended(spec, ERROR, why))
+                self._inbox.put(Finished.unanswered(spec, ERROR, why))
                 return
             message.update(files={path: base64.b64encode(data).decode()
                                   for path, data in files.items()}, limit=self._limit)
@@ -315,12 +309,7 @@ class BrokerExecutor:
     def submit_task(self, name: str, task, log_path: str, timeout: float | None,
                     attempt: int = 1, tries: int = 1) -> None:
         """A hand-written dodo.py task is Python of the user's, never sent: it runs here."""
-        if self._local is None:
-            from .local import LocalExecutor
-
-            self._local = LocalExecutor(max(self.slots, 1), self.root, self._grace,
-                                        logs=self._logs, messages=self._inbox)
-        self._local.submit_task(name, task, log_path, timeout, attempt, tries)
+        self._here.submit(self.slots, name, task, log_path, timeout, attempt, tries)
 
     def messages(self, timeout: float | None = None) -> list:
         if self._stop_asked:
@@ -379,7 +368,8 @@ class BrokerExecutor:
             messages.extend(self._again(message_id, sent, lost=True))
         if self._stop_deadline is not None and now > self._stop_deadline:
             for message_id in list(self._sent):  # stopped, and never said it ended
-                messages.append(_ended(self._sent.pop(message_id).spec, FAILED, "stopped"))
+                spec = self._sent.pop(message_id).spec
+                messages.append(Finished.unanswered(spec, FAILED, "stopped"))
         return messages
 
     def _again(self, message_id: str, sent: _Sent, lost: bool) -> list:
@@ -395,8 +385,9 @@ class BrokerExecutor:
         losses = sent.losses + 1
         worker = sent.worker or "its worker"
         if losses >= MOST_LOSSES:
-            return [_ended(spec, FAILED, f"its worker was lost while it ran, {losses} times "
-                                         f"(last {worker}): killed, or cut off", sent.worker)]
+            return [Finished.unanswered(spec, FAILED, f"its worker was lost while it ran, "
+                                        f"{losses} times (last {worker}): killed, or cut off",
+                                        sent.worker)]
         again = replace(spec, attempt=spec.attempt + 1, tries=max(spec.tries, spec.attempt + 1))
         self._send(again, losses)
         return [Note(f"{worker} went silent while running {spec.task}: sent again as attempt "
@@ -431,8 +422,7 @@ class BrokerExecutor:
     def stop(self) -> None:
         """Asked from a signal handler: done at the next `messages`."""
         self.stopped = self._stop_asked = True
-        if self._local is not None:
-            self._local.stop()
+        self._here.stop()
 
     def hold(self) -> None:
         """--fail-fast after a failure: what has not started is taken back; what runs ends."""
@@ -443,10 +433,10 @@ class BrokerExecutor:
         self.stopped = True
         self._take_back_queued()
         for message_id in list(self._sent):
-            self._inbox.put(_ended(self._sent.pop(message_id).spec, FAILED, "stopped"))
+            spec = self._sent.pop(message_id).spec
+            self._inbox.put(Finished.unanswered(spec, FAILED, "stopped"))
         self._end_lease()
-        if self._local is not None:
-            self._local.kill()
+        self._here.kill()
 
     def _end_lease(self) -> None:
         self._quit.set()
@@ -460,8 +450,7 @@ class BrokerExecutor:
         self.stopped = True
         if kill:
             self.kill()
-        if self._local is not None:
-            self._local.close(kill)
+        self._here.close(kill)
         self._end_lease()
         if self._renewer is not None:
             self._renewer.join()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import queue
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -65,6 +66,14 @@ class Finished:
     @property
     def task(self) -> str:
         return self.result.name
+
+    @classmethod
+    def unanswered(cls, spec: JobSpec, status: str, detail: str, worker: str = "") -> Finished:
+        """A remote job that ended with no result from its worker: stopped, refused before it
+        was sent, or lost."""
+        now = time.time()
+        return cls(JobResult(spec.task, status, now, now, log_path=spec.log, detail=detail,
+                             worker=worker or None))
 
 
 @dataclass(frozen=True)

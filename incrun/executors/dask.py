@@ -19,16 +19,18 @@ from typing import TYPE_CHECKING
 
 from .. import __version__, errors
 from ..config import DEFAULT_STAGE_LIMIT, Cluster
-from ..events import ERROR, FAILED, JobResult
+from ..events import ERROR, FAILED
 from ..words import counted
 from .contract import Cancelled, Finished, JobSpec, Lost, Note, Started, take_messages
 from .groups import DEFAULT_GRACE
 from .jobfiles import remove_outputs
+from .local import TasksHere
 from .remote import result_of
 from .staging import bring_back, files_to_send
 
 if TYPE_CHECKING:
     from distributed import Future
+
 
 PROBE_TIMEOUT = 60.0  # seconds a worker has to read the probe file
 CHECK_EVERY = 0.2  # seconds between looks for tasks that ended without a word
@@ -42,12 +44,6 @@ class _Answer:
 
     key: str
     values: dict
-
-
-def _ended(spec: JobSpec, status: str, detail: str) -> Finished:
-    """A job that ended with no result from its worker: stopped, refused here, or lost."""
-    now = time.time()
-    return Finished(JobResult(spec.task, status, now, now, log_path=spec.log, detail=detail))
 
 
 class DaskExecutor:
@@ -79,7 +75,7 @@ class DaskExecutor:
         self._sent: dict[str, tuple[JobSpec, Future]] = {}  # by Dask key
         self._where: dict[str, str] = {}  # the worker running a job, by task
         self._names: dict[str, str] = {}  # workers' names by address (Dask's event thread's)
-        self._local = None  # a LocalExecutor for hand-written dodo.py tasks
+        self._here = TasksHere(root, grace, logs, self._messages)  # hand-written dodo.py tasks
 
     # -- the cluster ----------------------------------------------------------------------
 
@@ -191,12 +187,7 @@ class DaskExecutor:
     def submit_task(self, name: str, task, log_path: str, timeout: float | None,
                     attempt: int = 1, tries: int = 1) -> None:
         """A hand-written dodo.py task is Python of the user's, never sent: it runs here."""
-        if self._local is None:
-            from .local import LocalExecutor
-
-            self._local = LocalExecutor(max(self.slots, 1), self.root, self._grace,
-                                        logs=self._logs, messages=self._messages)
-        self._local.submit_task(name, task, log_path, timeout, attempt, tries)
+        self._here.submit(self.slots, name, task, log_path, timeout, attempt, tries)
 
     @property
     def ahead(self) -> int:
@@ -216,7 +207,7 @@ class DaskExecutor:
         for spec in todo:
             files, why = files_to_send(self.root, spec, self._limit) if self._stage else (None, "")
             if why:
-                self._messages.put(_ended(spec, ERROR, why))
+                self._messages.put(Finished.unanswered(spec, ERROR, why))
                 continue
             sendable.append(spec)
             staged.append(files)
@@ -318,7 +309,7 @@ class DaskExecutor:
         """A task that did not return: its worker kept dying, or the cluster is gone; None
         if its worker was lost before the job started, and it goes again."""
         if future.status == "cancelled" or self.stopped:
-            return _ended(spec, FAILED, "stopped")
+            return Finished.unanswered(spec, FAILED, "stopped")
         from distributed import KilledWorker
 
         error = future.exception()
@@ -328,9 +319,10 @@ class DaskExecutor:
         remove_outputs(spec.outputs, self.root)  # what its dead process left: a failure's
         if isinstance(error, KilledWorker):  # Dask gave up running it elsewhere
             why = self._connection.why_lost(self._where.get(spec.task, ""))
-            return _ended(spec, FAILED, why or "the worker process was killed, each time Dask "
-                                               "ran it")
-        return _ended(spec, ERROR, f"{type(error).__name__}: {errors.first_line(error)}")
+            return Finished.unanswered(spec, FAILED, why or "the worker process was killed, "
+                                                            "each time Dask ran it")
+        return Finished.unanswered(spec, ERROR,
+                                   f"{type(error).__name__}: {errors.first_line(error)}")
 
     # -- the end ----------------------------------------------------------------------------
 
@@ -343,7 +335,7 @@ class DaskExecutor:
             except (OSError, RuntimeError):
                 pass  # the scheduler is gone: so is every task
         for spec, _ in sent:  # none is known not to have started: none may be adopted
-            self._messages.put(_ended(spec, FAILED, "stopped"))
+            self._messages.put(Finished.unanswered(spec, FAILED, "stopped"))
         for spec in self._todo:
             self._messages.put(Cancelled(spec.task))
         self._todo = []
@@ -352,8 +344,7 @@ class DaskExecutor:
         """Asked from a signal handler, maybe in the middle of `messages`: the tasks are
         cancelled by the next `messages`, at a point where nothing else is counting them."""
         self.stopped = self._stop_asked = True
-        if self._local is not None:
-            self._local.stop()
+        self._here.stop()
 
     def kill(self) -> None:
         """A second Ctrl-C: incrun exits at once; what runs is cancelled now, and SLURM jobs
@@ -362,8 +353,7 @@ class DaskExecutor:
         self._cancel_all()
         if self._connection is not None:
             self._connection.kill()
-        if self._local is not None:
-            self._local.kill()
+        self._here.kill()
 
     def hold(self) -> None:
         """--fail-fast after a failure: the jobs sent that have not started are taken back
@@ -382,8 +372,7 @@ class DaskExecutor:
         self.stopped = True
         if kill:
             self._cancel_all()
-        if self._local is not None:
-            self._local.close(kill)
+        self._here.close(kill)
         client, self._client = self._client, None
         if client is not None:
             for topic in self._topics:

@@ -328,3 +328,33 @@ class LocalExecutor:
         for thread in self._threads:
             thread.join()
         self.groups.close()
+
+
+class TasksHere:
+    """A remote executor's hand-written dodo.py tasks: Python of the user's, never sent, they
+    run on this machine, in a LocalExecutor made when the first one comes, telling the remote
+    executor's queue of messages."""
+
+    def __init__(self, root: Path, grace: float, logs: Path | None,
+                 messages: queue.SimpleQueue):
+        self.root, self.grace, self.logs, self.messages = root, grace, logs, messages
+        self.executor: LocalExecutor | None = None
+
+    def submit(self, slots: int, name: str, task, log_path: str, timeout: float | None,
+               attempt: int = 1, tries: int = 1) -> None:
+        if self.executor is None:
+            self.executor = LocalExecutor(max(slots, 1), self.root, self.grace, logs=self.logs,
+                                          messages=self.messages)
+        self.executor.submit_task(name, task, log_path, timeout, attempt, tries)
+
+    def stop(self) -> None:
+        if self.executor is not None:
+            self.executor.stop()
+
+    def kill(self) -> None:
+        if self.executor is not None:
+            self.executor.kill()
+
+    def close(self, kill: bool = False) -> None:
+        if self.executor is not None:
+            self.executor.close(kill)
