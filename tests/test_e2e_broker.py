@@ -183,6 +183,8 @@ def test_a_worker_killed_mid_job_is_noticed_and_its_job_runs_again_once(slow, wo
     assert len(rows) == 4
     log = slow.root / ".incrun/logs/sweep/data/long.inp.log"  # the lost attempt's, then this
     assert log.read_text().endswith("--- attempt 2 of 2 ---\n")
+    # What the dead worker held (Redis' unacknowledged message, RQ's abandoned job) is gone.
+    assert leftovers(server) == [] and queued(server.engine, url, slow) == 0
 
 
 @pytest.mark.parametrize("server", ["celery-redis"], indirect=True)

@@ -31,7 +31,7 @@ from .groups import DEFAULT_GRACE
 from .jobfiles import remove_outputs
 from .local import TasksHere
 from .remote import result_of
-from .staging import bring_back, files_to_send
+from .staging import bring_back, files_to_send, not_shared, probe_file
 
 RENEW = 2.0  # seconds between renewals of the run's lease
 LEASE_TTL = 10.0  # seconds a worker keeps a run's lease after it last heard it renewed
@@ -211,26 +211,16 @@ class BrokerExecutor:
 
     def _probe(self) -> None:
         """Stop before the first job if the workers do not see the project folder."""
-        probes = self.root / ".incrun"
-        probes.mkdir(exist_ok=True)
-        token = uuid.uuid4().hex
-        probe = probes / f"probe-{token}"
-        probe.write_text(token)
         message_id = self._next_id()
-        try:
+        with probe_file(self.root) as (probe, token):
             self._link.send({"run": self._run, "id": message_id, "probe": str(probe)},
                             JobSpec("probe", ("probe",), (), ""))
             answer = self._await_probe(message_id)
-        finally:
-            probe.unlink()
         if answer is None:
             raise errors.ClusterError(f"no worker answered within {PROBE_TIMEOUT:g}s on queue "
                                       f"{self._link.queue}")
         if answer.get("text") != token:
-            raise errors.ClusterError(f"the workers cannot read the project folder: "
-                                      f"{answer.get('host')} finds no {probe}",
-                                      hint="mount the project at the same path on the "
-                                           "workers, or use --stage")
+            raise not_shared("the workers", str(answer.get("host")), probe)
 
     def _await_probe(self, message_id: str) -> dict | None:
         deadline = time.monotonic() + PROBE_TIMEOUT

@@ -26,7 +26,7 @@ from .groups import DEFAULT_GRACE
 from .jobfiles import remove_outputs
 from .local import TasksHere
 from .remote import result_of
-from .staging import bring_back, files_to_send
+from .staging import bring_back, files_to_send, not_shared, probe_file
 
 if TYPE_CHECKING:
     from distributed import Future
@@ -119,34 +119,26 @@ class DaskExecutor:
 
         from .dask_worker import read_probe
 
-        probes = self.root / ".incrun"
-        probes.mkdir(exist_ok=True)
-        token = uuid.uuid4().hex
-        probe = probes / f"probe-{token}"
-        probe.write_text(token)
-        try:
-            text, host, version = self._client.submit(
-                read_probe, str(probe), pure=False).result(timeout=PROBE_TIMEOUT)
-        except (TimeoutError, OSError, FutureCancelledError) as error:
-            raise errors.ClusterError(f"no Dask worker answered within {PROBE_TIMEOUT:g}s "
-                                      f"({type(error).__name__})") from None
-        except Exception as error:  # the worker cannot run incrun's code at all
-            raise errors.ClusterError(f"a Dask worker cannot run incrun: "
-                                      f"{type(error).__name__}: {errors.first_line(error)}",
-                                      hint=f"pip install incrun=={__version__} on the workers "
-                                           "and the scheduler, and restart them") from None
-        finally:
-            probe.unlink()
+        with probe_file(self.root) as (probe, token):
+            try:
+                text, host, version = self._client.submit(
+                    read_probe, str(probe), pure=False).result(timeout=PROBE_TIMEOUT)
+            except (TimeoutError, OSError, FutureCancelledError) as error:
+                raise errors.ClusterError(f"no Dask worker answered within {PROBE_TIMEOUT:g}s "
+                                          f"({type(error).__name__})") from None
+            except Exception as error:  # the worker cannot run incrun's code at all
+                raise errors.ClusterError(f"a Dask worker cannot run incrun: "
+                                          f"{type(error).__name__}: {errors.first_line(error)}",
+                                          hint=f"pip install incrun=={__version__} on the "
+                                               "workers and the scheduler, and restart them"
+                                          ) from None
         if version != __version__:
             raise errors.ClusterError(f"stale worker: {host} has incrun {version}, this run "
                                       f"needs {__version__}",
                                       hint=f"pip install incrun=={__version__} on the workers "
                                            "and restart them")
         if text != token:
-            raise errors.ClusterError(f"the Dask workers cannot read the project folder: {host} "
-                                      f"finds no {probe}",
-                                      hint="mount the project at the same path on the workers, "
-                                           "or use --stage")
+            raise not_shared("the Dask workers", host, probe)
 
     def _heard_job(self, event) -> None:
         """From Dask's event thread: a worker started a job, or says how one ended."""

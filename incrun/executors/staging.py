@@ -1,13 +1,17 @@
-"""--stage, for workers that do not share the project folder: the files a job reads, sent with
-it, and what it made, brought back into the project, whole or not at all. The same for every
-remote executor (Dask, the brokers)."""
+"""Whether remote workers share the project folder (the probe), and --stage for when they do
+not: the files a job reads, sent with it, and what it made, brought back into the project,
+whole or not at all. The same for every remote executor (Dask, the brokers)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+from ..errors import ClusterError
 from ..events import ERROR, JobResult
 from .contract import JobSpec
 from .jobfiles import remove_outputs
@@ -53,3 +57,23 @@ def bring_back(root: Path, spec: JobSpec, result: JobResult,
         remove_outputs(spec.outputs, root)
         return replace(result, status=ERROR, detail=f"cannot write what the job made: {error}")
     return result
+
+
+@contextlib.contextmanager
+def probe_file(root: Path) -> Iterator[tuple[Path, str]]:
+    """A file under .incrun/ holding a token, for a worker to read back; removed after."""
+    probes = root / ".incrun"
+    probes.mkdir(exist_ok=True)
+    token = uuid.uuid4().hex
+    probe = probes / f"probe-{token}"
+    probe.write_text(token)
+    try:
+        yield probe, token
+    finally:
+        probe.unlink()
+
+
+def not_shared(workers: str, host: str, probe: Path) -> ClusterError:
+    """The run stops: the workers do not see the project folder."""
+    return ClusterError(f"{workers} cannot read the project folder: {host} finds no {probe}",
+                        hint="mount the project at the same path on the workers, or use --stage")
