@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from .errors import BadConfig, first_line
+from .errors import BadConfig, ClusterError, first_line
 
 CELERY_SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss", "redis+socket")
 RQ_SCHEMES = ("rq+redis", "rq+rediss", "rq+unix")
@@ -18,6 +18,7 @@ FORMS = ("amqp://USER:PASS@HOST//, redis://HOST:6379/0 (Celery), "
          "rq+redis://HOST:6379/0 (RQ), env:NAME")
 MASK = "***"
 SECRET_QUERY = ("password", "pass", "passwd")
+CONNECT_TIMEOUT = 5.0  # seconds to reach a broker before saying it cannot be reached
 
 
 def engine_of(url: str) -> str | None:
@@ -89,6 +90,17 @@ def scrub(text: str, url: str) -> str:
 def said(error: BaseException, url: str) -> str:
     """An error's first line, as a broker library wrote it, with the URL's password masked."""
     return scrub(first_line(error), url)
+
+
+def unreachable(url: str, error: BaseException) -> ClusterError:
+    """The broker cannot be reached, or refuses us: one line, the password masked."""
+    return ClusterError(f"cannot reach the broker at {masked(url)}: {said(error, url)}",
+                        hint="check the URL, the user and password, and that the broker runs")
+
+
+def lost(url: str, error: BaseException) -> str:
+    """Why a run ends when its broker goes, the password masked."""
+    return f"lost the broker at {masked(url)}: {said(error, url)}"
 
 
 def default_queue(root: Path) -> str:

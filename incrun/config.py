@@ -53,6 +53,7 @@ class Cluster:
     address: str = ""  # of the scheduler (tcp://HOST:PORT), or the broker's URL, masked
     workers: int = 0  # local:N
     url: str = field(default="", repr=False, compare=False)  # a broker's, password and all
+    env: str = field(default="", compare=False)  # the variable the URL was read from, if any
 
     def __str__(self) -> str:
         return {"local": f"local:{self.workers}", "slurm": "slurm"}.get(self.kind, self.address)
@@ -80,13 +81,17 @@ def parse_cluster(text: str, where: str = "--cluster", env=os.environ) -> Cluste
     name = broker_urls.env_name(text, where)
     if name is not None and not env.get(name):
         return Cluster("env", address=text)  # read when a job needs it: status needs none
-    text = broker_urls.from_env(text, where, env)
+    if name is not None:  # what the variable holds is never shown: it may be a password
+        where = f"{where} {text!r}: the variable {name}"
+        text = env[name]
     engine = broker_urls.engine_of(text)
     if engine is not None:
         if not urlsplit(text).netloc and "socket" not in text and "unix" not in text:
             raise BadConfig(f"{where} {broker_urls.masked(text)!r}: a broker's URL names its "
                             "host", hint=broker_urls.FORMS)
-        return Cluster(engine, address=broker_urls.masked(text), url=text)
+        return Cluster(engine, address=broker_urls.masked(text), url=text, env=name or "")
+    if name is not None and "://" not in text:
+        raise BadConfig(f"{where} holds no URL incrun knows", hint=broker_urls.FORMS)
     scheme, sep, rest = text.partition("://")
     if sep and scheme in ("tcp", "tls"):
         host, colon, port = rest.rpartition(":")

@@ -17,7 +17,7 @@ def worker(argv: list[str]) -> int:
     queue_name = args.queue or settings.queue or broker_urls.default_queue(root)
     concurrency = args.concurrency or config.default_jobs()
     engine = "rq" if args.rq or cluster.kind == "rq" else "celery"
-    url = cluster.url if engine == "celery" or cluster.kind == "rq" else f"rq+{cluster.url}"
+    url = f"rq+{cluster.url}" if engine == "rq" and cluster.kind == "celery" else cluster.url
     if engine == "rq" and not broker_urls.redis_url(url).startswith(("redis", "unix")):
         raise errors.IncrunError(f"--rq needs a Redis broker, not {cluster}",
                                  exit_code=errors.USAGE, hint="rq+redis://HOST:6379/0")
@@ -28,6 +28,8 @@ def worker(argv: list[str]) -> int:
             from .executors.rq_broker import serve
     except ImportError:
         raise errors.MissingExtra(engine, engine, "incrun worker") from None
+    if cluster.env:  # read: the jobs run here need not see it (one may print its env)
+        os.environ.pop(cluster.env, None)
     os.chdir(root)  # what a job's relative paths start from, should a message not say
     return serve(url, queue_name, concurrency, args.name)
 

@@ -45,6 +45,9 @@ def test_env_names_the_variable_and_is_read_when_needed():
         unset.resolved(env={"INCRUN_BROKER": "tcp://10.0.0.5:8786"})
     with pytest.raises(BadConfig, match="env: takes a variable's name"):
         parse_cluster("env:not a name")
+    with pytest.raises(BadConfig) as mistyped:  # what the variable holds is never shown
+        parse_cluster("env:INCRUN_BROKER", env={"INCRUN_BROKER": "amqp:/lab:s3cret@rabbit//"})
+    assert "s3cret" not in mistyped.value.message and "INCRUN_BROKER" in mistyped.value.message
 
 
 def test_a_url_of_no_known_form_is_refused_without_its_password():

@@ -461,6 +461,8 @@ def test_a_broker_password_is_never_shown_and_may_come_from_the_environment(
         workers.url = url
     try:
         workers.start("w1")
+        # Each job prints its environment into its log: the worker's URL is not in it.
+        slow.write("runner.py", "import os; print(dict(os.environ))\n" + SLOW_RUNNER)
         slow.write("incrun.toml", 'cluster = "env:INCRUN_BROKER"\n')
         slow.inputs("data/a.inp", "data/b.inp", text="0")
         slow.inputs("data/bad.inp", text="oops")

@@ -26,7 +26,8 @@ from .. import __version__, broker_urls, errors
 from ..config import DEFAULT_STAGE_LIMIT, Cluster
 from ..events import ERROR, FAILED, JobResult
 from ..words import counted
-from .contract import Cancelled, Finished, JobSpec, Note, Started, take_messages
+from .broker_worker import HEARTBEAT
+from .contract import Cancelled, Finished, JobSpec, Lost, Note, Started, take_messages
 from .groups import DEFAULT_GRACE
 from .jobfiles import remove_outputs
 from .local import TasksHere
@@ -35,8 +36,8 @@ from .staging import bring_back, files_to_send, not_shared, probe_file
 
 RENEW = 2.0  # seconds between renewals of the run's lease
 LEASE_TTL = 10.0  # seconds a worker keeps a run's lease after it last heard it renewed
-LOST_AFTER = 15.0  # seconds a running job may go unheard before it counts as lost: past the
-# lease, so that a worker cut off (not dead) has ended it before it is sent again
+# A running job unheard for LEASE_TTL + its grace + a heartbeat counts as lost: by then a worker
+# only cut off has ended it itself (TERM, KILL after the grace), so it never runs twice at once.
 MOST_LOSSES = 2  # times a job may lose its worker; then it fails (it may be what kills them)
 FIND_WORKERS = 10.0  # seconds to wait for a worker on the queue before saying there is none
 LOOK_AGAIN = 15.0  # seconds between looks for workers joining, leaving, or stale
@@ -93,12 +94,13 @@ class _Sent:
 
 
 def make_link(cluster: Cluster, root: Path, queue_name: str | None, run: str) -> Link:
-    queue_name = queue_name or broker_urls.default_queue(root)
+    own = broker_urls.default_queue(root)
+    queue_name = queue_name or own
     try:
         if cluster.kind == "celery":
             from .celery_broker import CeleryLink
 
-            return CeleryLink(cluster.url, queue_name, run)
+            return CeleryLink(cluster.url, queue_name, run, own)
         from .rq_broker import RQLink
 
         return RQLink(cluster.url, queue_name, run)
@@ -125,6 +127,7 @@ class BrokerExecutor:
         self.stopped = False
         self._asked = in_flight
         self._grace = grace
+        self._lost_after = LEASE_TTL + grace + HEARTBEAT
         self._stage, self._limit = stage, stage_limit
         self._queue_name = queue_name
         self._logs = logs
@@ -132,6 +135,7 @@ class BrokerExecutor:
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._link: Link | None = None
         self._linked = False  # the link opened: there is a lease to end, a queue to clean
+        self._gone = False  # the broker was lost: nothing more is asked of it
         self._sent: dict[str, _Sent] = {}  # by message id
         self._todo: list[JobSpec] = []  # with -n: submitted, sent once fewer than -n are out
         self._count = 0  # messages sent: the next id
@@ -159,6 +163,8 @@ class BrokerExecutor:
             self._linked = True
             self._link.renew(True, [])
             listeners = self._wait_for_workers()
+            if self.stopped:  # Ctrl-C while waiting: what was submitted is Cancelled
+                return
             self.slots = self._asked or sum(listener.slots for listener in listeners)
             if not self._stage:
                 self._probe()
@@ -180,7 +186,7 @@ class BrokerExecutor:
             if current or time.monotonic() > deadline or self.stopped:
                 break
             time.sleep(0.5)
-        if current:
+        if current or self.stopped:
             return current
         link = self._link
         stale = [listener for listener in self._known.values()
@@ -238,10 +244,11 @@ class BrokerExecutor:
 
     def _renew(self) -> None:
         """The lease thread: renews the run's lease, and looks for workers now and then."""
-        looked, told = time.monotonic(), False
-        while not self._quit.wait(RENEW):
+        looked, told, failing = time.monotonic(), False, False
+        while not self._quit.wait(RENEW) and not self._gone:
             try:
                 self._link.renew(True, list(self._ended))
+                failing = False
                 if time.monotonic() - looked > LOOK_AGAIN:
                     looked = time.monotonic()
                     listening = bool(self._look_for_workers())
@@ -252,9 +259,11 @@ class BrokerExecutor:
                                              warning=True))
                     told = not listening
             except Exception as error:  # noqa: BLE001 - the broker went: the reader says so
-                self._inbox.put(Note(f"cannot renew the run's lease: "
-                                     f"{broker_urls.said(error, self.cluster.url)}",
-                                     warning=True))
+                if not failing:
+                    self._inbox.put(Note(f"cannot renew the run's lease: "
+                                         f"{broker_urls.said(error, self.cluster.url)}",
+                                         warning=True))
+                failing = True
 
     def _next_id(self) -> str:
         self._count += 1
@@ -285,7 +294,7 @@ class BrokerExecutor:
     def _send(self, spec: JobSpec, losses: int = 0) -> None:
         """One message for the job (`losses`: the workers it lost before this one)."""
         message = {"run": self._run, "id": self._next_id(), "spec": spec.to_json(),
-                   "root": str(self.root)}
+                   "root": str(self.root), "grace": self._grace}
         if self._stage:
             files, why = files_to_send(self.root, spec, self._limit)
             if why:
@@ -293,8 +302,19 @@ class BrokerExecutor:
                 return
             message.update(files={path: base64.b64encode(data).decode()
                                   for path, data in files.items()}, limit=self._limit)
-        self._link.send(message, spec)
+        try:
+            self._link.send(message, spec)
+        except Exception as error:  # noqa: BLE001 - the broker went: the run ends, as it is
+            self._lose(error)
+            self._inbox.put(Cancelled(spec.task))
+            return
         self._sent[message["id"]] = _Sent(spec, losses=losses)
+
+    def _lose(self, error: BaseException) -> None:
+        """The broker is gone: one line, and nothing more is asked of it."""
+        if not self._gone:
+            self._gone = True
+            self._inbox.put(Lost(broker_urls.lost(self.cluster.url, error)))
 
     def submit_task(self, name: str, task, log_path: str, timeout: float | None,
                     attempt: int = 1, tries: int = 1) -> None:
@@ -311,6 +331,8 @@ class BrokerExecutor:
                                                             max(deadline - time.monotonic(), 0))
             messages = []
             for item in take_messages(self._inbox, wait):
+                if isinstance(item, Lost):
+                    self._gone = True
                 messages.extend(self._heard(item) if isinstance(item, dict) else [item])
             messages.extend(self._silent())
             self._send_waiting()
@@ -334,25 +356,32 @@ class BrokerExecutor:
             del self._sent[reply["id"]]
             return [Finished(self._result(sent.spec, reply))]
         if kind == "dropped" and not self.stopped and (
-                sent.heard is None or time.monotonic() - sent.heard > LOST_AFTER):
+                sent.heard is None or time.monotonic() - sent.heard > self._lost_after):
             return self._again(reply["id"], sent, lost=False)
         return []
 
     def _result(self, spec: JobSpec, reply: dict) -> JobResult:
-        values = dict(reply["result"])
-        values["worker"] = str(reply.get("worker", "")) or None
-        result = result_of(values)
-        made = reply.get("made")
-        if made is None:
+        """The job's result as its worker told it; a reply that is not one is the job's error
+        (anyone who may write to the broker can send one)."""
+        try:
+            values = {**reply["result"], "worker": str(reply.get("worker", "")) or None}
+            result = result_of(values)
+            if result.name != spec.task:
+                raise ValueError(f"a result for {result.name}")
+            made = {path: base64.b64decode(data) for path, data in reply.get("made", {}).items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            remove_outputs(spec.outputs, self.root)
+            return Finished.unanswered(spec, ERROR, f"its worker's answer made no sense: "
+                                                    f"{errors.first_line(error)}").result
+        if "made" not in reply:
             return result
-        return bring_back(self.root, spec, result, {path: base64.b64decode(data)
-                                                    for path, data in made.items()})
+        return bring_back(self.root, spec, result, made)
 
     def _silent(self) -> list:
         """Jobs that started and went silent: lost with their worker."""
         now = time.monotonic()
         lost = [(message_id, sent) for message_id, sent in self._sent.items()
-                if sent.heard is not None and now - sent.heard > LOST_AFTER]
+                if sent.heard is not None and now - sent.heard > self._lost_after]
         messages = []
         for message_id, sent in lost:
             messages.extend(self._again(message_id, sent, lost=True))
@@ -368,6 +397,9 @@ class BrokerExecutor:
         del self._sent[message_id]
         self._ended.append(message_id)
         spec = sent.spec
+        if self.stopped or self._gone:  # not sent again: the run is ending
+            remove_outputs(spec.outputs, self.root)
+            return [Finished.unanswered(spec, FAILED, "stopped", sent.worker)]
         if not lost:
             self._send(spec, sent.losses)
             return []
@@ -393,7 +425,7 @@ class BrokerExecutor:
         self._todo = []
         queued = [message_id for message_id, sent in self._sent.items() if sent.heard is None]
         self._ended.extend(queued)
-        if self._linked and queued:
+        if self._linked and queued and not self._gone:
             try:
                 self._link.renew(not self.stopped, list(self._ended))
                 self._link.take_back(queued)
@@ -420,17 +452,22 @@ class BrokerExecutor:
         self._take_back_queued()
 
     def kill(self) -> None:
+        """A second Ctrl-C, from the signal handler: incrun exits now. Nothing is asked of the
+        broker (it may not answer): the lease, no longer renewed, lapses within LEASE_TTL, and
+        the workers then end this run's jobs and drop its queued ones."""
         self.stopped = True
-        self._take_back_queued()
+        self._quit.set()
+        for spec in self._todo:
+            self._inbox.put(Cancelled(spec.task))
+        self._todo = []
         for message_id in list(self._sent):
             spec = self._sent.pop(message_id).spec
             self._inbox.put(Finished.unanswered(spec, FAILED, "stopped"))
-        self._end_lease()
         self._here.kill()
 
     def _end_lease(self) -> None:
         self._quit.set()
-        if self._linked:
+        if self._linked and not self._gone:
             try:
                 self._link.renew(False, list(self._ended))
             except Exception:  # noqa: BLE001 - the broker is gone: the lease lapses itself
@@ -439,6 +476,7 @@ class BrokerExecutor:
     def close(self, kill: bool = False) -> None:
         self.stopped = True
         if kill:
+            self._take_back_queued()
             self.kill()
         self._here.close(kill)
         self._end_lease()

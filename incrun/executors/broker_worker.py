@@ -12,6 +12,7 @@ which heard the job go silent, sends it again under a new attempt, so it never r
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import tempfile
 import time
@@ -20,9 +21,12 @@ from pathlib import Path
 from typing import Protocol
 
 from .. import __version__
+from ..config import DEFAULT_GRACE
+from ..errors import first_line
+from ..events import ERROR, JobResult
 from .contract import PYTHON
-from .groups import ProcessGroups, end_group, exit_watch
-from .remote import run_remote, run_staged
+from .groups import ProcessGroups, watch
+from .remote import plain, run_remote, run_staged
 
 HEARTBEAT = 2.0  # seconds between a running job's "alive" replies
 POLL = 0.5  # seconds between a running job's looks at its run's lease
@@ -45,7 +49,8 @@ def identity(worker: str) -> dict:
 def run_message(message: dict, post: Callable[[dict], None], lease: Lease, worker: str,
                 groups: ProcessGroups | None = None, redelivered: bool = False) -> None:
     """Run the job of one message to its end (or until its lease ends), telling the
-    coordinator through `post` each step of the way."""
+    coordinator through `post` each step of the way; whatever goes wrong here is told as the
+    job's error, never left unsaid (the coordinator would wait for it)."""
     me = identity(worker)
     run, message_id = message["run"], message["id"]
 
@@ -61,19 +66,34 @@ def run_message(message: dict, post: Callable[[dict], None], lease: Lease, worke
     if not _lease_holds(lease, run, message_id):
         reply("dropped", why="its run has ended")
         return
-    hooks = {"groups": groups, "on_start": lambda process: reply("started", at=time.time()),
+    try:
+        reply("finished", **_run(message, reply, lease, groups))
+    except Exception as error:  # noqa: BLE001 - a worker that cannot run it: the job's error
+        now = time.time()
+        task = json.loads(message["spec"]).get("task", "?")
+        reply("finished", result=plain(JobResult(task, ERROR, now, now,
+                                                 detail=f"on {me['host']}: "
+                                                        f"{type(error).__name__}: "
+                                                        f"{first_line(error)}")))
+
+
+def _run(message: dict, reply, lease: Lease, groups: ProcessGroups | None) -> dict:
+    """The job, run here or (staged) in a scratch folder: what the "finished" reply says."""
+    run, message_id = message["run"], message["id"]
+    grace = float(message.get("grace", DEFAULT_GRACE))  # the run's --grace
+    hooks = {"groups": groups,
+             "on_start": lambda process: _quietly(reply, "started", at=time.time()),
              "wait": _waiting(lambda: lease.state(run, message_id) == ALIVE,
-                              lambda: _quietly(reply, "alive"))}
+                              lambda: _quietly(reply, "alive"), grace)}
     spec_json = message["spec"]
     files = message.get("files")
     if files is None:
-        reply("finished", result=run_remote(spec_json, message["root"], **hooks))
-        return
+        return {"result": run_remote(spec_json, message["root"], **hooks)}
     staged = {path: base64.b64decode(data) for path, data in files.items()}
     values, made = run_staged(spec_json, staged, tempfile.gettempdir(), message["limit"],
                               **hooks)
-    reply("finished", result=values,
-          made={path: base64.b64encode(data).decode() for path, data in made.items()})
+    return {"result": values,
+            "made": {path: base64.b64encode(data).decode() for path, data in made.items()}}
 
 
 def _lease_holds(lease: Lease, run: str, message_id: str) -> bool:
@@ -83,35 +103,21 @@ def _lease_holds(lease: Lease, run: str, message_id: str) -> bool:
     return state == ALIVE
 
 
-def _quietly(reply, kind: str) -> None:
-    """A heartbeat that cannot be sent is not the job's failure: the coordinator, hearing
-    nothing, sends the job again once its lease (and so this job) has ended."""
+def _quietly(reply, kind: str, **values) -> None:
+    """A reply that cannot be sent is not the job's failure: the coordinator, hearing nothing,
+    sends the job again once its lease (and so this job) has ended."""
     try:
-        reply(kind)
+        reply(kind, **values)
     except Exception:  # noqa: BLE001 - the broker's many errors: all mean the same here
         pass
 
 
-def _waiting(holds: Callable[[], bool], beat: Callable[[], None]):
-    """run_job's `wait`: to the job's end, its timeout, or its lease's end; a heartbeat every
-    HEARTBEAT seconds meanwhile."""
+def _waiting(holds: Callable[[], bool], beat: Callable[[], None], grace: float):
+    """run_job's `wait`: to the job's end, its timeout, or its lease's end (then TERM, and KILL
+    after the run's `grace`); a heartbeat every HEARTBEAT seconds meanwhile."""
 
-    def wait(process, timeout: float | None, grace: float) -> tuple[int, bool]:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        next_beat = time.monotonic() + HEARTBEAT
-        with exit_watch(process) as exited:
-            while (code := exited(POLL)) is None:
-                now = time.monotonic()
-                if deadline is not None and now > deadline:
-                    end_group(process, grace)
-                    return process.wait(), True
-                if not holds():
-                    end_group(process, grace)
-                    return process.wait(), False
-                if now >= next_beat:
-                    beat()
-                    next_beat = now + HEARTBEAT
-        return code, False
+    def wait(process, timeout: float | None, _worker_grace: float) -> tuple[int, bool]:
+        return watch(process, timeout, grace, holds, POLL, beat, HEARTBEAT)
 
     return wait
 

@@ -29,7 +29,6 @@ from .groups import DEFAULT_GRACE, ProcessGroups
 
 TASK = "incrun.job"
 PROBE = "incrun.probe"  # is the project folder shared? (flower lists it apart from the jobs)
-CONNECT_TIMEOUT = 5.0  # seconds to reach the broker before saying it cannot be reached
 HELLO_TIMEOUT = 0.5  # seconds workers have to answer who they are (all of it is waited)
 REPLY_EXPIRES = 120_000  # ms: RabbitMQ deletes a reply queue unused this long (incrun killed)
 SETTINGS = {
@@ -40,11 +39,14 @@ SETTINGS = {
     # Task events for flower; not a "sent" event per job, a second publish in incrun's loop.
     "worker_send_task_events": True,
     "broker_connection_retry_on_startup": False, "broker_connection_max_retries": 3,
-    "broker_connection_timeout": CONNECT_TIMEOUT,
+    "broker_connection_timeout": broker_urls.CONNECT_TIMEOUT,
     # incrun finds a lost job itself, in seconds: Redis must not hand it out again after its
     # visibility timeout (an hour by default), when it may still run elsewhere.
     "broker_transport_options": {"visibility_timeout": 30 * 24 * 3600},
     "worker_hijack_root_logger": False,
+    # Broadcasts (the lease, the hello) go to incrun's workers only: a lab's other Celery
+    # workers on the same broker would log an unknown command at each one.
+    "control_exchange": "incrun",
 }
 
 
@@ -65,6 +67,9 @@ class WorkerState:
                             if value[1] > now - 3600}  # runs long over are forgotten
             self._ended = {key: value for key, value in self._ended.items()
                            if key in self._leases}
+            was = self._leases.get(run)
+            if was is not None and not was[0]:
+                alive = False  # ended stays ended: a late renewal must not revive it
             self._leases[run] = (alive, now + ttl)
             self._ended.setdefault(run, set()).update(ended)
 
@@ -127,7 +132,7 @@ def incrun_hello(state) -> dict:
 def _reached(connection):
     """The connection, made: tried once more at once if it fails, not in Celery's loop."""
     connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2,
-                                 interval_max=0.2, timeout=CONNECT_TIMEOUT)
+                                 interval_max=0.2, timeout=broker_urls.CONNECT_TIMEOUT)
     return connection
 
 
@@ -137,10 +142,7 @@ def check_broker(app: Celery, url: str) -> None:
         with app.connection_for_write() as connection:
             _reached(connection)
     except Exception as error:  # noqa: BLE001 - socket, AMQP and Redis errors alike
-        raise errors.ClusterError(f"cannot reach the broker at {broker_urls.masked(url)}: "
-                                  f"{broker_urls.said(error, url)}",
-                                  hint="check the URL, the user and password, and that the "
-                                       "broker runs") from None
+        raise broker_urls.unreachable(url, error) from None
 
 
 def serve(url: str, queue_name: str, concurrency: int, name: str | None = None) -> int:
@@ -173,8 +175,9 @@ class CeleryLink:
 
     engine = "celery"
 
-    def __init__(self, url: str, queue_name: str, run: str):
+    def __init__(self, url: str, queue_name: str, run: str, own_queue: str = ""):
         self.url, self.queue, self.run = url, queue_name, run
+        self._own_queue = own_queue  # the project's default queue
         self._listen = broker_urls.versioned(queue_name, __version__)
         self._app = make_app(url)
         self._reply = f"incrun.reply.{run}"
@@ -219,8 +222,7 @@ class CeleryLink:
                         continue
         except Exception as error:  # noqa: BLE001 - the broker went
             if not self._quit.is_set():
-                inbox.put(Lost(f"lost the broker at {broker_urls.masked(self.url)}: "
-                               f"{broker_urls.said(error, self.url)}"))
+                inbox.put(Lost(broker_urls.lost(self.url, error)))
 
     def listeners(self) -> list[Listener]:
         found = []
@@ -248,10 +250,13 @@ class CeleryLink:
             "run": self.run, "alive": alive, "ttl": LEASE_TTL, "ended": ended})
 
     def take_back(self, ids: list[str]) -> None:
-        """AMQP cannot take single messages back: the queue (the project's, of this version)
-        is emptied; a worker that holds one already drops it, as the lease tells it."""
+        """AMQP cannot take single messages back: a queue of this project's own (the default)
+        is emptied; a shared one (`queue`) is left to the workers, who drop these messages
+        unrun, as the ended ids tell them."""
+        if self.queue != self._own_queue:
+            return
         with self._app.connection_for_write() as connection:
-            kombu.Queue(self._listen, channel=connection.default_channel).purge()
+            kombu.Queue(self._listen, channel=_reached(connection).default_channel).purge()
 
     def close(self) -> None:
         self._quit.set()  # the reader sees it at its next wait (Redis' is a second): not waited

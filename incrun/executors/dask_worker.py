@@ -15,7 +15,7 @@ from distributed import WorkerPlugin
 
 from .. import __version__
 from .contract import JobSpec
-from .groups import DEFAULT_GRACE, ProcessGroups, end_group, exit_watch
+from .groups import DEFAULT_GRACE, ProcessGroups, watch
 from .remote import run_remote, run_staged
 
 POLL = 0.2  # seconds between a worker's looks at whether its job was cancelled
@@ -60,16 +60,7 @@ def run_on_worker(spec_json: str, files: dict[str, bytes] | None = None, *, root
         worker.log_event(topic, {"task": task, "at": time.time(), "name": name})
 
     def wait(process, timeout: float | None, grace: float) -> tuple[int, bool]:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with exit_watch(process) as exited:
-            while (code := exited(POLL)) is None:
-                if deadline is not None and time.monotonic() > deadline:
-                    end_group(process, grace)
-                    return process.wait(), True
-                if _cancelled(worker, key):
-                    end_group(process, grace)
-                    return process.wait(), False
-        return code, False
+        return watch(process, timeout, grace, lambda: not _cancelled(worker, key), POLL)
 
     hooks = {"groups": plugin.groups if plugin is not None else None, "on_start": started,
              "wait": wait}

@@ -63,6 +63,29 @@ def exit_watch(process):
             os.close(pidfd)
 
 
+
+def watch(process, timeout: float | None, grace: float, holds, every: float,
+          beat=None, beat_every: float = 0.0) -> tuple[int, bool]:
+    """A remote worker's wait for its job: to its end, its timeout, or until `holds()` says
+    it may not run on (its run stopped); then its group is ended, TERM and KILL after `grace`.
+    `beat()`, if given, is called every `beat_every` seconds meanwhile. The exit code, and
+    whether the job ran out of time."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    next_beat = time.monotonic() + beat_every
+    with exit_watch(process) as exited:
+        while (code := exited(every)) is None:
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                end_group(process, grace)
+                return process.wait(), True
+            if not holds():
+                end_group(process, grace)
+                return process.wait(), False
+            if beat is not None and now >= next_beat:
+                beat()
+                next_beat = now + beat_every
+    return code, False
+
 class ChildProcess:
     """A multiprocessing.Process as ProcessGroups sees a job: a pid that leads a group, and
     wait() as Popen has it."""

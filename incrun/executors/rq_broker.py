@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import redis
 from rq import Queue, SimpleWorker, get_current_job
@@ -33,9 +34,10 @@ from .contract import JobSpec, Lost
 from .groups import DEFAULT_GRACE, ProcessGroups
 
 FUNCTION = "incrun.executors.rq_broker.job"
-CONNECT_TIMEOUT = 5.0
 KEEP = 24 * 3600  # seconds a reply list or ended set outlives a run killed before its end
 FAILURE_TTL = 3600  # seconds RQ keeps a job its worker abandoned (incrun removes it at the end)
+RENEW_UNLESS_ENDED = ("if redis.call('GET', KEYS[1]) ~= 'ended' then "
+                      "return redis.call('SET', KEYS[1], 'alive', 'EX', ARGV[1]) end")
 PRESENT_EVERY = 5.0  # seconds between a worker's renewals of its presence key
 PRESENT_TTL = 15  # seconds a worker's presence key outlives its last renewal
 # A worker's job process groups, set once by `serve_one` in the worker's own process (a
@@ -55,33 +57,41 @@ def _presence(name: str) -> str:
     return f"incrun:worker:{name}"
 
 
-def connect(url: str) -> redis.Redis:
-    """A Redis client for an `rq+redis://` URL, checked: one line if it cannot be used."""
-    client = redis.Redis.from_url(broker_urls.redis_url(url),
-                                  socket_connect_timeout=CONNECT_TIMEOUT,
-                                  socket_keepalive=True, health_check_interval=30)
+def connect(url: str, wait: float = broker_urls.CONNECT_TIMEOUT) -> redis.Redis:
+    """A Redis client for an `rq+redis://` URL, checked: one line if it cannot be used. No
+    call waits longer than `wait` (a Redis cut off must not hold a job's watch forever); a
+    blocking read asks for more itself."""
     try:
+        client = redis.Redis.from_url(broker_urls.redis_url(url),
+                                      socket_connect_timeout=broker_urls.CONNECT_TIMEOUT,
+                                      socket_timeout=wait, socket_keepalive=True,
+                                      health_check_interval=30)
         client.ping()
     except Exception as error:  # noqa: BLE001 - refused, a bad password, not Redis at all
-        raise errors.ClusterError(f"cannot reach the broker at {broker_urls.masked(url)}: "
-                                  f"{broker_urls.said(error, url)}",
-                                  hint="check the URL, the password, and that Redis runs"
-                                  ) from None
+        raise broker_urls.unreachable(url, error) from None
     return client
 
 
 class RedisLease:
     """A run's lease as a worker reads it from Redis: set by the coordinator before it sends
-    anything, so a missing one means the run has ended."""
+    anything, so a missing one means the run has ended. A Redis that does not answer keeps
+    the lease as it was last read, until it would have lapsed."""
 
     def __init__(self, client: redis.Redis):
         self.client = client
+        self._holds_until = 0.0  # monotonic: the last lease read alive, plus its time to live
 
     def state(self, run: str, message_id: str) -> str:
         lease, ended, _ = _keys(run)
-        with self.client.pipeline() as pipe:
-            alive, superseded = pipe.get(lease).sismember(ended, message_id).execute()
-        return ALIVE if alive == b"alive" and not superseded else ENDED
+        try:
+            with self.client.pipeline() as pipe:
+                alive, superseded = pipe.get(lease).sismember(ended, message_id).execute()
+        except redis.RedisError:
+            return ALIVE if time.monotonic() < self._holds_until else ENDED
+        if alive == b"alive" and not superseded:
+            self._holds_until = time.monotonic() + LEASE_TTL
+            return ALIVE
+        return ENDED
 
 
 def job(name: str, message: dict) -> None:
@@ -113,8 +123,9 @@ def serve(url: str, queue_name: str, concurrency: int, name: str | None = None) 
     # The URL goes to the workers in their environment, never on a command line (`ps` shows
     # those to every user of the machine).
     env = {**os.environ, "INCRUN_WORKER_BROKER": url}
+    base = name or f"incrun-{os.getpid()}"
     workers = [subprocess.Popen([sys.executable, "-c", ONE_WORKER, queue_name,
-                                 f"{name or 'incrun'}-{index}@{host}"], env=env)
+                                 f"{base}-{index}@{host}"], env=env)
                for index in range(concurrency)]
 
     def forward(signum, frame) -> None:
@@ -128,8 +139,17 @@ def serve(url: str, queue_name: str, concurrency: int, name: str | None = None) 
     return max(codes, key=abs)
 
 
-ONE_WORKER = ("import os, sys; from incrun.executors.rq_broker import serve_one; "
-              "sys.exit(serve_one(os.environ.pop('INCRUN_WORKER_BROKER'), *sys.argv[1:]))")
+ONE_WORKER = ("import os, sys; from incrun.executors.rq_broker import serve_child; "
+              "sys.exit(serve_child(os.environ.pop('INCRUN_WORKER_BROKER'), *sys.argv[1:]))")
+
+
+def serve_child(url: str, queue_name: str, name: str) -> int:
+    """One of `incrun worker --rq -c N`'s workers: a mistake is one line, as in the parent."""
+    try:
+        return serve_one(url, queue_name, name)
+    except errors.IncrunError as error:
+        print(f"incrun worker {name}: {errors.one_line(error)}", file=sys.stderr)
+        return error.exit_code
 
 
 def serve_one(url: str, queue_name: str, name: str) -> int:
@@ -239,18 +259,19 @@ class RQLink:
         self._reader.start()
 
     def _read(self, inbox: queue.SimpleQueue) -> None:
-        client = connect(self.url)
+        client = None
         try:
+            client = connect(self.url)
             while not self._quit.is_set():
                 found = client.blpop([self._reply], timeout=0.5)
                 if found is not None:
                     inbox.put(json.loads(found[1]))
         except Exception as error:  # noqa: BLE001 - Redis went
             if not self._quit.is_set():
-                inbox.put(Lost(f"lost the broker at {broker_urls.masked(self.url)}: "
-                               f"{broker_urls.said(error, self.url)}"))
+                inbox.put(Lost(broker_urls.lost(self.url, error)))
         finally:
-            client.close()
+            if client is not None:
+                client.close()
 
     def listeners(self) -> list[Listener]:
         found = []
@@ -277,10 +298,10 @@ class RQLink:
 
     def renew(self, alive: bool, ended: list[str]) -> None:
         with self._client.pipeline() as pipe:
-            if alive:
-                pipe.set(self._lease, "alive", ex=int(LEASE_TTL))
+            if alive:  # unless ended already: a late renewal must not revive it
+                pipe.eval(RENEW_UNLESS_ENDED, 1, self._lease, int(LEASE_TTL))
             else:
-                pipe.delete(self._lease)
+                pipe.set(self._lease, "ended", ex=KEEP)
             if ended:
                 pipe.sadd(self._ended, *ended).expire(self._ended, KEEP)
             pipe.execute()

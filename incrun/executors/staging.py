@@ -42,6 +42,11 @@ def bring_back(root: Path, spec: JobSpec, result: JobResult,
     job leaves none of its outputs, not even those of an earlier run."""
     if not result.ok:
         remove_outputs(spec.outputs, root)
+    strangers = sorted(set(made) - {*spec.outputs, spec.log})
+    if strangers:  # only the job's own files come back, never one named by a message
+        remove_outputs(spec.outputs, root)
+        return replace(result, status=ERROR,
+                       detail=f"its worker sent back {strangers[0]}, not a file of the job's")
     try:
         for path, data in made.items():
             place = root / path

@@ -95,10 +95,13 @@ def run_job(spec: JobSpec, root: Path | str, clock=time.time,
                                        stderr=subprocess.STDOUT, start_new_session=True)
             if groups is not None:
                 groups.add(process)
-            if on_start is not None:
-                on_start(process)
             try:
+                if on_start is not None:
+                    on_start(process)
                 code, timed_out = wait(process, spec.timeout, grace)
+            except BaseException:  # its watcher failed (a worker stopped hard): it ends too
+                end_group(process, grace)
+                raise
             finally:
                 if groups is not None:
                     groups.discard(process)
