@@ -88,7 +88,8 @@ class _Sent:
     """A message on its way: its job, and what was heard of it."""
 
     spec: JobSpec
-    heard: float | None = None  # monotonic time a worker last said it runs; None: not started
+    heard: float | None = None  # monotonic time a worker last spoke of it; None: none has
+    started: bool = False  # its process runs (a worker may have taken it, and not started it)
     worker: str = ""
     losses: int = 0
 
@@ -252,7 +253,7 @@ class BrokerExecutor:
                 if time.monotonic() - looked > LOOK_AGAIN:
                     looked = time.monotonic()
                     listening = bool(self._look_for_workers())
-                    waiting = sum(sent.heard is None for sent in list(self._sent.values()))
+                    waiting = sum(not sent.started for sent in list(self._sent.values()))
                     if not listening and waiting and not told:
                         self._inbox.put(Note(f"no worker listens on queue {self._link.queue} "
                                              f"now: {counted(waiting, 'job')} wait for one",
@@ -347,16 +348,17 @@ class BrokerExecutor:
             return []  # superseded, stopped, or another run's: its result is not this run's
         kind, worker = reply.get("kind"), str(reply.get("worker", ""))
         if kind == "started":
-            sent.heard, sent.worker = time.monotonic(), worker
+            sent.heard, sent.worker, sent.started = time.monotonic(), worker, True
             return [Started(sent.spec.task, float(reply.get("at", time.time())), worker)]
-        if kind == "alive":
+        if kind in ("taken", "alive"):  # a worker holds it: silence from now on is a loss
             sent.heard = time.monotonic()
+            sent.worker = sent.worker or worker
             return []
         if kind == "finished":
             del self._sent[reply["id"]]
             return [Finished(self._result(sent.spec, reply))]
-        if kind == "dropped" and not self.stopped and (
-                sent.heard is None or time.monotonic() - sent.heard > self._lost_after):
+        if kind == "dropped" and not self.stopped and (  # it never ran: it goes again
+                not sent.started or time.monotonic() - sent.heard > self._lost_after):
             return self._again(reply["id"], sent, lost=False)
         return []
 
@@ -423,7 +425,7 @@ class BrokerExecutor:
         for spec in self._todo:
             self._inbox.put(Cancelled(spec.task))
         self._todo = []
-        queued = [message_id for message_id, sent in self._sent.items() if sent.heard is None]
+        queued = [message_id for message_id, sent in self._sent.items() if not sent.started]
         self._ended.extend(queued)
         if self._linked and queued and not self._gone:
             try:

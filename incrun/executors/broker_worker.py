@@ -1,8 +1,8 @@
 """The worker side of the broker executors (Celery, RQ): what a worker does with one message
 from the broker. It is installed incrun code and the message is JSON: a job spec, never code.
 The job runs in the project folder as the local workers run it, and the coordinator hears of it
-through JSON replies: started, alive every HEARTBEAT seconds, finished (each with the worker's
-incrun, Python and host), or dropped.
+through JSON replies: taken, started, alive every HEARTBEAT seconds, finished (each with the
+worker's incrun, Python and host), or dropped.
 
 A job runs only while its run's lease holds: a run that was stopped, or whose incrun is gone
 (killed even), has its running jobs ended and its queued ones dropped. A message the broker
@@ -63,6 +63,9 @@ def run_message(message: dict, post: Callable[[dict], None], lease: Lease, worke
     if redelivered:
         reply("dropped", why="delivered a second time: incrun sends it again itself")
         return
+    # From here on the coordinator hears of the job every few seconds: a worker that dies
+    # holding it, before its process starts, leaves a silence it notices, as mid-job.
+    _quietly(reply, "taken")
     if not _lease_holds(lease, run, message_id):
         reply("dropped", why="its run has ended")
         return
