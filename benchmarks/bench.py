@@ -1133,15 +1133,20 @@ def broker_versions() -> str:
 
 
 def celery_ready(url: str) -> Callable[[], int]:
-    """How many Celery workers on this broker answer a ping."""
+    """How many Celery workers on this broker answer a ping: plain Celery's on Celery's own
+    control exchange, incrun's on incrun's."""
     from celery import Celery
 
     def count() -> int:
-        app = Celery("bench-ping", broker=url, set_as_current=False)
-        try:
-            return len(app.control.ping(timeout=0.5) or [])
-        finally:
-            app.close()
+        answered = 0
+        for exchange in ("celery", "incrun"):
+            app = Celery("bench-ping", broker=url, set_as_current=False)
+            app.conf.control_exchange = exchange
+            try:
+                answered += len(app.control.ping(timeout=0.5) or [])
+            finally:
+                app.close()
+        return answered
 
     return count
 
