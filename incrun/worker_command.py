@@ -7,6 +7,7 @@ import os
 
 from . import broker_urls, config, errors
 from .commands_help import command_parser
+from .executors.broker import engine_module
 
 
 def worker(argv: list[str]) -> int:
@@ -21,13 +22,7 @@ def worker(argv: list[str]) -> int:
     if engine == "rq" and not broker_urls.redis_url(url).startswith(("redis", "unix")):
         raise errors.IncrunError(f"--rq needs a Redis broker, not {cluster}",
                                  exit_code=errors.USAGE, hint="rq+redis://HOST:6379/0")
-    try:
-        if engine == "celery":
-            from .executors.celery_broker import serve
-        else:
-            from .executors.rq_broker import serve
-    except ImportError:
-        raise errors.MissingExtra(engine, engine, "incrun worker") from None
+    serve = engine_module(engine, "incrun worker").serve
     if cluster.env:  # read: the jobs run here need not see it (one may print its env)
         os.environ.pop(cluster.env, None)
     os.chdir(root)  # what a job's relative paths start from, should a message not say

@@ -94,23 +94,30 @@ class _Sent:
     losses: int = 0
 
 
+ENGINE_LIBRARIES = ("celery", "kombu", "amqp", "billiard", "rq", "redis")
+
+
+def engine_module(kind: str, needed_for: str):
+    """The module of a broker engine, "celery" or "rq" (`celery_broker`, `rq_broker`); if
+    its library is not installed, one line naming the extra that brings it."""
+    try:
+        if kind == "celery":
+            from . import celery_broker as module
+        else:
+            from . import rq_broker as module
+    except ImportError as error:
+        if error.name is not None and error.name.split(".")[0] not in ENGINE_LIBRARIES:
+            raise
+        raise errors.MissingExtra(kind, kind, needed_for) from None
+    return module
+
+
 def make_link(cluster: Cluster, root: Path, queue_name: str | None, run: str) -> Link:
     own = broker_urls.default_queue(root)
-    queue_name = queue_name or own
-    try:
-        if cluster.kind == "celery":
-            from .celery_broker import CeleryLink
-
-            return CeleryLink(cluster.url, queue_name, run, own)
-        from .rq_broker import RQLink
-
-        return RQLink(cluster.url, queue_name, run)
-    except ImportError as error:
-        extra = cluster.kind
-        if error.name is not None and error.name.split(".")[0] not in (
-                "celery", "kombu", "rq", "redis", "amqp", "billiard"):
-            raise
-        raise errors.MissingExtra(extra, extra, f"--cluster {cluster}") from None
+    module = engine_module(cluster.kind, f"--cluster {cluster}")
+    if cluster.kind == "celery":
+        return module.CeleryLink(cluster.url, queue_name or own, run, own)
+    return module.RQLink(cluster.url, queue_name or own, run)
 
 
 class BrokerExecutor:
