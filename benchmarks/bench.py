@@ -49,12 +49,14 @@ def installed(name: str) -> list[str]:
     return [str(script)] if script.exists() else [PY, "-m", name]
 
 CASES = ("dispatch", "noop20k", "noop100k", "changed1", "display", "pipeline100k", "inprocess",
-         "longest", "dask", "broker")
+         "warm", "longest", "dask", "broker")
 # display runs before changed1: it then measures a tree that no tool but incrun last touched
 ORDER = ("dispatch", "noop20k", "noop100k", "display", "changed1", "pipeline100k", "inprocess",
-         "longest", "dask", "broker")
+         "warm", "longest", "dask", "broker")
 SIZES = {"dispatch": 2_000, "noop20k": 20_000, "noop100k": 100_000, "pipeline100k": 100_000,
-         "inprocess": 20_000, "dask": 10_000, "broker": 2_000}
+         "inprocess": 20_000, "warm": 2_000, "dask": 10_000, "broker": 2_000}
+WARM_IMPORT_MS = 150  # what the warm case's runner spends importing, numpy included
+WARM_WORK_MS = 20  # and then on its job
 DASK_SLEEPS = 64  # jobs of one second each, on 1 and on 4 Dask workers
 BROKER_SLEEPS = 32  # jobs of one second each, on 1 and on 4 `incrun worker` processes
 STAGES = {"pipeline100k": 2}  # the others: one rule, X.inp -> X.out
@@ -189,6 +191,40 @@ import sys
 import bench_jobs
 
 bench_jobs.work(sys.argv[1])
+"""
+
+# The warm case's runner: a real runner's shape, imports that cost WARM_IMPORT_MS (numpy, if
+# the Python has it, and a module doing work at import time, as packages that build tables or
+# compile patterns do), then ~WARM_WORK_MS of CPU on its input.
+HEAVY_MODEL = """\
+LOOPS = {loops}  # iterations of `x += i * i` in about 1 ms
+
+
+def spin(ms):
+    x = 0
+    for _ in range(ms):
+        for i in range(LOOPS):
+            x += i * i
+    return x
+
+
+TABLE = spin({import_ms})  # the work done at import
+
+
+def work(input_path):
+    spin({work_ms})
+    with open(input_path) as f:
+        data = f.read()
+    with open(input_path[:-4] + ".out", "w") as f:
+        f.write(data.upper())
+"""
+
+HEAVY_RUNNER = """\
+import sys
+
+{numpy}import heavy_model
+
+heavy_model.work(sys.argv[1])
 """
 
 # The broker case's plain Celery, as a user writes it without incrun: a task that runs the
@@ -411,6 +447,30 @@ def work_tree(tree: Path, n: int, loops: int, in_process: bool) -> None:
         (tree / "incrun.toml").write_text('command = "bench_jobs:work"\n')
     else:
         (tree / "runner.py").write_text(WORK_RUNNER)
+
+
+def heavy_tree(tree: Path, n: int, loops: int, import_ms: int, numpy: bool) -> None:
+    """n inputs whose runner imports for about WARM_IMPORT_MS, then works WARM_WORK_MS."""
+    make_tree(tree, n, prebuilt=False)
+    (tree / "heavy_model.py").write_text(HEAVY_MODEL.format(
+        loops=loops, import_ms=import_ms, work_ms=WARM_WORK_MS))
+    (tree / "runner.py").write_text(HEAVY_RUNNER.format(numpy="import numpy\n" if numpy else ""))
+
+
+def import_cost(module: str) -> float:
+    """Seconds a new Python spends importing `module` here (0 if it cannot): the median of
+    five starts with it, less five without."""
+    def start(code: str) -> float:
+        times = []
+        for _ in range(5):
+            began = time.perf_counter()
+            if subprocess.run([PY, "-c", code], capture_output=True).returncode != 0:
+                return float("nan")
+            times.append(time.perf_counter() - began)
+        return statistics.median(times)
+
+    cost = start(f"import {module}") - start("pass")
+    return cost if cost == cost else 0.0  # NaN: not installed
 
 
 def sleep_tree(tree: Path, n: int) -> None:
@@ -729,10 +789,12 @@ class Bench:
                          f"{ratio(incrun, row.wall)} |{self.flag(row)}")
         self.table(lines)
 
-    def one_job(self) -> float:
-        """Median wall time of one `python runner.py X.inp`, the job itself, in a copy."""
-        folder = self.work / "one-job"
-        make_tree(folder, 1, prebuilt=False)
+    def one_job(self, folder: Path | None = None) -> float:
+        """Median wall time of one `python runner.py X.inp`, the job itself, in a copy (or in
+        `folder`, its output removed before the timed runs)."""
+        if folder is None:
+            folder = self.work / "one-job"
+            make_tree(folder, 1, prebuilt=False)
         return statistics.median(
             measure([PY, "runner.py", input_name(0)], folder, self.env).wall for _ in range(5))
 
@@ -803,6 +865,52 @@ class Bench:
             lines.append(f"| {row.tool} | {fmt(row.wall)} | {row.spread()} | {fmt(row.cpu)} | "
                          f"{ratio(first, row.wall)} |{self.flag(row)}")
         self.table(lines)
+
+    def case_warm(self) -> None:
+        """Jobs of a runner with costly imports, started cold by every tool, and warm by
+        incrun --warm. The peers and incrun cold take minutes: measured once."""
+        n, j = self.size("warm"), self.jobs
+        loops = calibrate()
+        numpy_cost = import_cost("numpy")
+        import_ms = max(0, round(WARM_IMPORT_MS - 1000 * numpy_cost))
+        tree = self.work / "warm"
+        heavy_tree(tree, n, loops, import_ms, numpy_cost > 0)
+        one = self.one_job(tree)
+        remove_state(tree)
+        runs = [(f"incrun -n {j} --warm", self.incrun("--warm"), self.reps),
+                (f"incrun -n {j} (cold)", self.incrun(), 1),
+                (f"make -r -j {j}", self.make(), 1),
+                (f"GNU parallel -j {j}", self.parallel(tree), 1),
+                (f"doit -n {j}", self.doit(), 1)]
+        rows = {name: Row(name) for name, *_ in runs}
+        for rep in range(self.reps):
+            log(f"warm: {n} jobs, repetition {rep + 1}/{self.reps}")
+            for name, argv, reps in runs:
+                if rep < reps:
+                    remove_state(tree)
+                    self.timed(rows[name], argv, tree, check=lambda: check_built(tree, n))
+        remove_state(tree)
+        warm = rows[runs[0][0]].wall
+        what = (f"numpy ({1000 * numpy_cost:.0f} ms here) and " if numpy_cost else "") + \
+            f"a module working {import_ms} ms at import"
+        lines = [f"### warm: {n} jobs of a runner importing ~{WARM_IMPORT_MS} ms, then "
+                 f"~{WARM_WORK_MS} ms of work, at -j {j}", "",
+                 f"The runner imports {what}; one `python runner.py X.inp` takes "
+                 f"{1000 * one:.0f} ms here. The warm row is the median of {self.reps}, the "
+                 "others ran once (minutes each). Ratio: the tool's time ÷ incrun --warm's "
+                 "(above 1: --warm is faster).", "",
+                 "| tool | median s | min–max s | CPU s | ms/job | tool ÷ --warm |",
+                 "|---|---:|---:|---:|---:|---:|"]
+        for row in rows.values():
+            lines.append(f"| {row.tool} | {fmt(row.wall)} | {row.spread()} | {fmt(row.cpu)} | "
+                         f"{1000 * row.wall / n:.2f} | {ratio(row.wall, warm)} |"
+                         f"{self.flag(row)}")
+        self.table(lines)
+        for name in (f"make -r -j {j}", f"GNU parallel -j {j}", f"doit -n {j}"):
+            speedup = rows[name].wall / warm
+            self.target(f"warm {n}: {name} ÷ incrun --warm", "≥ 5", speedup, speedup >= 5)
+        cold = rows[runs[1][0]].wall / rows[f"make -r -j {j}"].wall
+        self.target(f"warm {n}: incrun cold ÷ make -j {j}", "≤ 1.05", cold, cold <= 1.05)
 
     def case_longest(self) -> None:
         """The makespan of a sweep with mixed durations, its long jobs last: in input order,

@@ -185,6 +185,10 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
                         help="try a failed or timed-out job up to N more times")
     parser.add_argument("--dry-run", action="store_true",
                         help="list the jobs that would run and why; run and change nothing")
+    parser.add_argument("--warm", action="store_true",
+                        help="start each `{python} SCRIPT` job from a worker that has "
+                             "imported what the script imports (a fork, not a new Python); "
+                             "as `warm = true` in every rule")
     parser.add_argument("--in-order", action="store_true",
                         help="start the jobs in input order (default: longest expected "
                              "first, from the last run of each)")

@@ -25,7 +25,7 @@ STATE_DIR = ".incrun"
 DEFAULT_INPUTS = ("*.inp",)
 DEFAULT_COMMAND = ("{python}", RUNNER, "{input}")
 DEFAULT_OUTPUTS = ("{stem}.out",)
-RULE_KEYS = ("inputs", "exclude", "command", "outputs", "deps", "timeout")
+RULE_KEYS = ("inputs", "exclude", "command", "outputs", "deps", "timeout", "warm")
 KNOWN_KEYS = (*RULE_KEYS, "jobs", "retries", "grace", "rules", "cluster", "env", "stage",
               "stage_limit", "dask", "slurm", "queue")
 # What a named rule (`[tool.incrun.rules.NAME]`) may set: a rule's keys, its own retries and
@@ -124,6 +124,7 @@ class RuleSpec:
     jobs: int | None = None  # at most this many of its jobs at once; None: as many as slots
     after: tuple[str, ...] = ()  # rules all of whose outputs are inputs too (dodo.py's
     # `Rule(inputs=sim)`)
+    warm: bool = False  # `{python} SCRIPT` jobs forked from a worker that imported its imports
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ class Config:
     single: bool = False  # -s: the named tasks without the tasks they depend on
     variables: tuple[tuple[str, str], ...] = ()  # NAME=value: doit's get_var for the dodo.py
     dry_run: bool = False  # `run --dry-run`: say what would run, and why; run nothing
+    warm: bool = False  # --warm: every rule's `{python} SCRIPT` jobs start warm
     junit: Path | None = None  # write JUnit XML there
     step_summary: Path | None = None  # append a markdown summary (GITHUB_STEP_SUMMARY)
     annotations: bool = False  # print `::error` workflow commands (in GitHub Actions)
@@ -353,10 +355,11 @@ def _rule_spec(table: dict, source: str, name: str, named: bool = True) -> RuleS
     if gather and "outputs" not in table:
         raise BadConfig(f"{source}: a gather rule names its outputs",
                         hint='for example outputs = ["summary.csv"]')
+    command = command_words(table.get("command"), source)
     return RuleSpec(
         inputs=_patterns(table, "inputs", source, DEFAULT_INPUTS),
         exclude=_patterns(table, "exclude", source, ()),
-        command=command_words(table.get("command"), source),
+        command=command,
         outputs=_patterns(table, "outputs", source, DEFAULT_OUTPUTS),
         deps=_patterns(table, "deps", source, ()),
         name=name,
@@ -364,7 +367,19 @@ def _rule_spec(table: dict, source: str, name: str, named: bool = True) -> RuleS
         retries=_count(table.get("retries"), "retries", source, minimum=0) if named else None,
         gather=gather,
         jobs=_count(table.get("jobs"), "jobs", source, minimum=1) if named else None,
+        warm=warm_rule(table.get("warm", False), command, source),
     )
+
+
+def warm_rule(value, command: tuple[str, ...], source: str) -> bool:
+    """`warm`: true only for a command `{python} SCRIPT ARGS…`, the one kind that can."""
+    if not isinstance(value, bool):
+        raise BadConfig(f"{source}: 'warm' must be true or false, not {value!r}")
+    if value and (len(command) < 2 or command[0] != "{python}" or command[1].startswith("-")):
+        raise BadConfig(f"{source}: 'warm' starts only a command {{python}} SCRIPT ARGS..., "
+                        f"not {' '.join(command)!r}",
+                        hint='for example command = "{python} runner.py {input}"')
+    return value
 
 
 def _patterns(table: dict, key: str, source: str, default: tuple[str, ...]) -> tuple[str, ...]:

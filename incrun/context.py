@@ -28,6 +28,7 @@ class RunContext:
     lost: str = ""  # why the executor can run nothing more (its cluster is gone)
     stage: bool = False  # jobs carry the files they read (--stage)
     job_env: tuple[tuple[str, str], ...] = ()  # `env`: variables every job is given
+    warm: bool = False  # --warm: `{python} SCRIPT` jobs start warm, whatever their rule says
     signatures: Signatures = field(default_factory=Signatures)
     up_to_date: UpToDate | None = None  # finds the jobs up to date before doit sees them
     started: float = 0.0  # when the run began, before any job was checked

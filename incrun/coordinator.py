@@ -313,7 +313,7 @@ class JobRunner(Runner):
                        timeout, attempt, meta["call"],
                        tuple(meta["inputs"]) if listed else (), meta.get("inputs_file"),
                        tuple(task.file_dep) if self.ctx.stage else (), self.ctx.job_env,
-                       tries=tries)
+                       tries=tries, warm=self.ctx.warm or meta.get("warm", False))
 
     def _finish(self, node, result: JobResult) -> bool:
         """Record a finished job; False if it was submitted again, to retry."""

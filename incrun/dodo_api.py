@@ -14,7 +14,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import DEFAULT_INPUTS, DEFAULT_OUTPUTS, RuleSpec, command_words, positive_seconds
+from .config import (
+    DEFAULT_INPUTS,
+    DEFAULT_OUTPUTS,
+    RuleSpec,
+    command_words,
+    positive_seconds,
+    warm_rule,
+)
 from .errors import BadConfig
 from .plan import Plan, build
 from .rules import Gather, Job, Sweep
@@ -59,7 +66,7 @@ class Rule:
     def __init__(self, inputs=None, command=None, outputs=None, deps=(), exclude=(),
                  name: str = "sweep", root: str | os.PathLike = ".",
                  timeout: float | None = None, retries: int | None = None,
-                 jobs: int | None = None, gather: bool = False):
+                 jobs: int | None = None, gather: bool = False, warm: bool = False):
         listed = _listed(inputs)
         self.upstream = [item for item in listed if isinstance(item, Rule)]
         patterns = _paths(item for item in listed if not isinstance(item, Rule))
@@ -75,6 +82,7 @@ class Rule:
             jobs=_count(jobs, "jobs", 1),
             gather=bool(gather),
             after=tuple(rule.spec.name for rule in self.upstream),
+            warm=warm_rule(warm, _command(command), f"Rule {name!r}"),
         )
         self.root = Path(root)
         # Where the rule was made (the dodo.py's globals): its sibling rules are found there.

@@ -238,7 +238,7 @@ def _run(config: Config) -> int:
             context = RunContext(store, executor, emit, config.fail_fast, config.always,
                                  config.retries, config.timeout, config.limit, started=started,
                                  stage=config.stage, job_env=_job_env(config.env),
-                                 own_tasks=config.in_flight)
+                                 own_tasks=config.in_flight, warm=config.warm)
             if not config.always:
                 context.up_to_date = UpToDate(store, context.signatures,
                                               keep_names=config.junit is not None,

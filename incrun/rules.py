@@ -58,6 +58,7 @@ class Job:
     own_deps: tuple[str, ...] = ()  # deps named after its wildcards: this job's alone
     wildcards: tuple[tuple[str, str], ...] = ()  # each named wildcard's value for its input
     limit: tuple[str, int] | None = None  # (its rule, how many of its jobs may run at once)
+    warm: bool = False  # its rule's `warm`: how it starts, not what it makes
 
     @functools.cached_property
     def values(self) -> dict[str, str]:
@@ -104,6 +105,8 @@ class Job:
             spec["deps"] = list(self.own_deps)
         if self.limit is not None:
             spec["limit"] = list(self.limit)
+        if self.warm:
+            spec["warm"] = True
         if self.gathered is not None:
             spec["inputs"] = list(self.gathered)
             if "{inputs_file}" in "".join(self.command):
@@ -294,7 +297,8 @@ class Sweep:
         wildcards = tuple(self.bindings[index].items()) if self.bindings is not None else ()
         return Job(self.task_name(rel), rel, self.command, self.outputs[index],
                    (rel, *own, *self.shared), self.spec.timeout, self.digest, self.spec.retries,
-                   own_deps=own, wildcards=wildcards, limit=_limit(self.spec))
+                   own_deps=own, wildcards=wildcards, limit=_limit(self.spec),
+                   warm=self.spec.warm)
 
     def jobs(self) -> list[Job]:
         return [self.job(index) for index in range(len(self.inputs))]
@@ -338,7 +342,8 @@ class Gather:
     def job(self, index: int = 0) -> Job:
         return Job(self.spec.name, "", self.command, self.outputs[0],
                    (*self.inputs, *self.shared), self.spec.timeout, self.digest,
-                   self.spec.retries, gathered=tuple(self.inputs), limit=_limit(self.spec))
+                   self.spec.retries, gathered=tuple(self.inputs), limit=_limit(self.spec),
+                   warm=self.spec.warm)
 
     def jobs(self) -> list[Job]:
         return [self.job()] if len(self) else []

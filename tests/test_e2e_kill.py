@@ -1,4 +1,6 @@
-"""End to end: kill -9, Ctrl-C, SIGTERM, timeouts, retries and the run lock, with real signals.
+"""End to end: kill -9, Ctrl-C, SIGTERM, timeouts, retries and the run lock, with real signals;
+each guarantee for jobs started cold (a new Python each) and warm (forked from a worker that
+imported what the script imports).
 
 Every process signalled here was started by the test itself (incrun in a session of its own).
 """
@@ -11,6 +13,7 @@ import shutil
 import signal
 import socket
 
+import pytest
 from conftest import alive, poll, processes_in, start
 
 from incrun.store import Store
@@ -20,6 +23,11 @@ from incrun.store import Store
 SLOW_WRITER = r'''
 import json, os, sys, time, uuid
 inp = sys.argv[1]
+
+def started_as():
+    with open("/proc/self/cmdline", "rb") as cmdline:
+        return cmdline.read().split(b"\0")[1].decode()
+
 with open(inp[:-4] + ".out", "w") as out:
     out.write("first half|")
     out.flush()
@@ -30,8 +38,8 @@ with open(inp[:-4] + ".out", "w") as out:
     out.write("second half\n")
 os.makedirs("records", exist_ok=True)
 name = os.path.join("records", uuid.uuid4().hex)
-with open(name + ".tmp", "w") as f:
-    json.dump({"input": inp}, f)
+with open(name + ".tmp", "w") as f:  # with how it started: its command line's second word
+    json.dump({"input": inp, "started": started_as()}, f)
 os.replace(name + ".tmp", name + ".json")  # a record is whole or absent, even after kill -9
 '''
 
@@ -59,6 +67,21 @@ open(inp[:-4] + ".out", "w").write("done\n")
 '''
 
 
+@pytest.fixture(params=["cold", "warm"])
+def mode(request, project) -> str:
+    """How the project's jobs start: cold, or warm (`warm = true`)."""
+    if request.param == "warm":
+        project.write("incrun.toml", "warm = true\n")
+    return request.param
+
+
+def started_as(pid: int) -> str:
+    """How a running job started: "cold" (a new Python) or "warm" (a fork of a worker)."""
+    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+        words = cmdline.read().split(b"\0")
+    return "warm" if b"incrun.executors.workers" in words[2] else "cold"
+
+
 def recorded_ok(project) -> set[str]:
     store = Store(project.root / ".incrun").open(writable=False)
     done = {name.split(":", 1)[1] for name in store.signatures()}  # a success has one
@@ -66,7 +89,7 @@ def recorded_ok(project) -> set[str]:
     return done
 
 
-def test_kill_9_mid_write_loses_only_the_running_jobs(project):
+def test_kill_9_mid_write_loses_only_the_running_jobs(project, mode):
     project.write("runner.py", SLOW_WRITER)
     names = [f"in{i:02d}.inp" for i in range(60)]
     project.inputs(*names)
@@ -80,6 +103,8 @@ def test_kill_9_mid_write_loses_only_the_running_jobs(project):
         poll(lambda: not processes_in(project.root), what="the guard to end the jobs")
         assert (project.root / victim.replace(".inp", ".out")).read_text() == "first half|"
         executed = {record["input"] for record in project.records()}
+        assert {record["started"] for record in project.records()} == \
+            {"runner.py" if mode == "cold" else "-c"}
         assert not executed & done, "a job recorded as done ran again"
         now_done = recorded_ok(project)
         assert victim not in now_done  # cut off mid-write: never counted as done
@@ -99,23 +124,27 @@ def test_kill_9_mid_write_loses_only_the_running_jobs(project):
                "first half|second half\n" for n in names)
 
 
-def hanging_pids(project, count: int) -> list[int]:
-    """Once `count` hanging jobs have started: the pids of each and of its grandchild."""
+def hanging_pids(project, count: int, mode: str | None = None) -> list[int]:
+    """Once `count` hanging jobs have started (each as `mode` says, if given): the pids of each
+    and of its grandchild."""
     folder = project.root / "pids"
     poll(lambda: folder.exists() and len(list(folder.glob("*"))) == count,
          what=f"{count} hanging jobs")
-    return [int(p) for f in folder.iterdir() for p in f.read_text().split()[:2]]
+    pids = [[int(p) for p in f.read_text().split()[:2]] for f in folder.iterdir()]
+    if mode is not None:
+        assert {started_as(job) for job, _ in pids} == {mode}
+    return [pid for pair in pids for pid in pair]
 
 
-def start_hanging_jobs(project, *args, env=None):
+def start_hanging_jobs(project, mode, *args, env=None):
     project.write("runner.py", HANGER)
     project.inputs("fast1.inp", "fast2.inp", "slow1.inp", "slow2.inp")
     run = start(project, "-n", "2", *args, env=env)
-    return run, hanging_pids(project, 2)
+    return run, hanging_pids(project, 2, mode)
 
 
-def test_ctrl_c_stops_cleanly_and_leaves_nothing_behind(project):
-    run, pids = start_hanging_jobs(project)
+def test_ctrl_c_stops_cleanly_and_leaves_nothing_behind(project, mode):
+    run, pids = start_hanging_jobs(project, mode)
     os.kill(run.pid, signal.SIGINT)
     out, err = run.communicate(timeout=30)
     assert run.returncode == 130
@@ -139,10 +168,10 @@ def job_states(project) -> dict[str, tuple[str, str]]:
 QUEUED = ["a-slow.inp", "b-fast.inp", "c-fast.inp", "d-fast.inp"]  # at -n 1: one runs, 3 wait
 
 
-def stop_with_three_queued(project, *args: str) -> str:
+def stop_with_three_queued(project, mode, *args: str) -> str:
     """Ctrl-C while the first of four jobs hangs at -n 1 and the other three wait."""
     run = start(project, "-n", "1", "--in-order", *args)
-    hanging_pids(project, 1)
+    hanging_pids(project, 1, mode)
     os.kill(run.pid, signal.SIGINT)
     out, err = run.communicate(timeout=30)
     assert run.returncode == 130, out + err
@@ -150,10 +179,10 @@ def stop_with_three_queued(project, *args: str) -> str:
     return out
 
 
-def test_ctrl_c_with_jobs_queued_leaves_their_state_as_it_was(project):
+def test_ctrl_c_with_jobs_queued_leaves_their_state_as_it_was(project, mode):
     project.write("runner.py", HANGER)
     project.inputs(*QUEUED)
-    stop_with_three_queued(project)
+    stop_with_three_queued(project, mode)
     assert recorded_ok(project) == set()
     assert job_states(project) == {"a-slow.inp": ("stale", "interrupted"),
                                    "b-fast.inp": ("stale", "never-run"),
@@ -161,14 +190,14 @@ def test_ctrl_c_with_jobs_queued_leaves_their_state_as_it_was(project):
                                    "d-fast.inp": ("stale", "never-run")}
 
 
-def test_ctrl_c_of_a_forced_run_keeps_the_queued_jobs_up_to_date(project):
+def test_ctrl_c_of_a_forced_run_keeps_the_queued_jobs_up_to_date(project, mode):
     project.write("runner.py", HANGER)
     project.inputs(*QUEUED)
     (project.root / "release").write_text("")
     assert project.run("-n", "1").returncode == 0
     (project.root / "release").unlink()
     shutil.rmtree(project.root / "pids")
-    stop_with_three_queued(project, "-B")
+    stop_with_three_queued(project, mode, "-B")
     # The three that never started keep their record of success, signature and all.
     assert recorded_ok(project) == {"b-fast.inp", "c-fast.inp", "d-fast.inp"}
     assert job_states(project) == {"a-slow.inp": ("stale", "interrupted"),
@@ -204,8 +233,8 @@ def test_kill_9_ends_the_jobs_it_ran_from_its_own_threads(project):
     assert recorded_ok(project) == {"slow1.inp", "slow2.inp"}
 
 
-def test_sigterm_stops_cleanly_with_its_own_exit_code(project):
-    run, pids = start_hanging_jobs(project)
+def test_sigterm_stops_cleanly_with_its_own_exit_code(project, mode):
+    run, pids = start_hanging_jobs(project, mode)
     os.kill(run.pid, signal.SIGTERM)
     out, err = run.communicate(timeout=30)
     assert run.returncode == 143
@@ -214,8 +243,8 @@ def test_sigterm_stops_cleanly_with_its_own_exit_code(project):
     assert recorded_ok(project) == {"fast1.inp", "fast2.inp"}
 
 
-def test_a_second_ctrl_c_kills_at_once(project):
-    run, pids = start_hanging_jobs(project, "--grace", "600", env={"IGNORE_TERM": "1"})
+def test_a_second_ctrl_c_kills_at_once(project, mode):
+    run, pids = start_hanging_jobs(project, mode, "--grace", "600", env={"IGNORE_TERM": "1"})
     os.kill(run.pid, signal.SIGINT)  # jobs ignore the TERM that follows: a grace period starts
     poll(lambda: len(list(project.root.glob("*.got-term"))) == 2,
          what="the first signal handled")
@@ -227,7 +256,7 @@ def test_a_second_ctrl_c_kills_at_once(project):
     assert recorded_ok(project) == {"fast1.inp", "fast2.inp"}
 
 
-def test_timeout_kills_the_whole_tree_and_is_recorded(project):
+def test_timeout_kills_the_whole_tree_and_is_recorded(project, mode):
     project.write("runner.py", HANGER)
     project.inputs("slow1.inp", "fast1.inp")
     result = project.run("--timeout", "1")
@@ -239,15 +268,16 @@ def test_timeout_kills_the_whole_tree_and_is_recorded(project):
     assert "timed out" in project.run("status").stdout
 
 
-def test_timeout_from_config_and_from_a_dodo_rule(project):
+def test_timeout_from_config_and_from_a_dodo_rule(project, mode):
     project.write("runner.py", HANGER)
     project.inputs("slow1.inp")
-    project.write("incrun.toml", "timeout = 0.5\n")
+    warm = mode == "warm"
+    project.write("incrun.toml", f"timeout = 0.5\nwarm = {str(warm).lower()}\n")
     for setting, task in (("incrun.toml", "sweep:slow1.inp"), ("dodo.py", "sim:slow1.inp")):
         if setting == "dodo.py":
             (project.root / "incrun.toml").unlink()
-            project.write("dodo.py", "from incrun import Rule\n"
-                          "def task_sim():\n    yield from Rule(timeout=0.5).tasks()\n")
+            project.write("dodo.py", "from incrun import Rule\ndef task_sim():\n"
+                          f"    yield from Rule(timeout=0.5, warm={warm}).tasks()\n")
         result = project.run()
         assert result.returncode == 1, result.stdout
         assert f"FAILED {task} (timed out after 0.5s)" in result.stdout
@@ -271,7 +301,7 @@ open(inp[:-4] + ".out", "w").write("ok\n")
 '''
 
 
-def test_retries_turn_a_flaky_job_green_and_record_the_attempts(project):
+def test_retries_turn_a_flaky_job_green_and_record_the_attempts(project, mode):
     project.write("runner.py", FLAKY)
     project.inputs("a.inp")
     result = project.run("--retries", "2")
@@ -283,14 +313,14 @@ def test_retries_turn_a_flaky_job_green_and_record_the_attempts(project):
     store.close()
 
 
-def test_without_retries_a_flaky_job_fails(project):
+def test_without_retries_a_flaky_job_fails(project, mode):
     project.write("runner.py", FLAKY)
     project.inputs("a.inp")
     assert project.run().returncode == 1
 
 
 def test_one_run_per_directory_and_no_manual_unlock(project):
-    run, pids = start_hanging_jobs(project)
+    run, pids = start_hanging_jobs(project, None)
     second = project.run()
     assert second.returncode == 10
     assert f"pid {run.pid} on {socket.gethostname()}" in second.stderr

@@ -35,6 +35,7 @@ class JobSpec:
     tries: int = 1  # attempts it may have at most: 1 + its retries
     version: str = __version__  # of the incrun that made the spec: a worker's must match
     python: str = PYTHON  # "3.11": a worker running a call must have the same
+    warm: bool = False  # `{python} SCRIPT …` forked from a worker that imported what it imports
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -15,11 +15,11 @@ from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from ..events import ERROR, FAILED, TIMEOUT, JobResult
-from .contract import Cancelled, Finished, JobSpec, Message, Started, take_messages
+from ..events import ERROR, FAILED, TIMEOUT, JobResult, rule_of
+from .contract import Cancelled, Finished, JobSpec, Message, Note, Started, take_messages
 from .groups import DEFAULT_GRACE, GroupLeader, ProcessGroups, end_group, kill_group
 from .jobfiles import Lookups, Scratch, job_result
-from .workers import BOOT, FINISHED, STARTED, run_job
+from .workers import BOOT, COLD, FINISHED, STARTED, run_job
 
 # The folder holding the incrun package, so a worker imports this very incrun.
 _HOME = str(Path(__file__).resolve().parent.parent.parent)
@@ -104,6 +104,8 @@ class WorkerHandle:
                 self._started(name, *value)
             elif kind == FINISHED:
                 self._finished(name, value)
+            elif kind == COLD:
+                self.executor.say_once(f"{rule_of(name)}: its jobs start cold: {value}")
 
     def _started(self, name: str, at: float, pid: int) -> None:
         self.running = (name, at, pid)
@@ -135,10 +137,11 @@ class WorkerHandle:
                 self._fail_running(code, process.pid)
             queued, self.outstanding = list(self.outstanding.items()), {}
             self._timed_out = False
+            heard = self._heard  # of the process that ended (a new one starts unheard)
             for name, spec in queued:
                 if self.executor.stopped:
                     self.executor.tell(Cancelled(name))
-                elif not self._heard:  # it could not even start: another would fail the same
+                elif not heard:  # it could not even start: another would fail the same
                     self.executor.tell(Finished(JobResult(
                         name, ERROR, time.time(), time.time(),
                         detail=f"the worker process could not start (exit code {code})")))
@@ -204,6 +207,8 @@ class LocalExecutor:
         # Another executor may pass on its hand-written tasks, and hear of them on its queue.
         self._messages = messages if messages is not None else queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._said: set[str] = set()
+        self._said_lock = threading.Lock()
 
     @property
     def ahead(self) -> int:
@@ -213,6 +218,14 @@ class LocalExecutor:
     def tell(self, message: Message) -> None:
         """A message for the coordinator (from any thread)."""
         self._messages.put(message)
+
+    def say_once(self, text: str) -> None:
+        """A warning the coordinator shows once, however many workers find it."""
+        with self._said_lock:
+            if text in self._said:
+                return
+            self._said.add(text)
+        self.tell(Note(text, warning=True))
 
     def warm_up(self, jobs: int, calls: bool = False) -> None:
         """No more commands than slots run from threads here: a worker process costs a Python
@@ -225,7 +238,7 @@ class LocalExecutor:
 
     def submit(self, spec: JobSpec) -> None:
         """Send a job spec to the least busy worker process; it starts when that one is free."""
-        if self._direct and not spec.call:
+        if self._direct and not spec.call and not spec.warm:
             self._queue(spec.task, self._run_here, spec)
             return
         min(self._handles, key=lambda handle: handle.load).send(spec)

@@ -30,9 +30,12 @@ from ..events import ERROR, FAILED, OK, TIMEOUT, JobResult
 from .contract import JobSpec
 from .groups import DEFAULT_GRACE, ProcessGroups, end_group
 from .jobfiles import Lookups, Scratch, job_result, open_log, prepare
+from .warm import WarmStarts, script_of
 
 STARTED = "started"  # value: (when, pid of the process leading the job's group)
 FINISHED = "finished"  # value: the JobResult
+COLD = "cold"  # value: why a script asked to start warm starts cold (said once per script)
+RESTART = "restart"  # value: the file that changed; the worker exits, its jobs go to a new one
 
 # How incrun starts a worker: this very incrun package, whatever sys.path the interpreter has.
 # Not the working folder (`-c` puts it first): every import would list the project's folder,
@@ -76,10 +79,11 @@ def run_job(spec: JobSpec, root: Path | str, clock=time.time,
             groups: ProcessGroups | None = None, lookups: Lookups | None = None,
             scratch: Scratch | None = None,
             on_start: Callable[[subprocess.Popen], None] | None = None,
-            wait=_wait) -> JobResult:
+            wait=_wait, start=None) -> JobResult:
     """Run one job spec as a subprocess, to the end; a failure is a value, never an exception.
 
-    `on_start` hears of the process once it runs; `wait(process, timeout, grace)` waits for it.
+    `on_start` hears of the process once it runs; `wait(process, timeout, grace)` waits for it;
+    `start(argv, cwd, env, output)`, if given, starts it (a warm start), else a new program.
     """
     started = clock()
     lookups = lookups or Lookups()
@@ -88,11 +92,14 @@ def run_job(spec: JobSpec, root: Path | str, clock=time.time,
     argv = spec.argv
     grace = groups.grace if groups is not None else DEFAULT_GRACE
     try:
+        env = {**os.environ, **dict(spec.env)} if spec.env else None
         with _output_file(log_file, scratch, spec) as output:
-            process = subprocess.Popen(argv, executable=lookups.program(argv[0]), cwd=root,
-                                       env={**os.environ, **dict(spec.env)} if spec.env else None,
-                                       stdin=subprocess.DEVNULL, stdout=output,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+            if start is not None:
+                process = start(argv, str(root), env, output)
+            else:
+                process = subprocess.Popen(argv, executable=lookups.program(argv[0]), cwd=root,
+                                           env=env, stdin=subprocess.DEVNULL, stdout=output,
+                                           stderr=subprocess.STDOUT, start_new_session=True)
             if groups is not None:
                 groups.add(process)
             try:
@@ -157,6 +164,10 @@ class _IncrunGone(Exception):
     """The socket to incrun closed: it exited or was killed."""
 
 
+class _Restart(Exception):
+    """A file the warm imports came from changed: a fresh worker must take over."""
+
+
 class Worker:
     """The worker process's loop: jobs in, messages out."""
 
@@ -167,6 +178,8 @@ class Worker:
         self.scratch = Scratch(logs) if logs is not None else None
         self.lookups = Lookups()
         self.functions: dict[str, object] = {}
+        self.warm = WarmStarts(root, sys.path[1:])  # sys.path[0] is incrun's own (see BOOT)
+        self.told_cold: set[str] = set()  # scripts whose jobs start cold, that incrun heard of
         self.pending: deque = deque()  # jobs received while one ran
         self.running: subprocess.Popen | None = None
         # A child's exit and a message from incrun both wake the wait for a running job.
@@ -189,6 +202,8 @@ class Worker:
                 self.connection.send((FINISHED, spec.task, result))
         except _IncrunGone:
             pass
+        except _Restart as changed:
+            self.connection.send((RESTART, "", str(changed)))
         finally:
             if self.scratch is not None:
                 self.scratch.close()
@@ -207,10 +222,27 @@ class Worker:
             self.connection.send((STARTED, spec.task, (time.time(), process.pid)))
 
         try:
-            return run_job(spec, self.root, lookups=self.lookups,
-                           scratch=self.scratch, on_start=started, wait=self._wait)
+            return run_job(spec, self.root, lookups=self.lookups, scratch=self.scratch,
+                           on_start=started, wait=self._wait, start=self._warm_start(spec))
         finally:
             self.running = None
+
+    def _warm_start(self, spec: JobSpec):
+        """How a job asked to start warm starts: forked from this worker once it has imported
+        what the script imports; None (a new program) if its script cannot, said once."""
+        script = script_of(spec.argv) if spec.warm else None
+        if script is None:
+            return None
+        changed = self.warm.changed()
+        if changed is not None:
+            raise _Restart(changed)
+        why = self.warm.prepare(script)
+        if why is None:
+            return self.warm.fork
+        if script not in self.told_cold:
+            self.told_cold.add(script)
+            self.connection.send((COLD, spec.task, why))
+        return None
 
     def _call(self, spec: JobSpec) -> JobResult:
         started = time.time()
