@@ -34,6 +34,10 @@ class RunContext:
     started: float = 0.0  # when the run began, before any job was checked
     expected: object = None  # schedule.Expected: the stale jobs' last known durations
     own_tasks: int | None = None  # a dodo.py's tasks at once, when -n or `jobs` says
+    idle: bool = False  # the coordinator waits for the executor, its store between changes
+    launched: int = 0  # jobs started so far (retries not counted), for --limit
+    halted: bool = False  # --fail-fast after a failure: nothing more starts
+    announced: bool = False  # RunStarted was emitted
 
     def __post_init__(self):
         self.started = self.started or self.clock()
@@ -45,6 +49,7 @@ class RunContext:
         clean = self.up_to_date.by_rule if self.up_to_date else {}
         rules = Counter(rule_of(name) for name in for_doit)
         rules.update(clean)
+        self.announced = True
         durations = dict(self.expected.durations) if self.expected is not None else {}
         self.emit(RunStarted(len(for_doit) + sum(clean.values()), self.executor.slots,
                              self.started, len(for_doit), durations, dict(rules), growing))
@@ -52,6 +57,18 @@ class RunContext:
         for rule, count in clean.items():
             of_rule = tuple(name for name in names if rule_of(name) == rule) if names else ()
             self.emit(JobSkipped("", UP_TO_DATE, count=count, names=of_rule, rule=rule))
+
+    @property
+    def limit_reached(self) -> bool:
+        """--limit K: K jobs have started; the others wait for a later run."""
+        return self.limit is not None and self.launched >= self.limit
+
+    @property
+    def ending(self) -> bool:
+        """Nothing more may start: stopped by a signal, the cluster lost, a failure under
+        --fail-fast, or --limit reached."""
+        return self.interrupted is not None or bool(self.lost) or self.halted \
+            or self.limit_reached
 
     def lose(self, reason: str) -> None:
         """The executor's cluster is gone: launch nothing more; the run ends with `reason`."""

@@ -43,6 +43,8 @@ from .rules import META_KEY
 from .words import counted
 
 NEEDS_SHOWN = 3  # failed jobs named in why a job is not run
+MARK_AHEAD = 64  # jobs marked running in one commit, beyond those the executor takes now
+COMMIT_EVERY = 0.05  # seconds an ended job's record may wait for the next commit, at most
 
 
 def _mtime(path: str, follow: bool = True) -> float | None:
@@ -117,7 +119,6 @@ class JobRunner(Runner):
         self.own_tasks = own_tasks  # a dodo.py's own tasks at once
         self._showing: set[str] = set()  # the tasks whose output is shown as they end
         self._attempts: dict[str, int] = {}
-        self._started = 0  # jobs started (retries not counted)
         self._blocked_by: dict[str, tuple[str, ...]] = {}  # not run: the failed jobs it needs
 
     # -- selection -----------------------------------------------------------
@@ -127,7 +128,8 @@ class JobRunner(Runner):
         selected = selected_tasks(tasks, task_dispatcher.selected_tasks, with_groups=True)
         chosen = {task.name for task in selected if task.actions}
         growing = any(task.loader and not task.actions for task in selected)  # create_after
-        self.ctx.start([name for name in tasks if name in chosen], growing)  # in order defined
+        if not self.ctx.announced:  # the engine announces a run it hands over in parts
+            self.ctx.start([name for name in tasks if name in chosen], growing)  # in order
         return super().run_all(task_dispatcher)
 
     def select_task(self, node, tasks_dict):
@@ -202,24 +204,29 @@ class JobRunner(Runner):
     def run_tasks(self, task_dispatcher):
         """Keep the executor supplied with selected jobs (one queued for each worker, besides
         those running, so a worker starts its next job at once) and feed each result back to
-        doit. One commit per turn of the loop records what ended and marks what is about to
-        start, before it can start."""
+        doit.
+
+        Commits come in groups: jobs are marked running a batch ahead (MARK_AHEAD), in one
+        commit, before any of them starts; what ended is committed with the next batch or
+        within COMMIT_EVERY seconds. A job killed before its success was committed is still
+        marked running: it runs again, and what it left is never adopted."""
         generator, tasks = task_dispatcher.generator, task_dispatcher.tasks
         inflight: dict[str, object] = {}  # by task name: submitted, running or queued
+        ready: deque = deque()  # marked running (committed), not yet submitted
         ended: list = []  # nodes to hand back to doit
         limits = RuleLimits(self.own_tasks)
         released: list = []  # jobs that waited for their rule's limit, now free to start
         exhausted = False
+        committed = self.ctx.clock()
         while True:
-            chosen = []
-            for node in released:
-                if self._stopping() or self.limit_reached:
-                    limits.release(node, successor=False)
-                elif self._mark_started(node):
-                    chosen.append(node)
+            if ready and self._stopping():
+                self._unmark(ready, limits)
+            marked = self._mark_released(released, ready, limits)
             released = []
-            while not exhausted and not self._stopping() and not self.limit_reached and (
-                    ended or len(inflight) + len(chosen) < self._capacity()):
+            capacity = self._capacity()
+            refill = len(inflight) + len(ready) < capacity
+            while not exhausted and not self._stopping() and not self.ctx.limit_reached and (
+                    ended or (refill and len(inflight) + len(ready) < capacity + MARK_AHEAD)):
                 try:
                     node = generator.send(ended.pop() if ended else None)
                 except StopIteration:
@@ -234,18 +241,25 @@ class JobRunner(Runner):
                 elif not limits.admit(node):
                     continue  # waits for a job of its rule to end
                 elif self._mark_started(node):
-                    chosen.append(node)
+                    ready.append(node)
+                    marked = True
                 else:
                     ended.append(node)
-            self.store.commit()
-            for node in chosen:
+            now = self.ctx.clock()
+            if marked or self._stopping() or now - committed >= COMMIT_EVERY:
+                self.store.commit()
+                committed = now
+            while ready and len(inflight) < capacity:
+                node = ready.popleft()
                 inflight[node.task.name] = node
                 self._submit(node.task)
             if not inflight:
-                if ended and not exhausted and not self._stopping() and not self.limit_reached:
+                if ended and not exhausted and not self._stopping() and not self.ctx.limit_reached:
                     continue
                 break
-            for message in self.ctx.executor.messages():
+            wait = None if not self.store.uncommitted else \
+                max(0.0, committed + COMMIT_EVERY - self.ctx.clock())
+            for message in self._messages(wait):
                 if isinstance(message, Started):
                     title = _title(inflight[message.task].task)
                     self.ctx.emit(JobStarted(message.task, message.at, message.worker, title))
@@ -262,7 +276,36 @@ class JobRunner(Runner):
                     successor = limits.release(node, successor=not self._stopping())
                     if successor is not None:
                         released.append(successor)
+        self._unmark(ready, limits)
         self.store.commit()
+
+    def _messages(self, wait: float | None) -> list:
+        """The executor's next messages; meanwhile the store is idle, and a second Ctrl-C may
+        commit what waits before it ends incrun (see engine._signals_stop)."""
+        self.ctx.idle = True
+        try:
+            return self.ctx.executor.messages(wait)
+        finally:
+            self.ctx.idle = False
+
+    def _mark_released(self, released: list, ready: deque, limits: RuleLimits) -> bool:
+        """Jobs that waited for their rule's limit: marked running, ready to submit (or let go
+        if the run stops or reached --limit). Whether any was marked."""
+        marked = False
+        for node in released:
+            if self._stopping() or self.ctx.limit_reached:
+                limits.release(node, successor=False)
+            elif self._mark_started(node):
+                ready.append(node)
+                marked = True
+        return marked
+
+    def _unmark(self, ready: deque, limits: RuleLimits) -> None:
+        """Jobs marked running that will not start now (the run stops): as they were."""
+        for node in ready:
+            limits.release(node, successor=False)
+        self.store.jobs_not_started([node.task.name for node in ready])
+        ready.clear()
 
     def _capacity(self) -> int:
         """Jobs submitted at once: those running and as many ready to start as the executor
@@ -271,11 +314,6 @@ class JobRunner(Runner):
         job, to start."""
         executor = self.ctx.executor
         return max(executor.slots + (0 if self.ctx.fail_fast else executor.ahead), 1)
-
-    @property
-    def limit_reached(self) -> bool:
-        """--limit K: K jobs have started; the others wait for a later run."""
-        return self.ctx.limit is not None and self._started >= self.ctx.limit
 
     def _stopping(self) -> bool:
         return self._stop_running or self.ctx.interrupted is not None or self.ctx.lost
@@ -290,7 +328,7 @@ class JobRunner(Runner):
             node.run_status = "successful"
             return False
         self.store.job_started(task.name, self.ctx.clock())
-        self._started += 1
+        self.ctx.launched += 1
         return True
 
     def _submit(self, task) -> None:
@@ -426,7 +464,7 @@ class JobRunner(Runner):
         else:
             self.final_result = DOIT_ERROR
         if not self.continue_:
-            self._stop_running = True
+            self._stop_running = self.ctx.halted = True
             self.ctx.executor.hold()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from .executors import make_executor
 from .plan import Plan, build
 from .schedule import Expected
 from .store import Store
-from .uptodate import UpToDate
+from .uptodate import Signatures, UpToDate
 from .words import counted
 
 
@@ -190,11 +191,28 @@ def _states(config: Config, answer: str, **options):
     store = Store(config.state_dir).open(writable=False)
     try:
         _warn(store)
+        if answer == "states" and not config.always and _plain_rules(config):
+            return _states_by_signature(config, store)
         return _invoke(replace(config, command="status"), store, store=store,
                        forced=config.always, answer=answer, explain_deps=config.explain_deps,
                        list_all=config.list_all, list_private=config.list_private, **options)
     finally:
         store.close()
+
+
+def _states_by_signature(config: Config, store: Store) -> list:
+    """`status` and `--dry-run` of a project of rules alone, as a no-op run decides: the jobs
+    whose signature is recorded are up to date, one stat per file; doit looks at the others."""
+    from . import status
+
+    plan = build(config.rules, config.root, config.shard, check_files=False)
+    clean = UpToDate(store, Signatures(), keep_names=True, cores=config.jobs)
+    pending = plan.pending(clean)
+    others = []
+    if any(jobs for _, jobs in pending):
+        others = _invoke(replace(config, command="status"), store, clean, pending, store=store,
+                         answer="states")
+    return status.with_up_to_date(clean.names, others, store.ignored() if clean.names else set())
 
 
 def project_files(config: Config):
@@ -210,6 +228,10 @@ def _graph(config: Config) -> int:
     found = _states(config, "job-graph" if config.graph_jobs else "rule-graph")
     print(graph.to_mermaid(found) if config.graph_format == "mermaid" else graph.to_dot(found))
     return errors.OK
+
+
+# Jobs doit holds at once, at least, in a run of rules that do not feed each other.
+PART_JOBS = 10_000
 
 
 def _run(config: Config) -> int:
@@ -252,13 +274,14 @@ def _run(config: Config) -> int:
                 with _signals_stop(context, display):
                     if jobs:  # workers start while doit loads
                         executor.warm_up(len(jobs), calls=plan.calls)
-                        store.prefetch([job.task for job in jobs])
                     if jobs == []:
                         context.start([])  # every job is up to date: doit has nothing to do
                         doit_code = 0
-                    else:
-                        doit_code = _invoke(config, store, context.up_to_date, pending,
+                    elif pending is None:
+                        doit_code = _invoke(config, store, context.up_to_date, None,
                                             order=context.expected, context=context)
+                    else:
+                        doit_code = _run_parts(config, store, context, plan, pending)
             except BaseException:
                 executor.close(kill=True)
                 raise
@@ -287,15 +310,39 @@ def _run(config: Config) -> int:
     return errors.OK if doit_code == 0 and summary.ok else errors.JOBS_FAILED
 
 
+def _run_parts(config: Config, store: Store, context: RunContext, plan: Plan,
+               pending: list) -> int:
+    """doit's run of the plan's stale jobs, a part at a time where no job of one part needs
+    another's (Plan.parts): doit holds one part's tasks, not a million, and the run stops
+    between two parts as soon as it must."""
+    parts = plan.parts(pending, max(PART_JOBS, 50 * config.jobs))
+    if len(parts) > 1:
+        context.start([job.task for _, jobs in pending for job in jobs])
+    code = 0
+    for part in parts:
+        if context.ending:
+            break
+        store.prefetch([job.task for _, jobs in part for job in jobs])
+        code = _invoke(config, store, context.up_to_date, part, order=context.expected,
+                       context=context) or code
+        store.release()
+    return code
+
+
 def _job_env(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """`env`: the variables, of those named, that incrun has; they travel with each job."""
     return tuple((name, os.environ[name]) for name in names if name in os.environ)
 
 
+def _plain_rules(config: Config) -> bool:
+    """Whether the project's rules alone make its jobs: no dodo.py, no names selected."""
+    return bool(config.rules) and config.dodo is None and not config.targets
+
+
 def _checked_plan(config: Config) -> Plan | None:
     """The project's plan, its jobs checked before the store or doit is touched, when nothing
     else can add or select jobs (no dodo.py, no names on the command line)."""
-    if not config.rules or config.dodo is not None or config.targets:
+    if not _plain_rules(config):
         return None
     return build(config.rules, config.root, config.shard)
 
@@ -308,9 +355,12 @@ def _signals_stop(context: RunContext, display):
             context.interrupt(signum)
             return
         context.executor.kill()
+        if context.idle:  # what ended is recorded: the store is between two changes
+            with contextlib.suppress(Exception):
+                context.store.commit()
         display.close()
         sys.stdout.flush()
-        os._exit(128 + signum)  # every finished job is already committed
+        os._exit(128 + signum)
 
     stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {signum: signal.signal(signum, handle) for signum in stopping}

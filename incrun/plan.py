@@ -40,6 +40,27 @@ class Plan:
     def sweep(self, name: str) -> Sweep | Gather:
         return next(sweep for sweep in self.sweeps if sweep.spec.name == name)
 
+    def parts(self, pending: list, size: int) -> list[list]:
+        """`pending` in parts of about `size` jobs, for doit to hold one part's tasks at a time:
+        only when no rule's pending jobs read what another's make (each part must hold the jobs
+        that make a job's inputs); else one part."""
+        busy = {sweep.spec.name for sweep, jobs in pending if jobs}
+        if any(self.upstream.get(name, set()) & busy for name in busy):
+            return [pending]
+        found: list[list] = [[]]
+        room = size
+        for sweep, jobs in pending:
+            start = 0
+            while start < len(jobs):
+                taken = jobs[start:start + room]
+                found[-1].append((sweep, taken))
+                start += len(taken)
+                room -= len(taken)
+                if room == 0:
+                    found.append([])
+                    room = size
+        return [part for part in found if part] or [pending]
+
     def pending(self, up_to_date=None, order=None) -> list[tuple[Sweep | Gather, list[Job]]]:
         """Each rule's jobs that `up_to_date` cannot vouch for: stale ones, and those that read
         what a stale one will make again (doit then decides by content whether they rerun).

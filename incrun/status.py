@@ -101,12 +101,14 @@ def why_from_doit(task, reasons: dict) -> Why:
     return Why(OTHER, "stale")
 
 
+IGNORED_WHY = Why(IGNORED_KIND, "ignored (incrun forget brings it back)")
+
+
 def job_state(task, tasks: dict, dep_manager, store, forced: bool = False) -> JobState:
     """The job's state; `forced` (-B): an up-to-date job would run all the same (an ignored
     one would not, as under doit)."""
     if dep_manager.status_is_ignore(task):
-        return JobState.of(task.name, IGNORED_STATE,
-                           Why(IGNORED_KIND, "ignored (incrun forget brings it back)"))
+        return JobState.of(task.name, IGNORED_STATE, IGNORED_WHY)
     recorded = store.job_row(task.name)
     if recorded and recorded["status"] == FAILED:
         detail = f" ({recorded['detail']})" if recorded.get("detail") else ""
@@ -124,6 +126,14 @@ def job_state(task, tasks: dict, dep_manager, store, forced: bool = False) -> Jo
     if forced:
         return JobState.of(task.name, UP_TO_DATE, Why(FORCED, "forced (-B)"))
     return JobState(task.name, UP_TO_DATE)
+
+
+def with_up_to_date(names: list[str], others: list[JobState],
+                    ignored: set[str]) -> list[JobState]:
+    """Every job's state: first those whose signature says they are up to date (`names`, an
+    ignored one said so), then the `others`, as doit found them."""
+    return [JobState.of(name, IGNORED_STATE, IGNORED_WHY) if name in ignored
+            else JobState(name, UP_TO_DATE) for name in names] + others
 
 
 def _unrecorded(task, recorded: dict | None) -> Why:

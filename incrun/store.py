@@ -134,6 +134,11 @@ class DoitBackend:
     def dump(self) -> None:
         """doit calls this when it is done; the store commits on its own schedule."""
 
+    def release(self) -> None:
+        """Let go of what was read (nothing may be pending): asked again, it is read again."""
+        self._cache.clear()
+        self._absent.clear()
+
     def pending(self):
         writes = [(task, json.dumps(self._cache[task])) for task in sorted(self.dirty)]
         return writes, sorted(self.removed)
@@ -351,6 +356,14 @@ class Store:
         except sqlite3.DatabaseError:
             pass  # read one at a time then
 
+    def release(self) -> None:
+        """Commit, then let go of what was read for the jobs so far (a part of a big run's):
+        memory holds one part's records at a time."""
+        self.commit()
+        if self._conn is not None:
+            self.backend.release()
+        self._rows.clear()
+
     def job_started(self, task: str, at: float) -> None:
         """Mark a job running, for the next `commit`, which must come before the job starts."""
         if task not in self._before_start:
@@ -467,6 +480,16 @@ class Store:
             self.warnings.append(f"state in {self.db_path} is partly unreadable ({error})")
         return [found[task] for task in sorted(found)]
 
+    def ignored(self) -> set[str]:
+        """The tasks `incrun ignore` set aside (doit's `ignore:` mark in their state)."""
+        if self._conn is None:
+            return set()
+        try:
+            return {row[0] for row in self._conn.execute(
+                "SELECT task FROM deps WHERE instr(data, '\"ignore:\"') > 0")}
+        except sqlite3.DatabaseError:
+            return set()
+
     def signatures(self) -> dict[str, str]:
         """The signature recorded with each success (see `uptodate`), by task; do not modify."""
         return self._signatures
@@ -501,6 +524,13 @@ class Store:
             self._signatures[task] = sig
         else:
             self._signatures.pop(task, None)
+
+    @property
+    def uncommitted(self) -> bool:
+        """Whether anything waits for the next commit (never, with no database to write)."""
+        return self._conn is not None and bool(
+            self._staged or self._unstaged or self._history or self._new_signatures
+            or self.backend.dirty or self.backend.removed)
 
     def commit(self) -> None:
         """Write, in one transaction, every staged job record and what doit changed (file

@@ -8,7 +8,7 @@ import json
 import queue
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 from .. import __version__
@@ -38,7 +38,9 @@ class JobSpec:
     warm: bool = False  # `{python} SCRIPT …` forked from a worker that imported what it imports
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        # Every field is a str, number, bool, None or tuple of those: no deep copy needed
+        # (asdict's would cost more than the rest of sending the job).
+        return json.dumps({name: getattr(self, name) for name in _SPEC_FIELDS})
 
     @classmethod
     def from_json(cls, text: str) -> JobSpec:
@@ -47,6 +49,9 @@ class JobSpec:
             data[key] = tuple(data[key])
         data["env"] = tuple(tuple(pair) for pair in data["env"])
         return cls(**data)
+
+
+_SPEC_FIELDS = tuple(spec_field.name for spec_field in fields(JobSpec))
 
 
 @dataclass(frozen=True)
