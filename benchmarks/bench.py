@@ -49,12 +49,16 @@ def installed(name: str) -> list[str]:
     return [str(script)] if script.exists() else [PY, "-m", name]
 
 CASES = ("dispatch", "noop20k", "noop100k", "changed1", "display", "pipeline100k", "inprocess",
-         "warm", "longest", "dask", "broker")
+         "warm", "stale100k", "million", "stale1m", "longest", "dask", "broker")
 # display runs before changed1: it then measures a tree that no tool but incrun last touched
 ORDER = ("dispatch", "noop20k", "noop100k", "display", "changed1", "pipeline100k", "inprocess",
-         "warm", "longest", "dask", "broker")
+         "warm", "stale100k", "million", "stale1m", "longest", "dask", "broker")
 SIZES = {"dispatch": 2_000, "noop20k": 20_000, "noop100k": 100_000, "pipeline100k": 100_000,
-         "inprocess": 20_000, "warm": 2_000, "dask": 10_000, "broker": 2_000}
+         "inprocess": 20_000, "warm": 2_000, "stale100k": 100_000, "million": 1_000_000,
+         "stale1m": 1_000_000, "dask": 10_000, "broker": 2_000}
+# The cases of a million files put their trees here when it exists (tmpfs: 2,000,000 files of a
+# few bytes cost 8 GB of memory there, and a disk would time the disk).
+BIG_WORKDIR = "/dev/shm"
 WARM_IMPORT_MS = 150  # what the warm case's runner spends importing, numpy included
 WARM_WORK_MS = 20  # and then on its job
 DASK_SLEEPS = 64  # jobs of one second each, on 1 and on 4 Dask workers
@@ -225,6 +229,29 @@ import sys
 {numpy}import heavy_model
 
 heavy_model.work(sys.argv[1])
+"""
+
+# The lean coordinator's cases: jobs of `true`'s cost (touch X.out), in each tool's terms.
+TOUCH_MAKEFILE = """\
+.SUFFIXES:
+.PHONY: all
+all: $(patsubst %.inp,%.out,$(wildcard *.inp))
+%.out: %.inp
+\ttouch $@
+"""
+
+TOUCH_DODO = """\
+import glob
+
+
+def task_job():
+    for inp in sorted(glob.glob("*.inp")):
+        yield {
+            "name": inp,
+            "file_dep": [inp],
+            "targets": [inp[:-4] + ".out"],
+            "actions": [["touch", inp[:-4] + ".out"]],
+        }
 """
 
 # The broker case's plain Celery, as a user writes it without incrun: a task that runs the
@@ -473,6 +500,101 @@ def import_cost(module: str) -> float:
     return cost if cost == cost else 0.0  # NaN: not installed
 
 
+def touch_jobs_tree(tree: Path, n: int, prebuilt: bool = False) -> None:
+    """n inputs whose job is `touch X.out`, with every tool's files; with `prebuilt`, the
+    outputs too, newer than the inputs (for incrun to adopt)."""
+    if tree.exists():
+        shutil.rmtree(tree)
+    tree.mkdir(parents=True)
+    (tree / "incrun.toml").write_text('command = ["touch", "{stem}.out"]\n')
+    (tree / "Makefile").write_text(TOUCH_MAKEFILE)
+    (tree / DODO_NAME).write_text(TOUCH_DODO)
+    past = time.time() - 60
+    for i in range(n):
+        name = input_name(i)
+        (tree / name).write_text(f"input {i}\n")
+        if prebuilt:
+            os.utime(tree / name, (past, past))
+            (tree / (name[:-4] + ".out")).write_text(f"input {i}\n".upper())
+    (tree / "inputs.txt").write_text("".join(f"{input_name(i)}\n" for i in range(n)))
+
+
+@dataclass
+class TreeRun:
+    """A run of incrun watched from outside: its coordinator's own CPU and peak memory, and the
+    peak of the largest other process of its tree (a worker, the guard, a forked check)."""
+
+    wall: float
+    code: int
+    cpu: float  # of the coordinator alone (not its children), from /proc
+    rss_mb: float  # the coordinator's peak (VmHWM)
+    others_mb: float  # the largest peak of any other process of the tree
+    output: str = ""
+
+
+def _proc_children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as listed:
+            return [int(child) for child in listed.read().split()]
+    except OSError:
+        return []
+
+
+def _proc_peak_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _proc_cpu(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def watch_tree(argv: list[str], cwd: Path, env: dict[str, str], signal_when=None,
+               every: float = 0.1) -> TreeRun:
+    """Run incrun, reading /proc every `every` seconds: its coordinator's CPU and peak, every
+    other process's peak. `signal_when(output_so_far, seconds)`, if given, returns a signal to
+    send it (once), or None."""
+    os.sync()
+    out = tempfile.TemporaryFile()
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                               stderr=subprocess.STDOUT)
+    cpu, peak, others, sent = 0.0, 0.0, {}, False
+    while process.poll() is None:
+        todo, tree = [process.pid], []
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo += _proc_children(pid)
+        peak = max(peak, _proc_peak_mb(process.pid))
+        for pid in tree[1:]:
+            others[pid] = max(others.get(pid, 0.0), _proc_peak_mb(pid))
+        cpu = _proc_cpu(process.pid) or cpu
+        if signal_when is not None and not sent:
+            out.seek(0)
+            wanted = signal_when(out.read().decode(errors="replace"),
+                                 time.perf_counter() - start)
+            if wanted is not None:
+                process.send_signal(wanted)
+                sent = True
+        time.sleep(every)
+    wall = time.perf_counter() - start
+    out.seek(0)
+    return TreeRun(wall, process.returncode, cpu, peak, max(others.values(), default=0.0),
+                   out.read().decode(errors="replace"))
+
+
 def sleep_tree(tree: Path, n: int) -> None:
     """n inputs whose job (SLEEP_RUNNER) sleeps one second, then writes its output."""
     make_tree(tree, n, prebuilt=False)
@@ -543,6 +665,7 @@ class Bench:
         self.targets: list[tuple[str, str, str, bool]] = []  # what, limit, measured, met
         self.load_before = loadavg()
         self.case_runs: list[Run] = []  # every timed run of the current case
+        self.big_dirs: list[Path] = []  # the million-file trees' folders, removed at the end
 
     def size(self, case: str) -> int:
         n = SIZES[case]
@@ -911,6 +1034,161 @@ class Bench:
             self.target(f"warm {n}: {name} ÷ incrun --warm", "≥ 5", speedup, speedup >= 5)
         cold = rows[runs[1][0]].wall / rows[f"make -r -j {j}"].wall
         self.target(f"warm {n}: incrun cold ÷ make -j {j}", "≤ 1.05", cold, cold <= 1.05)
+
+    def big_dir(self) -> Path:
+        """Where the million-file trees go: tmpfs when there is one."""
+        if self.args.workdir is None and Path(BIG_WORKDIR).is_dir():
+            folder = Path(tempfile.mkdtemp(prefix="incrun-bench-big-", dir=BIG_WORKDIR))
+            self.big_dirs.append(folder)
+            return folder
+        return self.work
+
+    def watched(self, what: str, argv: list[str], tree: Path, **options) -> TreeRun:
+        run = watch_tree(argv, tree, self.env, **options)
+        self.case_runs.append(Run(run.wall, run.cpu, run.rss_mb, run.code))
+        log(f"  {what}: {run.wall:.2f}s wall, coordinator {run.cpu:.1f}s CPU and "
+            f"{run.rss_mb:.0f} MB, other processes at most {run.others_mb:.0f} MB; exit "
+            f"{run.code}")
+        return run
+
+    def case_stale100k(self) -> None:
+        """A first run of 100,000 jobs of `true`'s cost: incrun's coordinator alone, its CPU
+        per job and peak memory; the peers' whole time and memory beside it (once each)."""
+        n, j = self.size("stale100k"), self.jobs
+        tree = self.big_dir() / "stale100k"
+        touch_jobs_tree(tree, n)
+        remove_state(tree)
+        incrun = self.watched(f"incrun -n {j}", self.incrun("-q"), tree)
+        problems = [] if incrun.code == 0 else [f"exit code {incrun.code}"]
+        problems += [f"{len(missing)} outputs missing"] if (missing := [
+            i for i in range(n) if not (tree / (input_name(i)[:-4] + ".out")).exists()]) else []
+        peers = [(f"make -r -j {j}", self.make()),
+                 (f"GNU parallel -j {j}", ["parallel", "--will-cite", "-j", str(j), "touch",
+                                          "{.}.out", "::::", "inputs.txt"]),
+                 (f"doit -n {j}", self.doit())]
+        rows = {name: Row(name) for name, _ in peers}
+        for name, argv in peers:
+            remove_state(tree)
+            self.timed(rows[name], argv, tree)
+        remove_state(tree)
+        shutil.rmtree(tree)
+        per_job = 1000 * incrun.cpu / n
+        lines = [f"### stale100k: a first run of {n} jobs of `touch X.out` at -j {j}", "",
+                 "incrun: its coordinator's own CPU and peak memory, read from /proc while it "
+                 "ran (its workers, the guard and the jobs apart). The peers: their whole tree, "
+                 "from wait4, once each.", "",
+                 "| tool | wall s | CPU s | CPU ms/job | peak RSS MB |",
+                 "|---|---:|---:|---:|---:|",
+                 f"| incrun -n {j}: coordinator | {fmt(incrun.wall)} | {fmt(incrun.cpu)} | "
+                 f"{per_job:.3f} | {incrun.rss_mb:.0f} |"
+                 + (f" **CHECK FAILED: {problems[0]}**" if problems else ""),
+                 f"| incrun -n {j}: largest other process | | | | {incrun.others_mb:.0f} |"]
+        for row in rows.values():
+            lines.append(f"| {row.tool} | {fmt(row.wall)} | {fmt(row.cpu)} | "
+                         f"{1000 * row.cpu / n:.3f} | {row.rss:.0f} |{self.flag(row)}")
+        self.table(lines)
+        if problems:
+            self.failed = True
+        self.target(f"stale {n}: incrun coordinator's peak memory", "≤ 300 MB", incrun.rss_mb,
+                    incrun.rss_mb <= 300, f"{incrun.rss_mb:.0f} MB")
+        self.target(f"stale {n}: incrun coordinator's CPU per job", "≤ 0.3 ms", per_job,
+                    per_job <= 0.3, f"{per_job:.3f} ms")
+
+    def case_million(self) -> None:
+        """A million inputs whose outputs exist: incrun adopts them (its memory, its progress,
+        the first SIGTERM ending it, in planning and while it adopts); then the no-op, status,
+        --dry-run and one changed input, beside make and the stat floor."""
+        n, j = self.size("million"), self.jobs
+        tree = self.big_dir() / "million"
+        log(f"million: creating {n} inputs and their outputs")
+        touch_jobs_tree(tree, n, prebuilt=True)
+        stops = []
+        for phase, when in (("planning", lambda out, seconds: signal.SIGTERM
+                             if seconds > 1.0 else None),
+                            ("adopting", lambda out, seconds: signal.SIGTERM
+                             if "adopted" in out else None)):
+            remove_state(tree, outputs=False)
+            run = self.watched(f"incrun, SIGTERM while {phase}", self.incrun(), tree,
+                               signal_when=when)
+            stops.append((phase, run))
+        remove_state(tree, outputs=False)
+        adopt = self.watched(f"incrun adopting {n} outputs", self.incrun(), tree)
+        progress = [line for line in adopt.output.splitlines() if line.startswith("[")]
+        rows = {}
+        for name, argv in ((f"incrun -n {j} (no-op)", self.incrun()),
+                           ("incrun status", [*installed("incrun"), "status"]),
+                           ("incrun --dry-run", self.incrun("--dry-run")),
+                           (f"make -r -j {j} (no-op)", self.make()),
+                           (floor_row(1), self.stat_floor())):
+            rows[name] = Row(name)
+            for _ in range(self.reps):
+                run = self.watched(name, argv, tree)
+                rows[name].runs.append(Run(run.wall, run.cpu, run.rss_mb, run.code))
+                if run.code != 0:
+                    rows[name].failures.append(f"exit code {run.code}")
+                    self.failed = True
+        changed = tree / input_name(n // 2)
+        changed.write_text("changed\n")
+        one = self.watched("incrun, one input changed", self.incrun(), tree)
+        remade = (tree / (changed.name[:-4] + ".out")).stat().st_mtime >= changed.stat().st_mtime
+        noop = rows[f"incrun -n {j} (no-op)"].wall
+        lines = [f"### million: {n} inputs on {filesystem(tree).split()[0]}, at -j {j}", "",
+                 "Adoption (the outputs exist, no state yet): incrun's first run records them as "
+                 "done. Memory: incrun's coordinator's peak (VmHWM), and the largest of its "
+                 "other processes (a forked signature check).", "",
+                 "| run | wall s | coordinator CPU s | coordinator peak MB | other peak MB | "
+                 "note |", "|---|---:|---:|---:|---:|---|",
+                 f"| adoption of {n} outputs | {fmt(adopt.wall)} | {fmt(adopt.cpu)} | "
+                 f"{adopt.rss_mb:.0f} | {adopt.others_mb:.0f} | {len(progress)} progress "
+                 f"lines, exit {adopt.code} |"]
+        for phase, run in stops:
+            lines.append(f"| SIGTERM while {phase} | {fmt(run.wall)} | {fmt(run.cpu)} | "
+                         f"{run.rss_mb:.0f} | {run.others_mb:.0f} | exit {run.code} |")
+        lines.append(f"| one input changed | {fmt(one.wall)} | {fmt(one.cpu)} | "
+                     f"{one.rss_mb:.0f} | {one.others_mb:.0f} | its output remade: "
+                     f"{'yes' if remade else '**no**'} |")
+        lines += ["", "Up to date: medians of " + str(self.reps) + "; ratio to incrun's no-op.",
+                  "", "| tool | median s | min–max s | peak RSS MB | ÷ incrun no-op |",
+                  "|---|---:|---:|---:|---:|"]
+        for row in rows.values():
+            lines.append(f"| {row.tool} | {fmt(row.wall)} | {row.spread()} | {row.rss:.0f} | "
+                         f"{ratio(row.wall, noop)} |{self.flag(row)}")
+        lines.append(f"| doit -n {j} | not run at this size | | | (at 100,000: see noop100k) |")
+        self.table(lines)
+        shutil.rmtree(tree)
+        self.target(f"no-op {n}: incrun", "≤ 10 s", noop, noop <= 10, f"{noop:.1f} s")
+        rss = rows[f"incrun -n {j} (no-op)"].rss
+        self.target(f"no-op {n}: incrun's peak memory", "≤ 1.5 GB", rss, rss <= 1536,
+                    f"{rss:.0f} MB")
+        for name in ("incrun status", "incrun --dry-run"):
+            share = rows[name].wall / noop
+            self.target(f"{name} at {n} ÷ the no-op", "≤ 2", share, share <= 2)
+        self.target(f"one of {n} changed: its output remade, in ≤ no-op + 1 s", "yes",
+                    one.wall, remade and one.wall <= noop + 1.0,
+                    f"{one.wall:.1f} s, {'remade' if remade else 'not remade'}")
+        self.target(f"adoption {n}: coordinator's peak memory", "≤ 2 GB", adopt.rss_mb,
+                    adopt.rss_mb <= 2048 and adopt.code == 0, f"{adopt.rss_mb:.0f} MB")
+        self.target(f"adoption {n}: progress shown while it works", "yes", len(progress),
+                    len(progress) >= 2, f"{len(progress)} lines")
+        for phase, run in stops:
+            self.target(f"first SIGTERM while {phase}: incrun ends, exit 143", "yes", run.wall,
+                        run.code == 143, f"exit {run.code} after {run.wall:.1f} s")
+
+    def case_stale1m(self) -> None:
+        """A first run of a million jobs of `true`'s cost: the coordinator's peak memory."""
+        n, j = self.size("stale1m"), self.jobs
+        tree = self.big_dir() / "stale1m"
+        log(f"stale1m: creating {n} inputs (the run takes many minutes)")
+        touch_jobs_tree(tree, n)
+        run = self.watched(f"incrun -n {j}, {n} stale jobs", self.incrun("-q"), tree)
+        shutil.rmtree(tree)
+        self.table([f"### stale1m: a first run of {n} jobs of `touch X.out` at -j {j}", "",
+                    "| run | wall s | coordinator CPU s | CPU ms/job | coordinator peak MB | "
+                    "other peak MB |", "|---|---:|---:|---:|---:|---:|",
+                    f"| incrun -n {j} | {fmt(run.wall)} | {fmt(run.cpu)} | "
+                    f"{1000 * run.cpu / n:.3f} | {run.rss_mb:.0f} | {run.others_mb:.0f} |"])
+        self.target(f"stale {n}: incrun coordinator's peak memory", "≤ 2 GB", run.rss_mb,
+                    run.rss_mb <= 2048 and run.code == 0, f"{run.rss_mb:.0f} MB")
 
     def case_longest(self) -> None:
         """The makespan of a sweep with mixed durations, its long jobs last: in input order,
@@ -1443,7 +1721,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # the cases of incrun alone need none of the other tools
-    others = set(args.cases) - {"inprocess", "longest", "dask", "broker"}
+    others = set(args.cases) - {"inprocess", "longest", "dask", "broker", "stale1m"}
     for program in ("make", "parallel", "bash") if others else ():
         if shutil.which(program) is None:
             raise SystemExit(f"bench: {program} is not installed (apt-get install -y {program})")
@@ -1477,6 +1755,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(bench.work, ignore_errors=True)
+            for folder in bench.big_dirs:
+                shutil.rmtree(folder, ignore_errors=True)
     if "noop20k" in bench.noop and "noop100k" in bench.noop:
         low, high = bench.size("noop20k"), bench.size("noop100k")
         per_job = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -230,11 +231,35 @@ def _graph(config: Config) -> int:
     return errors.OK
 
 
-# Jobs doit holds at once, at least, in a run of rules that do not feed each other.
+# Jobs doit holds at once, at least, in a run of rules that do not feed each other; and per
+# slot, so that the last jobs of a part, while no other starts, are a small share of it.
 PART_JOBS = 10_000
+PART_JOBS_PER_SLOT = 50
 
 
 def _run(config: Config) -> int:
+    with _stops_at_once():
+        return _planned_run(config)
+
+
+@contextmanager
+def _stops_at_once():
+    """Outside the part of a run where jobs run (see _signals_stop), as while a million jobs
+    are planned: the first Ctrl-C, SIGTERM or SIGHUP ends incrun at once, in one line."""
+    def handle(signum, frame) -> None:
+        raise errors.IncrunError(f"stopped by {signal.Signals(signum).name}",
+                                 exit_code=128 + signum)
+
+    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, handle) for signum in stopping}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _planned_run(config: Config) -> int:
     started = time.time()
     plan = _checked_plan(config)  # a bad plan is refused before anything is written
     store = Store(config.state_dir)
@@ -315,7 +340,7 @@ def _run_parts(config: Config, store: Store, context: RunContext, plan: Plan,
     """doit's run of the plan's stale jobs, a part at a time where no job of one part needs
     another's (Plan.parts): doit holds one part's tasks, not a million, and the run stops
     between two parts as soon as it must."""
-    parts = plan.parts(pending, max(PART_JOBS, 50 * config.jobs))
+    parts = plan.parts(pending, max(PART_JOBS, PART_JOBS_PER_SLOT * config.jobs))
     if len(parts) > 1:
         context.start([job.task for _, jobs in pending for job in jobs])
     code = 0
@@ -326,6 +351,7 @@ def _run_parts(config: Config, store: Store, context: RunContext, plan: Plan,
         code = _invoke(config, store, context.up_to_date, part, order=context.expected,
                        context=context) or code
         store.release()
+        gc.collect()  # doit's tasks point at their actions and back: cycles, freed only so
     return code
 
 

@@ -137,6 +137,10 @@ class IncrunLoader(TaskLoader2):
             namespace.pop(RUN_KEY, None)
         if not run.asked:  # the dodo.py asked for no rule's tasks: the project's rules run
             tasks = self._rule_tasks(up_to_date) + tasks
+        if not pos_args:  # a job has no parameters, nor arguments to pass: nothing to parse
+            for task in tasks:
+                if is_job(task):
+                    task.options = {}
         if self.config_obj.shard:
             tasks = _jobs_only(tasks, run.asked or {spec.name for spec in self.config_obj.rules})
         _refuse_outside_targets(tasks, self.config_obj.root)

@@ -145,6 +145,9 @@ class Job:
         }
         if self.gathered is not None:
             del task["name"]  # the rule's one task, named as the rule
+        # The task has them now: the job, one of a million waiting their turn maybe, stays small.
+        self.__dict__.pop("argv", None)
+        self.__dict__.pop("values", None)
         return task
 
 

@@ -174,6 +174,7 @@ class Store:
         self._run_recorded = False  # its row is staged or written
         self._history: list[tuple] = []  # rows for the next commit
         self._logs: dict[str, str] = {}
+        self._tracked: list[str] = []  # tasks staged since `release`
         self._lock_file = None
         self._holder: tuple[Holder | None] | None = None  # who holds the lock, once asked
         self.backend = DoitBackend()
@@ -265,6 +266,9 @@ class Store:
         for many (every job's read at once: one query, not 100,000)."""
         if task in self._statuses or self._all_statuses or self._conn is None:
             return self._statuses.get(task)
+        if task in self._rows:  # read ahead with the rest of its part
+            row = self._rows[task]
+            return row[1] if row else None
         self._statuses_asked += 1
         if self._statuses_asked > ONE_BY_ONE:
             self._read_every_status()
@@ -357,12 +361,20 @@ class Store:
             pass  # read one at a time then
 
     def release(self) -> None:
-        """Commit, then let go of what was read for the jobs so far (a part of a big run's):
-        memory holds one part's records at a time."""
+        """Commit, then let go of what was read and written for the jobs so far (a part of a
+        big run's): memory holds one part's records at a time. What was let go is read from
+        the database again, if asked."""
         self.commit()
-        if self._conn is not None:
-            self.backend.release()
+        if self._conn is None:
+            return
+        self.backend.release()
         self._rows.clear()
+        self._logs.clear()
+        for task in self._tracked:
+            self._signatures.pop(task, None)
+        self._tracked.clear()
+        self._statuses.clear()
+        self._all_statuses, self._statuses_asked = False, 0
 
     def job_started(self, task: str, at: float) -> None:
         """Mark a job running, for the next `commit`, which must come before the job starts."""
@@ -519,6 +531,7 @@ class Store:
 
     def _track(self, task: str, status: str | None, sig: str | None) -> None:
         """Keep the in-memory view of the jobs table in step with what is staged."""
+        self._tracked.append(task)
         self._statuses[task] = status
         if status == SUCCEEDED and sig is not None:
             self._signatures[task] = sig
