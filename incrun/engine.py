@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import signal
@@ -351,7 +350,6 @@ def _run_parts(config: Config, store: Store, context: RunContext, plan: Plan,
         code = _invoke(config, store, context.up_to_date, part, order=context.expected,
                        context=context) or code
         store.release()
-        gc.collect()  # doit's tasks point at their actions and back: cycles, freed only so
     return code
 
 
