@@ -249,6 +249,13 @@ def _stops_at_once():
         raise errors.IncrunError(f"stopped by {signal.Signals(signum).name}",
                                  exit_code=128 + signum)
 
+    with _stops_handled_by(handle):
+        yield
+
+
+@contextmanager
+def _stops_handled_by(handle):
+    """Ctrl-C, SIGTERM and SIGHUP go to `handle`, then back to what they went to before."""
     stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {signum: signal.signal(signum, handle) for signum in stopping}
     try:
@@ -386,10 +393,5 @@ def _signals_stop(context: RunContext, display):
         sys.stdout.flush()
         os._exit(128 + signum)
 
-    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {signum: signal.signal(signum, handle) for signum in stopping}
-    try:
+    with _stops_handled_by(handle):
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
