@@ -610,7 +610,7 @@ def touch_tree(tree: Path, n: int) -> None:
     (tree / "incrun.toml").write_text('command = ["touch", "{stem}.out"]\n')
 
 
-def check_slept(tree: Path, n: int) -> list[str]:
+def check_outputs(tree: Path, n: int) -> list[str]:
     missing = [i for i in range(n) if not (tree / (input_name(i)[:-4] + ".out")).exists()]
     return [f"{len(missing)} outputs missing"] if missing else []
 
@@ -1059,9 +1059,8 @@ class Bench:
         touch_jobs_tree(tree, n)
         remove_state(tree)
         incrun = self.watched(f"incrun -n {j}", self.incrun("-q"), tree)
-        problems = [] if incrun.code == 0 else [f"exit code {incrun.code}"]
-        problems += [f"{len(missing)} outputs missing"] if (missing := [
-            i for i in range(n) if not (tree / (input_name(i)[:-4] + ".out")).exists()]) else []
+        problems = ([] if incrun.code == 0 else [f"exit code {incrun.code}"]) + \
+            check_outputs(tree, n)
         peers = [(f"make -r -j {j}", self.make()),
                  (f"GNU parallel -j {j}", ["parallel", "--will-cite", "-j", str(j), "touch",
                                           "{.}.out", "::::", "inputs.txt"]),
@@ -1205,7 +1204,7 @@ class Bench:
         for rep in range(self.reps):
             log(f"longest: {len(MIXED)} jobs of mixed durations, repetition {rep + 1}/{self.reps}")
             for name, argv in modes:
-                self.timed(rows[name], argv, tree, check=lambda: check_slept(tree, len(MIXED)))
+                self.timed(rows[name], argv, tree, check=lambda: check_outputs(tree, len(MIXED)))
         work = sum(MIXED)
         ideal = max(work / self.jobs, max(MIXED))
         plain, longest = (rows[name].wall for name, _ in modes)
@@ -1241,7 +1240,7 @@ class Bench:
         for workers, row in rows.items():
             for _ in range(1 if workers == 1 else self.reps):  # one worker: a minute a run
                 self.timed(row, [*installed("incrun"), "-B", "--cluster", f"local:{workers}"],
-                           tree, check=lambda: check_slept(tree, sleeps))
+                           tree, check=lambda: check_outputs(tree, sleeps))
         speedup = rows[1].wall / rows[4].wall
         self.target(f"dask: {sleeps} sleeps of 1 s, 1 worker ÷ 4 workers (speed-up)", "≥ 3.5",
                     speedup, speedup >= 3.5)
@@ -1254,7 +1253,7 @@ class Bench:
             for _rep in range(self.reps):
                 remove_state(tiny)
                 self.timed(tiny_row, [*installed("incrun"), "--cluster", address], tiny,
-                           check=lambda: check_slept(tiny, n))
+                           check=lambda: check_outputs(tiny, n))
         per_job = 1000 * tiny_row.cpu / n
         self.target(f"dask: {n} tiny jobs, coordinator CPU per job", "≤ 2.0 ms", per_job,
                     per_job <= 2.0, f"{per_job:.2f} ms")
@@ -1319,7 +1318,7 @@ class Bench:
                     for _ in range(1 if count == 1 else self.reps):  # one worker: 35 s a run
                         remove_state(tree)
                         self.timed(row, [*installed("incrun"), "--cluster", celery_url], tree,
-                                   check=lambda: check_slept(tree, sleeps))
+                                   check=lambda: check_outputs(tree, sleeps))
             speedup = scale[1].wall / scale[4].wall
             self.target(f"broker: {sleeps} sleeps of 1 s, 1 Celery worker ÷ 4 (speed-up)",
                         "≥ 3.5", speedup, speedup >= 3.5)
@@ -1353,7 +1352,7 @@ class Bench:
                 with broker_workers(workers, where, self.env, folder / f"tiny-{key}", ready):
                     for _rep in range(self.reps):
                         remove_state(tiny)
-                        self.timed(through[key], argv, cwd, check=lambda: check_slept(tiny, n))
+                        self.timed(through[key], argv, cwd, check=lambda: check_outputs(tiny, n))
         plain = through["plain"]
         lines = ["### broker: incrun --cluster through Redis (Celery, RQ), this machine", "",
                  f"{broker_versions()}; a redis-server of the benchmark's own (nothing saved); "

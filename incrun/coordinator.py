@@ -130,7 +130,11 @@ class JobRunner(Runner):
         growing = any(task.loader and not task.actions for task in selected)  # create_after
         if not self.ctx.announced:  # the engine announces a run it hands over in parts
             self.ctx.start([name for name in tasks if name in chosen], growing)  # in order
-        return super().run_all(task_dispatcher)
+        try:
+            return super().run_all(task_dispatcher)
+        finally:
+            if self._stop_running:  # doit stopped after a failure (--fail-fast): so does
+                self.ctx.halted = True  # the run, and no later part of it starts
 
     def select_task(self, node, tasks_dict):
         task = node.task
@@ -464,7 +468,7 @@ class JobRunner(Runner):
         else:
             self.final_result = DOIT_ERROR
         if not self.continue_:
-            self._stop_running = self.ctx.halted = True
+            self._stop_running = True
             self.ctx.executor.hold()
 
 

@@ -133,11 +133,10 @@ def test_a_changed_module_restarts_the_warm_workers(project):
     as a new Python would, from a worker that imported it again."""
     project.write("heavy.py", HEAVY)
     project.write("runner.py", r'''
-import sys, time, heavy
+import sys, heavy
 name = sys.argv[1]
-if name == "0.inp":
-    text = open("heavy.py").read().replace("VALUE = 1", "VALUE = 2")
-    time.sleep(0.01)  # a new modification time, on any file system
+if name == "0.inp":  # a new size: a change seen whatever the file system's clock
+    text = open("heavy.py").read().replace("VALUE = 1", "VALUE = 2  # changed")
     open("heavy.py", "w").write(text)
 open(name[:-4] + ".out", "w").write(str(heavy.VALUE))
 ''')

@@ -63,7 +63,6 @@ def exit_watch(process):
             os.close(pidfd)
 
 
-
 def watch(process, timeout: float | None, grace: float, holds, every: float,
           beat=None, beat_every: float = 0.0) -> tuple[int, bool]:
     """A remote worker's wait for its job: to its end, its timeout, or until `holds()` says
@@ -85,6 +84,7 @@ def watch(process, timeout: float | None, grace: float, holds, every: float,
                 beat()
                 next_beat = now + beat_every
     return code, False
+
 
 class ChildProcess:
     """A multiprocessing.Process as ProcessGroups sees a job: a pid that leads a group, and

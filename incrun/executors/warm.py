@@ -359,7 +359,7 @@ class ForkedJob:
 
     def wait(self, timeout: float | None = None) -> int:
         if timeout is None:
-            while self.poll() is None:
+            if self.poll() is None:
                 _, status = os.waitpid(self.pid, 0)
                 self.returncode = os.waitstatus_to_exitcode(status)
             return self.returncode

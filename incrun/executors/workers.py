@@ -179,7 +179,6 @@ class Worker:
         self.lookups = Lookups()
         self.functions: dict[str, object] = {}
         self.warm = WarmStarts(root, sys.path[1:])  # sys.path[0] is incrun's own (see BOOT)
-        self.told_cold: set[str] = set()  # scripts whose jobs start cold, that incrun heard of
         self.pending: deque = deque()  # jobs received while one ran
         self.running: subprocess.Popen | None = None
         # A child's exit and a message from incrun both wake the wait for a running job.
@@ -236,11 +235,11 @@ class Worker:
         changed = self.warm.changed()
         if changed is not None:
             raise _Restart(changed)
+        first = script not in self.warm.cold
         why = self.warm.prepare(script)
         if why is None:
             return self.warm.fork
-        if script not in self.told_cold:
-            self.told_cold.add(script)
+        if first:
             self.connection.send((COLD, spec.task, why))
         return None
 
