@@ -100,23 +100,19 @@ class WarmStarts:
     def __init__(self, root: str, base_path: list[str]):
         self.root = root
         self.base_path = base_path  # sys.path as a plain `python SCRIPT` has it, but its [0]
-        self.ready: set[str] = set()  # scripts imported for
-        self.cold: dict[str, str] = {}  # script -> why it runs cold
+        self.prepared: dict[str, str | None] = {}  # script -> None (warm), or why it is cold
         self.watched: dict[str, tuple | None] = {}  # file -> its stamp when imported
         self.kept_fds: set[int] = set()
 
     def prepare(self, script: str) -> str | None:
         """Import what `script` imports, once; None if its jobs may start warm, else why not."""
-        if script in self.ready:
-            return None
-        if script not in self.cold:
+        if script not in self.prepared:
             try:
                 self._preload(script)
-                self.ready.add(script)
-                return None
+                self.prepared[script] = None
             except Cold as reason:
-                self.cold[script] = str(reason)
-        return self.cold[script]
+                self.prepared[script] = str(reason)
+        return self.prepared[script]
 
     def changed(self) -> str | None:
         """A file the warm imports came from that changed since: the worker must restart."""
@@ -150,8 +146,9 @@ class WarmStarts:
         if printed():
             raise Cold(f"importing what {script} imports prints output, which every job's "
                        "log must show")
-        if _threads() > 1:
-            raise Cold(f"importing what {script} imports started {_threads() - 1} "
+        threads = _threads()
+        if threads > 1:
+            raise Cold(f"importing what {script} imports started {threads - 1} "
                        "thread(s): a fork would copy them half-alive")
         self.kept_fds |= _open_fds() - before_fds
         for name in set(sys.modules) - before_modules:

@@ -235,7 +235,7 @@ class Worker:
         changed = self.warm.changed()
         if changed is not None:
             raise _Restart(changed)
-        first = script not in self.warm.cold
+        first = script not in self.warm.prepared
         why = self.warm.prepare(script)
         if why is None:
             return self.warm.fork
