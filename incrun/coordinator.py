@@ -210,27 +210,31 @@ class JobRunner(Runner):
         those running, so a worker starts its next job at once) and feed each result back to
         doit.
 
-        Commits come in groups: jobs are marked running a batch ahead (MARK_AHEAD), in one
-        commit, before any of them starts; what ended is committed with the next batch or
+        Commits come in groups: jobs doit selects wait, unmarked, until the executor runs
+        low; then they are marked running all at once (a batch of about MARK_AHEAD), in one
+        commit, before any of them starts. What ended is committed with the next batch or
         within COMMIT_EVERY seconds. A job killed before its success was committed is still
         marked running: it runs again, and what it left is never adopted."""
         generator, tasks = task_dispatcher.generator, task_dispatcher.tasks
         inflight: dict[str, object] = {}  # by task name: submitted, running or queued
         ready: deque = deque()  # marked running (committed), not yet submitted
+        selected: deque = deque()  # to run, not yet marked
         ended: list = []  # nodes to hand back to doit
         limits = RuleLimits(self.own_tasks)
         released: list = []  # jobs that waited for their rule's limit, now free to start
         exhausted = False
         committed = self.ctx.clock()
         while True:
-            if ready and self._stopping():
+            if (ready or selected) and self._stopping():
                 self._unmark(ready, limits)
+                self._let_go(selected, limits)
             marked = self._mark_released(released, ready, limits)
             released = []
             capacity = self._capacity()
-            refill = len(inflight) + len(ready) < capacity
-            while not exhausted and not self._stopping() and not self.ctx.limit_reached and (
-                    ended or (refill and len(inflight) + len(ready) < capacity + MARK_AHEAD)):
+            waiting = len(inflight) + len(ready)
+            while not exhausted and not self._stopping() and not self._limit_met(selected) and (
+                    ended or (waiting < capacity
+                              and waiting + len(selected) < capacity + MARK_AHEAD)):
                 try:
                     node = generator.send(ended.pop() if ended else None)
                 except StopIteration:
@@ -244,11 +248,13 @@ class JobRunner(Runner):
                     ended.append(node)
                 elif not limits.admit(node):
                     continue  # waits for a job of its rule to end
-                elif self._mark_started(node):
-                    ready.append(node)
-                    marked = True
-                else:
+                elif self._runs_nothing(node):
                     ended.append(node)
+                else:
+                    selected.append(node)
+            if selected and waiting < capacity:  # the executor runs low: a batch, marked
+                self._mark_selected(selected, ready)
+                marked = True
             now = self.ctx.clock()
             if marked or self._stopping() or now - committed >= COMMIT_EVERY:
                 self.store.commit()
@@ -281,6 +287,7 @@ class JobRunner(Runner):
                     if successor is not None:
                         released.append(successor)
         self._unmark(ready, limits)
+        self._let_go(selected, limits)
         self.store.commit()
 
     def _messages(self, wait: float | None) -> list:
@@ -299,10 +306,28 @@ class JobRunner(Runner):
         for node in released:
             if self._stopping() or self.ctx.limit_reached:
                 limits.release(node, successor=False)
-            elif self._mark_started(node):
+            else:
+                self._mark_started(node)
                 ready.append(node)
                 marked = True
         return marked
+
+    def _limit_met(self, selected: deque) -> bool:
+        """--limit K: K jobs have started or are selected to start."""
+        return self.ctx.limit is not None and self.ctx.launched + len(selected) >= self.ctx.limit
+
+    def _mark_selected(self, selected: deque, ready: deque) -> None:
+        """Selected jobs marked running, ready to submit."""
+        while selected:
+            self._mark_started(node := selected.popleft())
+            ready.append(node)
+
+    def _let_go(self, selected: deque, limits: RuleLimits) -> None:
+        """Selected jobs that will not start now (the run stops): never marked, nothing to undo
+        but their place in their rule's limit."""
+        for node in selected:
+            limits.release(node, successor=False)
+        selected.clear()
 
     def _unmark(self, ready: deque, limits: RuleLimits) -> None:
         """Jobs marked running that will not start now (the run stops): as they were."""
@@ -322,18 +347,22 @@ class JobRunner(Runner):
     def _stopping(self) -> bool:
         return self._stop_running or self.ctx.interrupted is not None or self.ctx.lost
 
-    def _mark_started(self, node) -> bool:
-        """A job about to start is marked running (committed before it starts); False for a
-        group task, which has nothing to run."""
+    def _runs_nothing(self, node) -> bool:
+        """A group task, which has nothing to run, succeeds when selected."""
+        if node.task.actions:
+            return False
+        if node.task.teardown:
+            self.teardown_list.append(node.task)
+        node.run_status = "successful"
+        return True
+
+    def _mark_started(self, node) -> None:
+        """A job about to start is marked running (committed before it starts)."""
         task = node.task
         if task.teardown:
             self.teardown_list.append(task)
-        if not task.actions:
-            node.run_status = "successful"
-            return False
         self.store.job_started(task.name, self.ctx.clock())
         self.ctx.launched += 1
-        return True
 
     def _submit(self, task) -> None:
         log_path = self.store.log_name(task.name)
@@ -500,7 +529,18 @@ class IncrunRun(Run):
         own_tasks = self.context.own_tasks or num_process or 1
         runner = JobRunner(self.dep_manager, reporter_obj, self.context,
                            Stream(verbosity, force_verbosity), own_tasks)
-        return runner.run_all(self.control.task_dispatcher())
+        try:
+            return runner.run_all(self.control.task_dispatcher())
+        finally:
+            _untie(self.control.tasks.values())
+
+
+def _untie(tasks) -> None:
+    """doit's actions point back at their task: cycles that only a full collection would
+    free, here broken, so a run's tasks (a part's, of a big run) go as soon as it ends."""
+    for task in tasks:
+        for action in task.actions:
+            action.task = None
 
 
 def _without_task_deps(control: TaskControl) -> None:

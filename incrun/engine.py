@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -25,9 +26,16 @@ from .store import Store
 from .uptodate import Signatures, UpToDate
 from .words import counted
 
+# Python's cycle collector, in a process that holds a million small objects for as long as it
+# runs: young objects are collected this many at a time, not every 700 allocations, and what
+# planning made is frozen, never scanned again. With the defaults, collections took a quarter
+# of the coordinator's CPU in a run of 20,000 stale jobs.
+COLLECT_AFTER = 20_000
+
 
 def run(config: Config) -> int:
     os.chdir(config.root)
+    gc.set_threshold(COLLECT_AFTER, 50, 20)
     return _command(config)
 
 
@@ -268,6 +276,7 @@ def _stops_handled_by(handle):
 def _planned_run(config: Config) -> int:
     started = time.time()
     plan = _checked_plan(config)  # a bad plan is refused before anything is written
+    gc.freeze()  # the plan lives as long as the run
     store = Store(config.state_dir)
     store.lock()
     store.open()

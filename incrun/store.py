@@ -155,6 +155,8 @@ class Store:
         self.dir = state_dir
         self.db_path = state_dir / DB_NAME
         self.logs_dir = state_dir / "logs"
+        self._logs_text = str(self.logs_dir)  # as text, for a path per job at little cost
+        self._root_text = str(state_dir.parent) + os.sep
         self.warnings: list[str] = []
         self.fresh = False  # True when no state existed before this open
         self.may_adopt = True  # False once state was lost: outputs on disk are then unverified
@@ -596,7 +598,7 @@ class Store:
             safe = [_UNSAFE.sub("_", part)[:MAX_NAME] for part in parts] or ["_"]
             if safe != parts:  # two names must not share a log
                 safe[-1] += "-" + format(hash_text(task), "08x")
-            self._logs[task] = os.path.join(self.logs_dir, *safe[:-1], safe[-1] + ".log")
+            self._logs[task] = os.path.join(self._logs_text, *safe[:-1], safe[-1] + ".log")
         return self._logs[task]
 
     def log_name(self, task: str) -> str:
@@ -606,7 +608,7 @@ class Store:
     def _shown(self, log: str | None) -> str | None:
         """A recorded log path as shown: relative to the project root (older records kept it
         absolute)."""
-        return log.removeprefix(str(self.dir.parent) + os.sep) if log else log
+        return log.removeprefix(self._root_text) if log else log
 
     # -- the lock -------------------------------------------------------------
 
