@@ -22,7 +22,7 @@ from .config import Config
 from .coordinator import IncrunRun
 from .errors import BadDodo, IncrunError, UnknownTask
 from .events import OK, JobResult
-from .loader import IncrunLoader, is_job
+from .loader import IncrunLoader, has_actions, is_job
 from .rules import META_KEY
 from .store import DB_NAME, Store
 from .uptodate import Signatures
@@ -47,7 +47,7 @@ class ResetDep(status.StoreCommand):
                       for found in (tasks[name], *subtasks_iter(tasks, tasks[name]))]
         signatures = Signatures()
         for task in chosen:
-            if task.actions:
+            if has_actions(task):
                 print(self._reset(task, tasks, signatures))
 
     def _reset(self, task, tasks: dict, signatures: Signatures) -> str:

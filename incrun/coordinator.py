@@ -38,7 +38,7 @@ from .events import (
 from .executors.contract import Cancelled, JobSpec, Lost, Note, Started
 from .executors.doit_tasks import actions_output
 from .executors.jobfiles import append_log, read_log, remove_outputs
-from .loader import is_job, selected_tasks
+from .loader import has_actions, is_job, selected_tasks
 from .rules import META_KEY
 from .words import counted
 
@@ -73,7 +73,7 @@ class RuleLimits:
         task = node.task
         if is_job(task):
             return task.meta[META_KEY].get("limit")
-        if self.own_tasks is None or not task.actions:  # a group task runs nothing
+        if self.own_tasks is None or not has_actions(task):  # a group task runs nothing
             return None
         return OWN_TASKS, self.own_tasks
 
@@ -126,8 +126,8 @@ class JobRunner(Runner):
     def run_all(self, task_dispatcher):
         tasks = task_dispatcher.tasks
         selected = selected_tasks(tasks, task_dispatcher.selected_tasks, with_groups=True)
-        chosen = {task.name for task in selected if task.actions}
-        growing = any(task.loader and not task.actions for task in selected)  # create_after
+        chosen = {task.name for task in selected if has_actions(task)}
+        growing = any(task.loader and not has_actions(task) for task in selected)  # create_after
         if not self.ctx.announced:  # the engine announces a run it hands over in parts
             self.ctx.start([name for name in tasks if name in chosen], growing)  # in order
         try:
@@ -141,7 +141,7 @@ class JobRunner(Runner):
         # Decided when doit first looks at the task, before it overwrites its verbosity.
         if node.run_status is None and self.shown.effective_verbosity(task.verbosity) == 2:
             self._showing.add(task.name)
-        if task.actions and task.name not in self.reporter.counted:  # made by create_after
+        if has_actions(task) and task.name not in self.reporter.counted:  # made by create_after
             self.reporter.counted.add(task.name)
             self.ctx.emit(JobAdded(task.name))
         if node.run_status is None and is_job(node.task) and self._adopt(node, tasks_dict):
@@ -349,7 +349,7 @@ class JobRunner(Runner):
 
     def _runs_nothing(self, node) -> bool:
         """A group task, which has nothing to run, succeeds when selected."""
-        if node.task.actions:
+        if has_actions(node.task):
             return False
         if node.task.teardown:
             self.teardown_list.append(node.task)
@@ -524,7 +524,7 @@ class IncrunRun(Run):
         self.control.process(self.sel_tasks)
         if single:
             _without_task_deps(self.control)
-        counted = {name for name, task in self.control.tasks.items() if task.actions}
+        counted = {name for name, task in self.control.tasks.items() if has_actions(task)}
         reporter_obj = EventReporter(self.context.emit, counted)
         own_tasks = self.context.own_tasks or num_process or 1
         runner = JobRunner(self.dep_manager, reporter_obj, self.context,
@@ -537,9 +537,10 @@ class IncrunRun(Run):
 
 def _untie(tasks) -> None:
     """doit's actions point back at their task: cycles that only a full collection would
-    free, here broken, so a run's tasks (a part's, of a big run) go as soon as it ends."""
+    free, here broken, so a run's tasks (a part's, of a big run) go as soon as it ends. A
+    rule's jobs never have theirs built (see loader.has_actions)."""
     for task in tasks:
-        for action in task.actions:
+        for action in task._action_instances or ():
             action.task = None
 
 

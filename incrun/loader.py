@@ -69,6 +69,13 @@ def _frames(error: BaseException):
         tb = tb.tb_next
 
 
+def has_actions(task) -> bool:
+    """Whether the task runs anything (a group runs nothing). Asked of doit's `actions`, doit
+    would build an object for each action, pointing back at its task: a cycle for the
+    collector per job, whose actions incrun never runs here."""
+    return bool(task._actions)
+
+
 def is_job(task) -> bool:
     """A task incrun runs itself (a rule's job), as opposed to a hand-written doit task."""
     return bool(task.meta) and META_KEY in task.meta
@@ -89,7 +96,7 @@ def selected_tasks(tasks: dict, selection, with_groups: bool = False) -> list:
         task = tasks[name]
         order.append(task)
         pending.extend(dep for dep in (*task.task_dep, *task.setup_tasks) if dep not in seen)
-    return order if with_groups else [task for task in order if task.actions]
+    return order if with_groups else [task for task in order if has_actions(task)]
 
 
 class IncrunLoader(TaskLoader2):

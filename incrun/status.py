@@ -12,7 +12,7 @@ from typing import NamedTuple
 from doit.cmd_base import DoitCmdBase
 from doit.control import TaskControl
 
-from .loader import is_job, selected_tasks
+from .loader import has_actions, is_job, selected_tasks
 from .store import FAILED, FORGOTTEN, RUNNING
 from .words import counted
 
@@ -160,7 +160,7 @@ def members(tasks: dict, names) -> set[str]:
         if name in seen or name not in tasks:
             continue
         seen.add(name)
-        if tasks[name].actions:
+        if has_actions(tasks[name]):
             found.add(name)
         else:
             pending.extend(tasks[name].task_dep)
@@ -373,7 +373,7 @@ def _state_of(tasks: dict, name: str, states: list[JobState],
               by_name: dict[str, JobState]) -> tuple[JobState, list[JobState] | None]:
     """A task's state: a job's own (and None), or a group's from its jobs' (and those, in the
     order of `states`, the order they could run in)."""
-    if tasks[name].actions:
+    if has_actions(tasks[name]):
         return by_name[name], None
     of_group = members(tasks, [name])
     jobs = [state for state in states if state.task in of_group]

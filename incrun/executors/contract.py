@@ -8,7 +8,7 @@ import json
 import queue
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Protocol
 
 from .. import __version__
@@ -37,21 +37,34 @@ class JobSpec:
     python: str = PYTHON  # "3.11": a worker running a call must have the same
     warm: bool = False  # `{python} SCRIPT …` forked from a worker that imported what it imports
 
-    def to_json(self) -> str:
-        # Every field is a str, number, bool, None or tuple of those: no deep copy needed
-        # (asdict's would cost more than the rest of sending the job).
-        return json.dumps({name: getattr(self, name) for name in _SPEC_FIELDS})
+    def to_json(self, whole: bool = True) -> str:
+        """Every field, for any worker, of any version. Not `whole`: for a worker running this
+        very incrun (the local executor's), which fills in the defaults, only the fields that
+        differ from them, and the version and Python. Every field is a str, number, bool,
+        None or tuple of those: no deep copy (asdict's) is needed."""
+        if whole:
+            return json.dumps({name: getattr(self, name) for name in _SPEC_FIELDS})
+        return json.dumps({name: value for name in _SPEC_FIELDS
+                           if (value := getattr(self, name)) != _DEFAULTS.get(name, _SENT)
+                           or name in _ALWAYS_SENT})
 
     @classmethod
     def from_json(cls, text: str) -> JobSpec:
         data = json.loads(text)
         for key in ("argv", "outputs", "inputs", "reads"):
-            data[key] = tuple(data[key])
-        data["env"] = tuple(tuple(pair) for pair in data["env"])
+            if key in data:
+                data[key] = tuple(data[key])
+        if "env" in data:
+            data["env"] = tuple(tuple(pair) for pair in data["env"])
         return cls(**data)
 
 
 _SPEC_FIELDS = tuple(spec_field.name for spec_field in fields(JobSpec))
+_SENT = object()  # no default: always sent
+_DEFAULTS = {spec_field.name: spec_field.default if spec_field.default is not MISSING
+             else spec_field.default_factory() for spec_field in fields(JobSpec)
+             if spec_field.default is not MISSING or spec_field.default_factory is not MISSING}
+_ALWAYS_SENT = ("version", "python")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from ..events import ERROR, FAILED, TIMEOUT, JobResult, rule_of
 from .contract import Cancelled, Finished, JobSpec, Message, Note, Started, take_messages
 from .groups import DEFAULT_GRACE, GroupLeader, ProcessGroups, end_group, kill_group
 from .jobfiles import Lookups, Scratch, job_result
-from .workers import BOOT, COLD, FINISHED, STARTED, run_job
+from .workers import BOOT, CLOSE, COLD, FINISHED, STARTED, run_job
 
 # The folder holding the incrun package, so a worker imports this very incrun.
 _HOME = str(Path(__file__).resolve().parent.parent.parent)
@@ -64,7 +64,7 @@ class WorkerHandle:
         finishes: should the worker have just died, its reader passes it on to the next one."""
         self.outstanding[spec.task] = spec
         try:
-            self.connection.send(spec.to_json())
+            self.connection.send_bytes(spec.to_json(whole=False).encode())
         except OSError:
             pass  # a broken pipe: the reader hears the end next and hands the job on
 
@@ -173,7 +173,7 @@ class WorkerHandle:
             if self.process is None:
                 return
             try:
-                self.connection.send(None)
+                self.connection.send_bytes(CLOSE)
             except OSError:
                 pass
 

@@ -6,9 +6,9 @@ bookkeeping) off the path from one job to the next.
 
 A worker is a fresh interpreter that incrun starts itself (spawn semantics, the same on Linux,
 macOS and under Python 3.14's forkserver default), and it never imports the script that started
-incrun. Only plain data crosses its socket: job specs as JSON one way, (STARTED | FINISHED,
-job name, value) messages the other way. If incrun goes away, or
-the worker is told to stop (SIGTERM), it ends its running job's whole group before it exits.
+incrun. Only plain data crosses its socket: job specs as JSON one way (then CLOSE), (STARTED |
+FINISHED, job name, value) messages the other way. If incrun goes away, or the worker is told
+to stop (SIGTERM), it ends its running job's whole group before it exits.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ STARTED = "started"  # value: (when, pid of the process leading the job's group)
 FINISHED = "finished"  # value: the JobResult
 COLD = "cold"  # value: why a script asked to start warm starts cold (said once per script)
 RESTART = "restart"  # value: the file that changed; the worker exits, its jobs go to a new one
+CLOSE = b""  # incrun's last message to a worker; the others are job specs, as JSON
 
 # How incrun starts a worker: this very incrun package, whatever sys.path the interpreter has.
 # Not the working folder (`-c` puts it first): every import would list the project's folder,
@@ -207,13 +208,16 @@ class Worker:
             if self.scratch is not None:
                 self.scratch.close()
 
-    def _next(self):
+    def _next(self) -> bytes | None:
+        """The next job spec; None when incrun closes the worker, or is gone."""
         if self.pending:
-            return self.pending.popleft()
-        try:
-            return self.connection.recv()  # None: incrun closes the worker
-        except EOFError:
-            return None
+            message = self.pending.popleft()
+        else:
+            try:
+                message = self.connection.recv_bytes()
+            except EOFError:
+                return None
+        return None if message == CLOSE else message
 
     def _command(self, spec: JobSpec) -> JobResult:
         def started(process: subprocess.Popen) -> None:
@@ -269,7 +273,7 @@ class Worker:
                     self._drain_wakeup()
                     continue
                 try:
-                    self.pending.append(self.connection.recv())
+                    self.pending.append(self.connection.recv_bytes())
                 except EOFError:
                     end_group(process, grace)  # nothing may outlive incrun
                     raise _IncrunGone from None
