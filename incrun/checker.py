@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import os
 
 from doit.dependency import MD5Checker
 from doit.tools import config_changed
+
+from .hashing import FileState, file_md5
 
 
 class ContentChecker(MD5Checker):
@@ -18,15 +19,23 @@ class ContentChecker(MD5Checker):
       restore) is noted in `refreshed`, so its new mtime can be saved and the next run skips
       the hash.
     - Hashes are remembered for the run, so a runner script shared by 10,000 jobs is read once.
+    - A worker's hashes of its job's own inputs are used once, if the file is as it was then
+      (mtime and size): the coordinator does not read, one after another, every job's input.
     """
 
     def __init__(self):
         self.refreshed: dict[str, tuple] = {}
         self._hashes: dict[tuple, str] = {}
+        self._learned: dict[tuple, str] = {}
+
+    def learn(self, states: tuple[FileState, ...]) -> None:
+        """Files hashed elsewhere (by the worker that ran the job whose success is saved next),
+        in place of those learned before."""
+        self._learned = {(path, mtime, size): digest for path, mtime, size, digest in states}
 
     def _md5(self, path: str, mtime: float, size: int) -> str:
         key = (path, mtime, size)
-        digest = self._hashes.get(key)
+        digest = self._learned.pop(key, None) or self._hashes.get(key)
         if digest is None:
             digest = self._hashes[key] = file_md5(path)
         return digest
@@ -48,19 +57,6 @@ class ContentChecker(MD5Checker):
         if current_state and current_state[0] == stat.st_mtime:
             return None
         return stat.st_mtime, stat.st_size, self._md5(dep, stat.st_mtime, stat.st_size)
-
-
-def file_md5(path: str) -> str:
-    """doit's md5 of a file's content, read without a Python file object (half the cost of
-    doit's own for the small inputs of a sweep) and in large blocks (for the big ones)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        digest = hashlib.md5()
-        while block := os.read(fd, 1 << 20):
-            digest.update(block)
-    finally:
-        os.close(fd)
-    return digest.hexdigest()
 
 
 class command_changed(config_changed):  # noqa: N801 (named as doit's own uptodate helpers)

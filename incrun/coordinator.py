@@ -380,11 +380,14 @@ class JobRunner(Runner):
         meta = task.meta[META_KEY]
         timeout = self.ctx.timeout if self.ctx.timeout is not None else meta["timeout"]
         listed = "inputs_file" in meta
+        shared = meta["shared"]  # hashed here, once for every job
         return JobSpec(task.name, tuple(meta["argv"]), tuple(meta["outputs"]), log_path,
                        timeout, attempt, meta["call"],
                        tuple(meta["inputs"]) if listed else (), meta.get("inputs_file"),
-                       tuple(task.file_dep) if self.ctx.stage else (), self.ctx.job_env,
-                       tries=tries, warm=self.ctx.warm or meta.get("warm", False))
+                       tuple(task.file_dep) if self.ctx.stage else (),
+                       tuple(dep for dep in task.file_dep if dep not in shared),
+                       self.ctx.job_env, tries=tries,
+                       warm=self.ctx.warm or meta.get("warm", False))
 
     def _finish(self, node, result: JobResult) -> bool:
         """Record a finished job; False if it was submitted again, to retry."""
@@ -393,6 +396,7 @@ class JobRunner(Runner):
             self._interrupted(node, result)
             return True
         if result.ok:
+            self.dep_manager.checker.learn(result.hashes)
             result = self._save_success(task, result)
         attempts = self._attempts.get(task.name, 1)
         retries = self._retries(task)

@@ -39,6 +39,7 @@ class JobResult:
     log_tail: tuple[str, ...] = ()
     attempts: int = 1
     worker: str | None = None  # the slot that ran it: "w0", "w1"... (processes), "t0"... (threads)
+    hashes: tuple = ()  # of a success: hashing.FileState of the files the spec asked to hash
 
     @property
     def ok(self) -> bool:

@@ -7,7 +7,8 @@ import os
 
 from doit.dependency import get_file_md5
 
-from incrun.checker import ContentChecker, file_md5
+from incrun.checker import ContentChecker
+from incrun.hashing import file_md5, file_states
 
 SECOND = 1_000_000_000  # in nanoseconds
 
@@ -100,3 +101,29 @@ def test_file_hashes_match_doits_so_recorded_states_stay_valid(tmp_path):
         path = tmp_path / name
         path.write_bytes(bytes(i % 251 for i in range(size)))
         assert file_md5(str(path)) == get_file_md5(str(path)), name
+
+
+def test_a_workers_hash_of_an_input_is_used_while_the_file_is_as_it_hashed_it(tmp_path):
+    dep = write(tmp_path / "a.inp", b"hello", 1000 * SECOND)
+    checker = ContentChecker()
+    [(path, mtime, size, digest)] = file_states(["a.inp"], str(tmp_path))
+    assert (path, mtime, size, digest) == ("a.inp", 1000.0, 5, hashlib.md5(b"hello").hexdigest())
+    # Told a digest it cannot have computed itself, it takes it: it did not read the file.
+    checker.learn(((dep, mtime, size, "from-the-worker"),))
+    assert checker.get_state(dep, None)[2] == "from-the-worker"
+    checker.learn(())  # the next job's: what was learned for another is gone
+    assert checker.get_state(dep, None)[2] == digest
+
+
+def test_a_workers_hash_is_not_used_once_the_file_changed(tmp_path):
+    dep = write(tmp_path / "a.inp", b"hello", 1000 * SECOND)
+    [(_, mtime, size, _)] = file_states(["a.inp"], str(tmp_path))
+    write(tmp_path / "a.inp", b"hello!", 2000 * SECOND)  # rewritten after the worker hashed it
+    checker = ContentChecker()
+    checker.learn(((dep, mtime, size, "stale"),))
+    assert checker.get_state(dep, None)[2] == hashlib.md5(b"hello!").hexdigest()
+
+
+def test_file_states_leave_out_files_that_are_gone(tmp_path):
+    write(tmp_path / "a.inp", b"a", 1000 * SECOND)
+    assert [state[0] for state in file_states(["a.inp", "gone.inp"], str(tmp_path))] == ["a.inp"]

@@ -31,6 +31,8 @@ class JobSpec:
     inputs: tuple[str, ...] = field(default=())  # a gather job's, listed in `inputs_file`
     inputs_file: str | None = None  # written before the job starts, when its command reads it
     reads: tuple[str, ...] = field(default=())  # every file it reads: what --stage sends
+    hashed: tuple[str, ...] = field(default=())  # its own inputs: hashed where it ran, if it
+    # succeeded, in parallel (the coordinator would read them one after another)
     env: tuple[tuple[str, str], ...] = field(default=())  # (name, value): set for the command
     tries: int = 1  # attempts it may have at most: 1 + its retries
     version: str = __version__  # of the incrun that made the spec: a worker's must match
@@ -51,7 +53,7 @@ class JobSpec:
     @classmethod
     def from_json(cls, text: str) -> JobSpec:
         data = json.loads(text)
-        for key in ("argv", "outputs", "inputs", "reads"):
+        for key in ("argv", "outputs", "inputs", "reads", "hashed"):
             if key in data:
                 data[key] = tuple(data[key])
         if "env" in data:

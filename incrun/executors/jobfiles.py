@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from ..events import FAILED, OK, JobResult
+from ..hashing import file_states
 from .contract import JobSpec
 
 TAIL_LINES = 15
@@ -125,7 +126,8 @@ def job_result(spec: JobSpec, root: Path | str, started: float, ended: float, st
     if scratch is not None:
         scratch.finish(log_file, keep=status != OK)
     if status == OK:
-        return JobResult(name, OK, started, ended, exit_code, str(log_path))
+        return JobResult(name, OK, started, ended, exit_code, str(log_path),
+                         hashes=file_states(spec.hashed, str(root)))
     remove_outputs(outputs, root)
     if not os.path.exists(log_file):  # a failure always shows a log, if an empty one
         open(log_file, "ab").close()

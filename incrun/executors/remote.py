@@ -106,9 +106,11 @@ def past_stage_limit(path: str, limit: int) -> str:
 def plain(result: JobResult) -> dict:
     values = asdict(result)
     values["log_tail"] = list(values["log_tail"])
+    values["hashes"] = [list(state) for state in values["hashes"]]
     return values
 
 
 def result_of(values: dict) -> JobResult:
     """The JobResult a remote worker answered with."""
-    return JobResult(**{**values, "log_tail": tuple(values["log_tail"])})
+    return JobResult(**{**values, "log_tail": tuple(values["log_tail"]),
+                        "hashes": tuple(tuple(state) for state in values.get("hashes", ()))})
