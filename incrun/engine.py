@@ -35,8 +35,21 @@ COLLECT_AFTER = 20_000
 
 def run(config: Config) -> int:
     os.chdir(config.root)
+    with _few_collections():
+        return _command(config)
+
+
+@contextmanager
+def _few_collections():
+    """The collector as COLLECT_AFTER says, for one invocation; as it was after (`incrun
+    watch` runs one after another in the same process)."""
+    previous = gc.get_threshold()
     gc.set_threshold(COLLECT_AFTER, 50, 20)
-    return _command(config)
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*previous)
 
 
 def _command(config: Config) -> int:

@@ -3,6 +3,7 @@ What every executor must do with many is in test_executor_contract."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -31,6 +32,20 @@ def test_run_job_success_writes_the_log_and_keeps_the_output(tmp_path):
     assert result.status == OK and result.exit_code == 0
     assert log.read_text() == "hello\n"
     assert (tmp_path / "a.out").read_text() == "x"
+
+
+def test_a_succeeded_job_brings_the_hash_of_its_own_inputs_as_a_remote_one_does(tmp_path):
+    (tmp_path / "a.inp").write_bytes(b"input a")
+    hashed = replace(spec("open('a.out', 'w').write('x')"), hashed=("a.inp", "gone.inp"))
+    [(path, mtime, size, digest)] = run_job(hashed, tmp_path).hashes
+    info = os.stat(tmp_path / "a.inp")
+    assert (path, mtime, size) == ("a.inp", info.st_mtime, info.st_size)
+    assert digest == hashlib.md5(b"input a").hexdigest()
+    answer = run_remote(hashed.to_json(), str(tmp_path))  # the same, through JSON
+    assert result_of(answer).hashes == ((path, mtime, size, digest),)
+    failed = run_job(replace(hashed, argv=(sys.executable, "-c", "raise SystemExit(1)")),
+                     tmp_path)
+    assert failed.status == FAILED and failed.hashes == ()  # nothing of a failure is kept
 
 
 def test_run_job_failure_removes_outputs_and_carries_the_log_tail(tmp_path):

@@ -3,9 +3,11 @@ make one run, as the user sees it, with --fail-fast, --limit and the records as 
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
+from doit.task import Task
 
 from incrun import cli, engine, errors
 from incrun.config import RuleSpec
@@ -90,3 +92,24 @@ def test_fail_fast_and_limit_hold_across_parts(tmp_path, small_parts, capsys, mo
     code, events = run(root, "--limit", "4", "--in-order", capsys=capsys)
     assert code == errors.OK
     assert len(finished(events)) == 4  # the limit counts across parts
+
+
+def test_a_parts_tasks_are_freed_as_it_ends_with_no_cycle_left(tmp_path, small_parts, capsys,
+                                                               monkeypatch):
+    """doit's actions point back at their task: were they built for a rule's jobs, or left
+    tied, every part would leave its tasks to the collector, a million of them in a big run."""
+    monkeypatch.setenv("CI", "true")
+    root = sweep_project(tmp_path / "p", [f"{i}.inp" for i in range(7)])
+    gc.collect()
+    gc.disable()  # what the run leaves in cycles stays, to be counted
+    try:
+        code, events = run(root, capsys=capsys)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = [item for item in gc.garbage if isinstance(item, Task)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert code == 0 and len(finished(events)) == 7
+    assert left == []
