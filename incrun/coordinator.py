@@ -228,7 +228,7 @@ class JobRunner(Runner):
             if (ready or selected) and self._stopping():
                 self._unmark(ready, limits)
                 self._let_go(selected, limits)
-            marked = self._mark_released(released, ready, limits)
+            marked = self._mark_released(released, ready, selected, limits)
             released = []
             capacity = self._capacity()
             waiting = len(inflight) + len(ready)
@@ -252,7 +252,7 @@ class JobRunner(Runner):
                     ended.append(node)
                 else:
                     selected.append(node)
-            if selected and waiting < capacity:  # the executor runs low: a batch, marked
+            if selected and waiting < capacity and not self._stopping():  # a batch, marked
                 self._mark_selected(selected, ready)
                 marked = True
             now = self.ctx.clock()
@@ -299,12 +299,14 @@ class JobRunner(Runner):
         finally:
             self.ctx.idle = False
 
-    def _mark_released(self, released: list, ready: deque, limits: RuleLimits) -> bool:
+    def _mark_released(self, released: list, ready: deque, selected: deque,
+                       limits: RuleLimits) -> bool:
         """Jobs that waited for their rule's limit: marked running, ready to submit (or let go
-        if the run stops or reached --limit). Whether any was marked."""
+        if the run stops or reached --limit, the selected jobs counted). Whether any was
+        marked."""
         marked = False
         for node in released:
-            if self._stopping() or self.ctx.limit_reached:
+            if self._stopping() or self._limit_met(selected):
                 limits.release(node, successor=False)
             else:
                 self._mark_started(node)
@@ -380,14 +382,22 @@ class JobRunner(Runner):
         meta = task.meta[META_KEY]
         timeout = self.ctx.timeout if self.ctx.timeout is not None else meta["timeout"]
         listed = "inputs_file" in meta
-        shared = meta["shared"]  # hashed here, once for every job
         return JobSpec(task.name, tuple(meta["argv"]), tuple(meta["outputs"]), log_path,
                        timeout, attempt, meta["call"],
                        tuple(meta["inputs"]) if listed else (), meta.get("inputs_file"),
                        tuple(task.file_dep) if self.ctx.stage else (),
-                       tuple(dep for dep in task.file_dep if dep not in shared),
-                       self.ctx.job_env, tries=tries,
+                       self._to_hash(task, meta["shared"]), self.ctx.job_env, tries=tries,
                        warm=self.ctx.warm or meta.get("warm", False))
+
+    def _to_hash(self, task, shared: list) -> tuple[str, ...]:
+        """The job's own inputs with no recorded state (all of a new job's): hashed by the
+        worker that runs it, in parallel with the other jobs. A recorded one is hashed here,
+        and only if it changed; the shared ones (the runner script) once for every job; a
+        staged job's are copies, whose mtimes are not the project's."""
+        if self.ctx.stage:
+            return ()
+        return tuple(dep for dep in task.file_dep
+                     if dep not in shared and self.dep_manager._get(task.name, dep) is None)
 
     def _finish(self, node, result: JobResult) -> bool:
         """Record a finished job; False if it was submitted again, to retry."""
@@ -533,19 +543,7 @@ class IncrunRun(Run):
         own_tasks = self.context.own_tasks or num_process or 1
         runner = JobRunner(self.dep_manager, reporter_obj, self.context,
                            Stream(verbosity, force_verbosity), own_tasks)
-        try:
-            return runner.run_all(self.control.task_dispatcher())
-        finally:
-            _untie(self.control.tasks.values())
-
-
-def _untie(tasks) -> None:
-    """doit's actions point back at their task: cycles that only a full collection would
-    free, here broken, so a run's tasks (a part's, of a big run) go as soon as it ends. A
-    rule's jobs never have theirs built (see loader.has_actions)."""
-    for task in tasks:
-        for action in task._action_instances or ():
-            action.task = None
+        return runner.run_all(self.control.task_dispatcher())
 
 
 def _without_task_deps(control: TaskControl) -> None:

@@ -71,8 +71,8 @@ def _frames(error: BaseException):
 
 def has_actions(task) -> bool:
     """Whether the task runs anything (a group runs nothing). Asked of doit's `actions`, doit
-    would build an object for each action, pointing back at its task: a cycle for the
-    collector per job, whose actions incrun never runs here."""
+    would build an object for each action, pointing back at its task: a cycle per job for
+    the collector, a part's worth at a time in a big run, for actions incrun never runs."""
     return bool(task._actions)
 
 

@@ -93,8 +93,13 @@ def test_kill_9_mid_write_loses_only_the_running_jobs(project, mode):
     project.write("runner.py", SLOW_WRITER)
     names = [f"in{i:02d}.inp" for i in range(60)]
     project.inputs(*names)
-    done, victims = set(), ("in05.inp", "in30.inp", "in55.inp")
-    for victim in victims:  # each run is killed while this job is half-way through its output
+    done, victims = set(), []
+    for _ in range(3):  # each run is killed while its victim is half-way through its output
+        # The victim is one not done yet, a few into those left: warm jobs are quick enough
+        # that a job chosen further on could end before the kill of the run before.
+        left = sorted(set(names) - done)
+        victim = left[min(5, len(left) - 1)]
+        victims.append(victim)
         run = start(project, "-n", "4", env={"VICTIM": victim})
         poll(lambda v=victim[:-4]: (project.root / "midwrite" / v).exists(),
              what=f"{victim} mid-write")

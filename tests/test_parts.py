@@ -9,7 +9,7 @@ import json
 import pytest
 from doit.task import Task
 
-from incrun import cli, engine, errors
+from incrun import cli, coordinator, engine, errors
 from incrun.config import RuleSpec
 from incrun.plan import build
 
@@ -113,3 +113,31 @@ def test_a_parts_tasks_are_freed_as_it_ends_with_no_cycle_left(tmp_path, small_p
         gc.enable()
     assert code == 0 and len(finished(events)) == 7
     assert left == []
+
+
+LIMITED = """\
+[rules.licensed]
+inputs = ["*.big"]
+command = "{python} runner.py {input}"
+outputs = ["{stem}.out"]
+jobs = 1
+
+[rules.free]
+inputs = ["*.inp"]
+"""
+
+
+@pytest.mark.parametrize("slots, limit", [(1, 6), (2, 9), (2, 10)])
+def test_limit_holds_exactly_while_a_rules_limit_releases_its_jobs(tmp_path, capsys,
+                                                                   monkeypatch, slots, limit):
+    """--limit counts the jobs chosen to start and not yet marked running: a job that its
+    rule's limit lets go meanwhile does not start beyond it."""
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setattr(coordinator, "MARK_AHEAD", 1)  # batches of a few jobs
+    root = sweep_project(tmp_path / "p", [f"s{i}.inp" for i in range(8)])
+    for i in range(4):
+        (root / f"b{i}.big").write_text("x")
+    (root / "incrun.toml").write_text(LIMITED)
+    code, events = run(root, "-n", str(slots), "--limit", str(limit), capsys=capsys)
+    assert code == errors.OK
+    assert len(finished(events)) == limit
